@@ -1,0 +1,247 @@
+"""A rollout's status: what the Pulumi stack's outputs hold after each update.
+
+"The status is the brain": everything the reconciler needs to resume after a
+crash lives here and is persisted as stack outputs, never in process memory.
+``RolloutStatus.to_outputs`` / ``from_outputs`` are the only (de)serialisers;
+the output keys are camelCase like Argo Rollouts' status.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = [
+    "AnalysisPhase",
+    "AnalysisRunStatus",
+    "Measurement",
+    "MeasurementPhase",
+    "Phase",
+    "RolloutStatus",
+    "RouteWeight",
+]
+
+
+class Phase(enum.Enum):
+    """Argo Rollouts' phases, plus Aborted (Argo shows it as Degraded + abort)."""
+
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    HEALTHY = "Healthy"
+    DEGRADED = "Degraded"
+    ABORTED = "Aborted"
+
+
+class MeasurementPhase(enum.Enum):
+    """One measurement's result, with Argo Rollouts' names."""
+
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+    ERROR = "Error"
+
+
+class AnalysisPhase(enum.Enum):
+    """An analysis run's outcome, with Argo Rollouts' names."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+    ERROR = "Error"
+    INCONCLUSIVE = "Inconclusive"
+
+    @property
+    def completed(self) -> bool:
+        return self not in (AnalysisPhase.PENDING, AnalysisPhase.RUNNING)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One query of one metric: when, what value, what it meant."""
+
+    metric: str
+    phase: MeasurementPhase
+    started_at: str
+    finished_at: str
+    value: str = ""
+    message: str = ""
+
+    def to_outputs(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "phase": self.phase.value,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "value": self.value,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_outputs(cls, data: Mapping[str, Any]) -> Measurement:
+        return cls(
+            metric=str(data["metric"]),
+            phase=MeasurementPhase(data["phase"]),
+            started_at=str(data["startedAt"]),
+            finished_at=str(data["finishedAt"]),
+            value=str(data.get("value", "")),
+            message=str(data.get("message", "")),
+        )
+
+
+@dataclass(frozen=True)
+class AnalysisRunStatus:
+    """An analysis run: an inline step (``step_index``) or background (``None``)."""
+
+    name: str
+    phase: AnalysisPhase
+    step_index: int | None = None
+    started_at: str = ""
+    measurements: tuple[Measurement, ...] = ()
+    message: str = ""
+
+    def to_outputs(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "phase": self.phase.value,
+            "stepIndex": self.step_index,
+            "startedAt": self.started_at,
+            "measurements": [m.to_outputs() for m in self.measurements],
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_outputs(cls, data: Mapping[str, Any]) -> AnalysisRunStatus:
+        step = data.get("stepIndex")
+        return cls(
+            name=str(data["name"]),
+            phase=AnalysisPhase(data["phase"]),
+            step_index=None if step is None else int(step),
+            started_at=str(data.get("startedAt", "")),
+            measurements=tuple(Measurement.from_outputs(m) for m in data.get("measurements", [])),
+            message=str(data.get("message", "")),
+        )
+
+
+@dataclass(frozen=True)
+class RouteWeight:
+    """Weights of one HTTPRoute: percent of traffic on stable and on canary."""
+
+    route: str
+    namespace: str
+    stable: int
+    canary: int
+
+    def to_outputs(self) -> dict[str, Any]:
+        return {"route": self.route, "namespace": self.namespace, "stable": self.stable, "canary": self.canary}
+
+    @classmethod
+    def from_outputs(cls, data: Mapping[str, Any]) -> RouteWeight:
+        return cls(
+            route=str(data["route"]),
+            namespace=str(data["namespace"]),
+            stable=int(data["stable"]),
+            canary=int(data["canary"]),
+        )
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    """Everything known about one rollout after the last Pulumi update.
+
+    ``current_step_index`` counts from 0; ``step_count`` means "all steps done".
+    Times are RFC 3339 UTC strings (``2026-11-25T14:00:00Z``) or ``""``.
+    ``stable_revision`` / ``canary_revision`` are pod-template hashes.
+    """
+
+    rollout: str
+    namespace: str
+    environment: str
+    phase: Phase
+    current_step_index: int
+    step_count: int
+    stable_revision: str
+    canary_revision: str = ""
+    weights: tuple[RouteWeight, ...] = ()
+    replicas: Mapping[str, int] = field(default_factory=dict)
+    step_started_at: str = ""
+    pause_started_at: str = ""
+    git_commit: str = ""
+    images: tuple[str, ...] = ()
+    message: str = ""
+    analysis_runs: tuple[AnalysisRunStatus, ...] = ()
+    aborted: bool = False
+    #: set once the first revision of this rollout ever reached Healthy here.
+    deployed_once: bool = False
+    #: revisions seen, newest last: kept for ReplicaSet pruning and history.
+    revision_history: tuple[str, ...] = ()
+    #: when the rollout of ``canary_revision`` started (progress deadline base).
+    rollout_started_at: str = ""
+    #: when the previous stable was replaced or the canary aborted (scale-down delays).
+    scale_down_at: str = ""
+    #: the revision waiting for its scale-down delay to pass ("" when none).
+    scale_down_revision: str = ""
+
+    def with_changes(self, **changes: Any) -> RolloutStatus:
+        """A copy with the given fields changed (the dataclass is frozen)."""
+        return replace(self, **changes)
+
+    @property
+    def in_flight(self) -> bool:
+        """True while a canary revision exists that is not yet stable."""
+        return bool(self.canary_revision) and self.canary_revision != self.stable_revision
+
+    def to_outputs(self) -> dict[str, Any]:
+        return {
+            "rollout": self.rollout,
+            "namespace": self.namespace,
+            "environment": self.environment,
+            "phase": self.phase.value,
+            "currentStepIndex": self.current_step_index,
+            "stepCount": self.step_count,
+            "stableRevision": self.stable_revision,
+            "canaryRevision": self.canary_revision,
+            "weights": [w.to_outputs() for w in self.weights],
+            "replicas": dict(self.replicas),
+            "stepStartedAt": self.step_started_at,
+            "pauseStartedAt": self.pause_started_at,
+            "gitCommit": self.git_commit,
+            "images": list(self.images),
+            "message": self.message,
+            "analysisRuns": [a.to_outputs() for a in self.analysis_runs],
+            "aborted": self.aborted,
+            "deployedOnce": self.deployed_once,
+            "revisionHistory": list(self.revision_history),
+            "rolloutStartedAt": self.rollout_started_at,
+            "scaleDownAt": self.scale_down_at,
+            "scaleDownRevision": self.scale_down_revision,
+        }
+
+    @classmethod
+    def from_outputs(cls, data: Mapping[str, Any]) -> RolloutStatus:
+        return cls(
+            rollout=str(data["rollout"]),
+            namespace=str(data["namespace"]),
+            environment=str(data.get("environment", "")),
+            phase=Phase(data["phase"]),
+            current_step_index=int(data["currentStepIndex"]),
+            step_count=int(data["stepCount"]),
+            stable_revision=str(data["stableRevision"]),
+            canary_revision=str(data.get("canaryRevision", "")),
+            weights=tuple(RouteWeight.from_outputs(w) for w in data.get("weights", [])),
+            replicas={str(k): int(v) for k, v in dict(data.get("replicas", {})).items()},
+            step_started_at=str(data.get("stepStartedAt", "")),
+            pause_started_at=str(data.get("pauseStartedAt", "")),
+            git_commit=str(data.get("gitCommit", "")),
+            images=tuple(str(i) for i in data.get("images", [])),
+            message=str(data.get("message", "")),
+            analysis_runs=tuple(AnalysisRunStatus.from_outputs(a) for a in data.get("analysisRuns", [])),
+            aborted=bool(data.get("aborted", False)),
+            deployed_once=bool(data.get("deployedOnce", False)),
+            revision_history=tuple(str(r) for r in data.get("revisionHistory", [])),
+            rollout_started_at=str(data.get("rolloutStartedAt", "")),
+            scale_down_at=str(data.get("scaleDownAt", "")),
+            scale_down_revision=str(data.get("scaleDownRevision", "")),
+        )
