@@ -183,6 +183,10 @@ class RolloutStatus:
     scale_down_at: str = ""
     #: the revision waiting for its scale-down delay to pass ("" when none).
     scale_down_revision: str = ""
+    #: CDEvents context.chainId shared by every event of the current revision's rollout.
+    chain_id: str = ""
+    #: id of the last CDEvent derived for this rollout (the next event links to it).
+    last_event_id: str = ""
 
     def with_changes(self, **changes: Any) -> RolloutStatus:
         """A copy with the given fields changed (the dataclass is frozen)."""
@@ -217,6 +221,8 @@ class RolloutStatus:
             "rolloutStartedAt": self.rollout_started_at,
             "scaleDownAt": self.scale_down_at,
             "scaleDownRevision": self.scale_down_revision,
+            "chainId": self.chain_id,
+            "lastEventId": self.last_event_id,
         }
 
     @classmethod
@@ -244,4 +250,6 @@ class RolloutStatus:
             rollout_started_at=str(data.get("rolloutStartedAt", "")),
             scale_down_at=str(data.get("scaleDownAt", "")),
             scale_down_revision=str(data.get("scaleDownRevision", "")),
+            chain_id=str(data.get("chainId", "")),
+            last_event_id=str(data.get("lastEventId", "")),
         )
