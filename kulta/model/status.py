@@ -187,6 +187,11 @@ class RolloutStatus:
     chain_id: str = ""
     #: id of the last CDEvent derived for this rollout (the next event links to it).
     last_event_id: str = ""
+    #: pod templates of the live revisions by hash: the stable one is no longer in
+    #: Git once a new revision is committed, but every update must redeclare it.
+    templates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: id of the last manual command (promote/abort/retry) the reconciler applied.
+    last_command_id: str = ""
 
     def with_changes(self, **changes: Any) -> RolloutStatus:
         """A copy with the given fields changed (the dataclass is frozen)."""
@@ -223,6 +228,8 @@ class RolloutStatus:
             "scaleDownRevision": self.scale_down_revision,
             "chainId": self.chain_id,
             "lastEventId": self.last_event_id,
+            "templates": {k: dict(v) for k, v in self.templates.items()},
+            "lastCommandId": self.last_command_id,
         }
 
     @classmethod
@@ -252,4 +259,6 @@ class RolloutStatus:
             scale_down_revision=str(data.get("scaleDownRevision", "")),
             chain_id=str(data.get("chainId", "")),
             last_event_id=str(data.get("lastEventId", "")),
+            templates={str(k): dict(v) for k, v in dict(data.get("templates", {})).items()},
+            last_command_id=str(data.get("lastCommandId", "")),
         )

@@ -1,0 +1,88 @@
+"""A Python language host for the Pulumi engine, used when Pulumi's own is missing.
+
+Why this exists: the Pulumi engine runs ``runtime: python`` projects through a
+separate binary, ``pulumi-language-python``. Its Go module is not served by the
+module proxy KULTA's build machines reach (see docs/toolchain.md), so the
+toolchain installs this module under that plugin name instead. It speaks the
+same gRPC ``LanguageRuntime`` protocol, reusing the servicer the Pulumi Python
+SDK ships for Automation API inline programs, and runs the project's
+``__main__.py`` in-process. A machine that has Pulumi's real language host keeps
+using it; the toolchain never shadows an installed one.
+
+Plugin protocol: the engine starts ``pulumi-language-python [flags] ENGINE_ADDR``,
+reads the port this process listens on from its first stdout line, then calls
+it over gRPC until it kills the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import runpy
+import sys
+from concurrent import futures
+from typing import Any
+
+import grpc
+from pulumi.automation._server import LanguageServer
+from pulumi.runtime.proto import language_pb2, language_pb2_grpc
+
+__all__ = ["ProgramDirLanguageServer", "main"]
+
+log = logging.getLogger(__name__)
+
+MAIN_FILE = "__main__.py"
+MAX_MESSAGE_BYTES = 400 * 1024 * 1024
+
+
+class ProgramDirLanguageServer(LanguageServer):
+    """Runs ``__main__.py`` of the directory the engine names in each RunRequest."""
+
+    def __init__(self) -> None:
+        super().__init__(program=self._run_main)
+        self._program_dir = os.getcwd()
+
+    def _run_main(self) -> None:
+        main_path = os.path.join(self._program_dir, MAIN_FILE)
+        if self._program_dir not in sys.path:
+            sys.path.insert(0, self._program_dir)
+        runpy.run_path(main_path, run_name="__main__")
+
+    def Run(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC method name)
+        program_dir = request.info.program_directory or request.pwd or os.getcwd()
+        self._program_dir = os.path.abspath(program_dir)
+        os.chdir(request.pwd or self._program_dir)
+        return super().Run(request, context)
+
+    def InstallDependencies(self, request: Any, context: Any) -> Any:  # noqa: N802
+        # Dependencies come from requirements.txt installed by the project's
+        # setup; there is nothing to install per run.
+        return iter(())
+
+    def GetProgramDependencies(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return language_pb2.GetProgramDependenciesResponse()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the LanguageRuntime on a free loopback port and print the port."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    positional = [a for a in args if not a.startswith("-")]
+    log.debug("language host starting", extra={"engine": positional[-1] if positional else ""})
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4),
+        options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    language_pb2_grpc.add_LanguageRuntimeServicer_to_server(ProgramDirLanguageServer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    sys.stdout.write(f"{port}\n")
+    sys.stdout.flush()
+    server.wait_for_termination()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
