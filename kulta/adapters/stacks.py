@@ -1,0 +1,355 @@
+"""Pulumi stacks through the Automation API: one stack per (environment, namespace, rollout).
+
+Why a manager: every step is a Pulumi update, so the cost of an update is the
+cost of a step. One ``LocalWorkspace`` is created per stack and reused (its
+program swapped per update), no refresh runs unless asked, and the update
+message carries the step so ``pulumi stack history`` is readable on its own.
+
+Errors are translated here: a stack locked by another process becomes
+``StackLockedError`` (skip, retry later); any other engine failure becomes
+``StepFailedError`` with the engine's own last lines. A lock left behind by a
+dead KULTA process on this host (file backends) is removed before an update;
+a lock held by a live process is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from pulumi import automation as auto
+
+from kulta.core.constants import PULUMI_PROJECT
+from kulta.errors import ConfigError, StackLockedError, StepFailedError
+
+__all__ = [
+    "HistoryEntry",
+    "PreviewChange",
+    "PreviewReport",
+    "StackManager",
+    "StackSettings",
+    "UpdateReport",
+    "stack_name_for",
+]
+
+log = logging.getLogger(__name__)
+
+ENV_BACKEND_URL = "PULUMI_BACKEND_URL"
+ENV_PASSPHRASE = "PULUMI_CONFIG_PASSPHRASE"
+ENV_PASSPHRASE_FILE = "PULUMI_CONFIG_PASSPHRASE_FILE"
+STACK_NAME_RE = re.compile(r"[^A-Za-z0-9_.-]")
+ERROR_TAIL_LINES = 12
+
+
+def stack_name_for(environment: str, namespace: str, rollout: str) -> str:
+    """``<env>.<namespace>.<rollout>`` with characters Pulumi refuses replaced by ``-``."""
+    return ".".join(STACK_NAME_RE.sub("-", p) for p in (environment, namespace, rollout))
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Where stacks live and what the engine sees.
+
+    ``backend_url`` defaults to ``$PULUMI_BACKEND_URL`` or ``file://<state_dir>/backend``;
+    S3, GCS, Azure Blob, PostgreSQL and Pulumi Cloud URLs are passed through unchanged.
+    """
+
+    state_dir: Path
+    backend_url: str = ""
+    kubeconfig: str = ""
+    pulumi_home: str = ""
+    extra_env: Mapping[str, str] | None = None
+
+    def resolved_backend(self) -> str:
+        if self.backend_url:
+            return self.backend_url
+        if os.environ.get(ENV_BACKEND_URL):
+            return os.environ[ENV_BACKEND_URL]
+        path = self.state_dir / "backend"
+        path.mkdir(parents=True, exist_ok=True)
+        return f"file://{path}"
+
+    def env(self) -> dict[str, str]:
+        env: dict[str, str] = {
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            ENV_BACKEND_URL: self.resolved_backend(),
+        }
+        if not os.environ.get(ENV_PASSPHRASE) and not os.environ.get(ENV_PASSPHRASE_FILE):
+            # Stacks hold no secrets of their own unless a user adds them; an empty
+            # passphrase keeps the default setup free of a secret to manage.
+            env[ENV_PASSPHRASE] = ""
+        if self.kubeconfig:
+            env["KUBECONFIG"] = self.kubeconfig
+        if self.pulumi_home:
+            env["PULUMI_HOME"] = self.pulumi_home
+        env.update(self.extra_env or {})
+        return env
+
+
+@dataclass(frozen=True)
+class UpdateReport:
+    outputs: dict[str, Any]
+    changes: dict[str, int]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PreviewChange:
+    """One resource's planned change: ``op`` is create/update/delete/same/replace."""
+
+    urn_name: str
+    type: str
+    op: str
+    diffs: tuple[str, ...]
+    detailed: Mapping[str, tuple[Any, Any]]
+
+
+@dataclass(frozen=True)
+class PreviewReport:
+    changes: tuple[PreviewChange, ...]
+    summary: dict[str, int]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    version: int
+    start_time: str
+    end_time: str
+    result: str
+    message: str
+    changes: dict[str, int]
+
+
+class StackManager:
+    """Creates, updates, previews and reads KULTA's stacks (thread-safe per stack)."""
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self._stacks: dict[str, auto.Stack] = {}
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    # -- workspace -----------------------------------------------------------------
+    def stack_lock(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    def _stack(self, name: str, program: Callable[[], None] | None = None) -> auto.Stack:
+        with self._guard:
+            stack = self._stacks.get(name)
+        if stack is None:
+            work_dir = self.settings.state_dir / "workspaces" / name
+            work_dir.mkdir(parents=True, exist_ok=True)
+            opts = auto.LocalWorkspaceOptions(
+                work_dir=str(work_dir),
+                pulumi_home=self.settings.pulumi_home or None,
+                env_vars=self.settings.env(),
+                project_settings=auto.ProjectSettings(
+                    name=PULUMI_PROJECT,
+                    runtime="python",
+                    backend=auto.ProjectBackend(url=self.settings.resolved_backend()),
+                ),
+                secrets_provider="passphrase",
+            )
+            try:
+                stack = auto.create_or_select_stack(
+                    stack_name=name, project_name=PULUMI_PROJECT, program=program or _no_program, opts=opts
+                )
+            except auto.errors.CommandError as exc:
+                raise ConfigError(f"cannot open Pulumi stack {name}: {_tail(exc)}") from exc
+            with self._guard:
+                self._stacks[name] = stack
+        if program is not None:
+            stack.workspace.program = program
+        return stack
+
+    def exists(self, name: str) -> bool:
+        return name in self.list_stacks()
+
+    def list_stacks(self) -> list[str]:
+        ws = auto.LocalWorkspace(
+            work_dir=str(self._ensure_dir(self.settings.state_dir / "workspaces" / "_list")),
+            pulumi_home=self.settings.pulumi_home or None,
+            env_vars=self.settings.env(),
+            project_settings=auto.ProjectSettings(
+                name=PULUMI_PROJECT, runtime="python", backend=auto.ProjectBackend(url=self.settings.resolved_backend())
+            ),
+        )
+        return sorted(s.name for s in ws.list_stacks())
+
+    @staticmethod
+    def _ensure_dir(path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- reads -----------------------------------------------------------------------
+    def outputs(self, name: str) -> dict[str, Any]:
+        """The last update's outputs (empty for a new stack)."""
+        stack = self._stack(name)
+        return {k: v.value for k, v in stack.outputs().items()}
+
+    def get_config(self, name: str, key: str) -> str | None:
+        stack = self._stack(name)
+        try:
+            return stack.get_config(key).value
+        except auto.errors.CommandError:
+            return None
+
+    def set_config(self, name: str, key: str, value: str) -> None:
+        self._stack(name).set_config(key, auto.ConfigValue(value=value))
+
+    def history(self, name: str, page_size: int = 100) -> list[HistoryEntry]:
+        stack = self._stack(name)
+        entries = []
+        for h in stack.history(page_size=page_size, page=1):
+            entries.append(
+                HistoryEntry(
+                    version=h.version,
+                    start_time=h.start_time.isoformat(),
+                    end_time=h.end_time.isoformat() if h.end_time else "",
+                    result=h.result,
+                    message=h.message or "",
+                    changes=dict(h.resource_changes or {}),
+                )
+            )
+        return entries
+
+    # -- writes ----------------------------------------------------------------------
+    def up(
+        self,
+        name: str,
+        program: Callable[[], None],
+        message: str,
+        on_output: Callable[[str], None] | None = None,
+    ) -> UpdateReport:
+        """Run one update; the outputs returned are what the engine recorded."""
+        stack = self._stack(name, program)
+        self.recover_dead_lock(name)
+        start = time.monotonic()
+        try:
+            result = stack.up(message=message, on_output=on_output, color="never", suppress_progress=True)
+        except auto.errors.ConcurrentUpdateError as exc:
+            raise StackLockedError(f"stack {name} is being updated by another process; retrying later") from exc
+        except auto.errors.CommandError as exc:
+            raise StepFailedError(f"Pulumi update of stack {name} failed: {_tail(exc)}") from exc
+        outputs = {k: v.value for k, v in result.outputs.items()}
+        changes = dict(result.summary.resource_changes or {})
+        return UpdateReport(outputs=outputs, changes=changes, seconds=time.monotonic() - start)
+
+    def preview(self, name: str, program: Callable[[], None]) -> PreviewReport:
+        stack = self._stack(name, program)
+        events: list[auto.EngineEvent] = []
+        try:
+            result = stack.preview(on_event=events.append, color="never", diff=True)
+        except auto.errors.CommandError as exc:
+            raise StepFailedError(f"Pulumi preview of stack {name} failed: {_tail(exc)}") from exc
+        changes = []
+        for ev in events:
+            pre = ev.resource_pre_event
+            if pre is None:
+                continue
+            md = pre.metadata
+            if md.type == "pulumi:pulumi:Stack":
+                continue
+            detailed: dict[str, tuple[Any, Any]] = {}
+            old = (md.old.outputs if md.old else None) or {}
+            new = (md.new.inputs if md.new else None) or {}
+            for path in md.diffs or []:
+                detailed[path] = (_lookup(old, path), _lookup(new, path))
+            changes.append(
+                PreviewChange(
+                    urn_name=md.urn.split("::")[-1],
+                    type=md.type,
+                    op=md.op.value if hasattr(md.op, "value") else str(md.op),
+                    diffs=tuple(md.diffs or ()),
+                    detailed=detailed,
+                )
+            )
+        summary = {str(getattr(k, "value", k)): int(v) for k, v in result.change_summary.items()}
+        return PreviewReport(changes=tuple(changes), summary=summary)
+
+    def destroy(self, name: str, remove: bool = True) -> None:
+        stack = self._stack(name)
+        try:
+            stack.destroy(color="never", suppress_progress=True)
+            if remove:
+                stack.workspace.remove_stack(name)
+        except auto.errors.CommandError as exc:
+            raise StepFailedError(f"Pulumi destroy of stack {name} failed: {_tail(exc)}") from exc
+        with self._guard:
+            self._stacks.pop(name, None)
+
+    # -- locks -----------------------------------------------------------------------
+    def lock_dir(self, name: str) -> Path | None:
+        url = self.settings.resolved_backend()
+        parsed = urlparse(url)
+        if parsed.scheme != "file":
+            return None
+        root = Path(unquote(parsed.path))
+        return root / ".pulumi" / "locks" / "organization" / PULUMI_PROJECT / name
+
+    def recover_dead_lock(self, name: str) -> bool:
+        """Remove this stack's lock when its owner was a process of this host that is gone."""
+        directory = self.lock_dir(name)
+        if directory is None or not directory.is_dir():
+            return False
+        removed = False
+        host = socket.gethostname()
+        for lock in directory.glob("*.json"):
+            try:
+                info = json.loads(lock.read_text())
+            except (OSError, ValueError):
+                continue
+            pid = int(info.get("pid", 0) or 0)
+            if info.get("hostname") != host or pid <= 0 or _alive(pid):
+                continue
+            log.warning(
+                "removing stale Pulumi lock left by dead process",
+                extra={"stack": name, "pid": pid, "lock": lock.name},
+            )
+            lock.unlink(missing_ok=True)
+            removed = True
+        return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lookup(data: Any, path: str) -> Any:
+    cur = data
+    for part in re.findall(r"[^.\[\]]+", path):
+        if isinstance(cur, Mapping):
+            cur = cur.get(part)
+        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            return None
+    return cur
+
+
+def _tail(exc: auto.errors.CommandError) -> str:
+    text = str(exc)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return "\n".join(lines[-ERROR_TAIL_LINES:])
+
+
+def _no_program() -> None:
+    """Placeholder program for stacks opened only to read outputs, config or history."""

@@ -1,0 +1,52 @@
+"""Names KULTA writes into Kubernetes and Pulumi: one place, so they never drift.
+
+The pod-template-hash label keeps Argo Rollouts' name so dashboards and
+selectors written for Argo keep working after a migration.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ANNOTATION_PATCH_FIELD_MANAGER",
+    "ANNOTATION_PATCH_FORCE",
+    "ANNOTATION_SKIP_AWAIT",
+    "ANNOTATION_WAIT_FOR",
+    "CONFIG_COMMAND",
+    "CONFIG_NAMESPACE",
+    "CONFIG_ROLLOUT",
+    "CONFIG_STEP",
+    "FIELD_MANAGER",
+    "GATEWAY_API_VERSION",
+    "HTTPROUTE_KIND",
+    "HTTPROUTE_PLURAL",
+    "LABEL_CANARY_IN_FLIGHT",
+    "LABEL_MANAGED_BY",
+    "LABEL_POD_TEMPLATE_HASH",
+    "LABEL_ROLLOUT",
+    "MANAGED_BY_VALUE",
+    "PULUMI_PROJECT",
+]
+
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "kulta"
+LABEL_ROLLOUT = "kulta.io/rollout"
+LABEL_POD_TEMPLATE_HASH = "rollouts-pod-template-hash"
+#: on an HTTPRoute while a canary is in flight (for Argo CD / Flux ignoreDifferences)
+LABEL_CANARY_IN_FLIGHT = "kulta.io/canary-in-flight"
+
+FIELD_MANAGER = "kulta"
+ANNOTATION_PATCH_FIELD_MANAGER = "pulumi.com/patchFieldManager"
+ANNOTATION_PATCH_FORCE = "pulumi.com/patchForce"
+ANNOTATION_WAIT_FOR = "pulumi.com/waitFor"
+ANNOTATION_SKIP_AWAIT = "pulumi.com/skipAwait"
+
+GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
+HTTPROUTE_KIND = "HTTPRoute"
+HTTPROUTE_PLURAL = "httproutes"
+
+PULUMI_PROJECT = "kulta"
+#: stack config keys (namespace ``kulta``)
+CONFIG_NAMESPACE = "kulta"
+CONFIG_ROLLOUT = "kulta:rollout"
+CONFIG_STEP = "kulta:step"
+CONFIG_COMMAND = "kulta:command"
