@@ -1,0 +1,74 @@
+"""Parsed AnalysisTemplate / ClusterAnalysisTemplate documents.
+
+Argo Rollouts users keep their templates; KULTA supports the Prometheus provider only,
+so a template that parses here is one KULTA can run. Durations are whole seconds;
+``count`` is the effective count (``None`` = measure until the analysis is stopped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kulta.model.rollout import ArgValueFrom, SourceRef
+
+__all__ = [
+    "AnalysisTemplate",
+    "Metric",
+    "PrometheusMetricProvider",
+    "TemplateArg",
+]
+
+
+@dataclass(frozen=True)
+class TemplateArg:
+    """An argument a template declares; ``value``/``value_from`` are its default."""
+
+    name: str
+    value: str | None = None
+    value_from: ArgValueFrom | None = None
+
+    @property
+    def has_default(self) -> bool:
+        return self.value is not None or self.value_from is not None
+
+
+@dataclass(frozen=True)
+class PrometheusMetricProvider:
+    """An instant query against a Prometheus server.
+
+    ``address``, ``query`` and header values may contain ``{{args.NAME}}`` placeholders.
+    """
+
+    address: str
+    query: str
+    timeout_seconds: int = 30
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of a template, with Argo Rollouts' defaults."""
+
+    name: str
+    provider: PrometheusMetricProvider
+    interval_seconds: int | None = None
+    count: int | None = None
+    initial_delay_seconds: int = 0
+    failure_limit: int = 0
+    inconclusive_limit: int = 0
+    consecutive_error_limit: int = 4
+    success_condition: str | None = None
+    failure_condition: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class AnalysisTemplate:
+    """An AnalysisTemplate (namespaced) or ClusterAnalysisTemplate (``cluster_scoped``)."""
+
+    name: str
+    namespace: str
+    cluster_scoped: bool
+    args: tuple[TemplateArg, ...]
+    metrics: tuple[Metric, ...]
+    source: SourceRef

@@ -1,0 +1,280 @@
+"""Turn an ``AnalysisTemplate`` / ``ClusterAnalysisTemplate`` document into the model.
+
+KULTA queries Prometheus only, so every other Argo provider is refused here, by name,
+instead of failing later in the middle of a rollout. Limits and durations are checked
+the way Argo checks them (count >= failureLimit, count > 1 needs an interval) and
+``{{args.NAME}}`` placeholders must name a declared argument.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvider, TemplateArg
+from kulta.model.rollout import SourceRef
+from kulta.spec.common import parse_args, parse_metadata, unsupported
+from kulta.spec.fields import (
+    MISSING,
+    Issues,
+    check_keys,
+    child,
+    index,
+    parse_duration,
+    read_int,
+    read_list,
+    read_mapping,
+    read_str,
+    show,
+)
+
+__all__ = ["ARG_PLACEHOLDER", "parse_analysis_template"]
+
+#: ``{{args.NAME}}``: the only placeholder KULTA (like Argo) substitutes in a query.
+ARG_PLACEHOLDER = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}")
+
+_OTHER_PROVIDERS = (
+    "kayenta",
+    "web",
+    "datadog",
+    "wavefront",
+    "newRelic",
+    "job",
+    "cloudWatch",
+    "graphite",
+    "influxdb",
+    "skywalking",
+    "plugin",
+)
+
+_METRIC_KEYS = (
+    "name",
+    "provider",
+    "interval",
+    "initialDelay",
+    "count",
+    "successCondition",
+    "failureCondition",
+    "failureLimit",
+    "inconclusiveLimit",
+    "consecutiveErrorLimit",
+)
+
+
+def _limit(issues: Issues, data: Mapping[str, Any], key: str, path: str, default: int) -> int | None:
+    """Argo's intOrString limits: a whole number, or a digit string; ``{{args}}`` is refused."""
+    raw = data.get(key, MISSING)
+    where = child(path, key)
+    if isinstance(raw, str):
+        if raw.strip().isdigit():
+            return int(raw)
+        if ARG_PLACEHOLDER.search(raw):
+            issues.add(where, unsupported("an {{args.*}} placeholder here", "write a whole number"))
+            return None
+    value = read_int(issues, raw, where, minimum=0)
+    if raw is MISSING or raw is None:
+        return default
+    return value
+
+
+def _check_placeholders(issues: Issues, text: str, path: str, declared: set[str]) -> None:
+    for name in ARG_PLACEHOLDER.findall(text):
+        if name not in declared:
+            issues.add(
+                path, f'uses {{{{args.{name}}}}} but the template declares no argument "{name}": add it to spec.args'
+            )
+
+
+def _parse_prometheus(issues: Issues, value: Any, path: str, declared: set[str]) -> PrometheusMetricProvider | None:
+    data = read_mapping(issues, value, path)
+    if data is None:
+        return None
+    before = len(issues)
+    check_keys(
+        issues,
+        data,
+        path,
+        ("address", "query", "timeout", "headers"),
+        {
+            "insecure": unsupported("prometheus.insecure", "use an http:// address or a trusted certificate"),
+            "authentication": unsupported("prometheus.authentication (sigv4/oauth2)", "use headers instead"),
+        },
+    )
+    address = read_str(issues, data.get("address", MISSING), child(path, "address"), required=True)
+    if address is not None:
+        if not address.startswith(("http://", "https://", "{{")):
+            issues.add(child(path, "address"), f"{show(address)} must start with http:// or https://")
+        _check_placeholders(issues, address, child(path, "address"), declared)
+    query = read_str(issues, data.get("query", MISSING), child(path, "query"), required=True)
+    if query is not None:
+        _check_placeholders(issues, query, child(path, "query"), declared)
+    timeout = read_int(issues, data.get("timeout", MISSING), child(path, "timeout"), minimum=1)
+    headers: list[tuple[str, str]] = []
+    items = read_list(issues, data.get("headers", MISSING), child(path, "headers"))
+    for position, item in enumerate(items or ()):
+        where = index(child(path, "headers"), position)
+        entry = read_mapping(issues, item, where)
+        if entry is None:
+            continue
+        check_keys(issues, entry, where, ("key", "value"))
+        key = read_str(issues, entry.get("key", MISSING), child(where, "key"), required=True)
+        header_value = read_str(issues, entry.get("value", MISSING), child(where, "value"), required=True)
+        if header_value is not None:
+            _check_placeholders(issues, header_value, child(where, "value"), declared)
+        if key is not None and header_value is not None:
+            headers.append((key, header_value))
+    if len(issues) != before or address is None or query is None:
+        return None
+    return PrometheusMetricProvider(
+        address=address, query=query, timeout_seconds=30 if timeout is None else timeout, headers=tuple(headers)
+    )
+
+
+def _parse_provider(issues: Issues, value: Any, path: str, declared: set[str]) -> PrometheusMetricProvider | None:
+    data = read_mapping(issues, value, path)
+    if data is None:
+        if value is MISSING:
+            issues.add(path, "is required: add provider.prometheus with address and query")
+        return None
+    refused = {
+        name: unsupported(f"the {name} metric provider", "KULTA queries Prometheus only: use provider.prometheus")
+        for name in _OTHER_PROVIDERS
+    }
+    check_keys(issues, data, path, ("prometheus",), refused)
+    if "prometheus" not in data:
+        if not any(name in data for name in _OTHER_PROVIDERS):
+            issues.add(child(path, "prometheus"), "is required: KULTA queries Prometheus")
+        return None
+    if len(data) > 1:
+        return None
+    return _parse_prometheus(issues, data["prometheus"], child(path, "prometheus"), declared)
+
+
+def _parse_metric(issues: Issues, value: Any, path: str, declared: set[str], dry_run: set[str]) -> Metric | None:
+    data = read_mapping(issues, value, path)
+    if data is None:
+        return None
+    before = len(issues)
+    check_keys(
+        issues,
+        data,
+        path,
+        _METRIC_KEYS,
+        {"consecutiveSuccessLimit": unsupported("consecutiveSuccessLimit")},
+    )
+    name = read_str(issues, data.get("name", MISSING), child(path, "name"), required=True)
+    provider = _parse_provider(issues, data.get("provider", MISSING), child(path, "provider"), declared)
+    interval = parse_duration(issues, data.get("interval", MISSING), child(path, "interval"))
+    if interval == 0:
+        issues.add(child(path, "interval"), "must be longer than 0s")
+    initial_delay = parse_duration(issues, data.get("initialDelay", MISSING), child(path, "initialDelay"))
+    count = _limit(issues, data, "count", path, 0)
+    failure_limit = _limit(issues, data, "failureLimit", path, 0)
+    inconclusive_limit = _limit(issues, data, "inconclusiveLimit", path, 0)
+    error_limit = _limit(issues, data, "consecutiveErrorLimit", path, 4)
+    conditions: list[str | None] = []
+    for key in ("successCondition", "failureCondition"):
+        condition = read_str(issues, data.get(key, MISSING), child(path, key))
+        if condition is not None:
+            _check_placeholders(issues, condition, child(path, key), declared)
+        conditions.append(condition)
+    effective_count: int | None = count if count else (None if interval else 1)
+    if effective_count is not None and effective_count > 1 and not interval:
+        issues.add(child(path, "interval"), f"is required when count is {effective_count}: add e.g. interval: 30s")
+    if effective_count is not None:
+        for key, limit in (("failureLimit", failure_limit), ("inconclusiveLimit", inconclusive_limit)):
+            if limit is not None and limit > effective_count:
+                issues.add(
+                    child(path, key),
+                    f"{limit} is above count ({effective_count}), so the metric could never fail: lower it",
+                )
+    if (
+        len(issues) != before
+        or name is None
+        or provider is None
+        or failure_limit is None
+        or inconclusive_limit is None
+        or error_limit is None
+    ):
+        return None
+    return Metric(
+        name=name,
+        provider=provider,
+        interval_seconds=interval,
+        count=effective_count,
+        initial_delay_seconds=initial_delay or 0,
+        failure_limit=failure_limit,
+        inconclusive_limit=inconclusive_limit,
+        consecutive_error_limit=error_limit,
+        success_condition=conditions[0],
+        failure_condition=conditions[1],
+        dry_run="*" in dry_run or name in dry_run,
+    )
+
+
+def _parse_dry_run(issues: Issues, value: Any, path: str) -> set[str]:
+    names: set[str] = set()
+    for position, item in enumerate(read_list(issues, value, path) or ()):
+        where = index(path, position)
+        entry = read_mapping(issues, item, where)
+        if entry is None:
+            continue
+        check_keys(issues, entry, where, ("metricName",))
+        name = read_str(issues, entry.get("metricName", MISSING), child(where, "metricName"), required=True)
+        if name is not None:
+            names.add(name)
+    return names
+
+
+def parse_analysis_template(
+    issues: Issues, data: Mapping[str, Any], *, cluster_scoped: bool, source: SourceRef
+) -> AnalysisTemplate | None:
+    """A template from a document whose apiVersion and kind were already checked."""
+    before = len(issues)
+    check_keys(issues, data, "", ("apiVersion", "kind", "metadata", "spec"))
+    metadata = parse_metadata(issues, data.get("metadata", MISSING), namespaced=not cluster_scoped)
+    spec = read_mapping(issues, data.get("spec", MISSING), "spec")
+    if spec is None:
+        if "spec" not in data:
+            issues.add("spec", "is required: add spec.metrics")
+        return None
+    check_keys(
+        issues,
+        spec,
+        "spec",
+        ("args", "metrics", "dryRun"),
+        {"measurementRetention": unsupported("measurementRetention")},
+    )
+    specs = parse_args(issues, spec.get("args", MISSING), "spec.args", value_required=False)
+    args = tuple(TemplateArg(name=s.name, value=s.value, value_from=s.value_from) for s in specs)
+    declared = {arg.name for arg in args}
+    if isinstance(spec.get("args"), list):
+        declared |= {a["name"] for a in spec["args"] if isinstance(a, Mapping) and isinstance(a.get("name"), str)}
+    dry_run = _parse_dry_run(issues, spec.get("dryRun", MISSING), "spec.dryRun")
+    metrics: list[Metric] = []
+    items = read_list(issues, spec.get("metrics", MISSING), "spec.metrics")
+    if not items and len(issues) == before:
+        issues.add("spec.metrics", "must list at least one metric")
+    for position, item in enumerate(items or ()):
+        metric = _parse_metric(issues, item, index("spec.metrics", position), declared, dry_run)
+        if metric is None:
+            continue
+        if any(existing.name == metric.name for existing in metrics):
+            issues.add(index("spec.metrics", position) + ".name", f'metric "{metric.name}" appears twice')
+            continue
+        metrics.append(metric)
+    for unknown in sorted(dry_run - {m.name for m in metrics} - {"*"}):
+        if items and len(metrics) == len(items):
+            issues.add("spec.dryRun", f'names metric "{unknown}" which the template does not have')
+    if len(issues) != before or metadata.name is None:
+        return None
+    return AnalysisTemplate(
+        name=metadata.name,
+        namespace=metadata.namespace if not cluster_scoped else "",
+        cluster_scoped=cluster_scoped,
+        args=args,
+        metrics=tuple(metrics),
+        source=source,
+    )
+

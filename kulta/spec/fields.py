@@ -1,0 +1,238 @@
+"""Typed field readers that collect every problem of a document instead of stopping.
+
+Validation must report ALL errors of a file at once, each naming the field path and
+what to do. Each reader therefore records a SpecError in ``Issues`` and returns
+``None`` (or the default) when a value is wrong, so parsing continues with the next
+field. Unknown keys are errors with a "did you mean" hint; Argo fields KULTA does not
+implement are errors that say so, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from kulta.errors import SpecError
+
+__all__ = [
+    "MISSING",
+    "Issues",
+    "check_keys",
+    "child",
+    "index",
+    "parse_duration",
+    "read_bool",
+    "read_int",
+    "read_list",
+    "read_mapping",
+    "read_str",
+    "read_string_map",
+    "show",
+]
+
+
+class _Missing:
+    """Marker for "the key is absent" (``None`` is a YAML value: ``key: ~``)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+_DURATION_PART = re.compile(r"(\d+)(h|m|s)")
+_DURATION_UNITS = {"h": 3600, "m": 60, "s": 1}
+_DURATION_HELP = "use whole seconds (90) or a duration like 30s, 5m, 1h, 1h30m"
+
+
+class Issues:
+    """The errors found so far in one YAML document."""
+
+    def __init__(self, file: str, document: int) -> None:
+        self.file = file
+        self.document = document
+        self.errors: list[SpecError] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.errors.append(SpecError(self.file, self.document, path, message))
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+
+def child(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def index(path: str, position: int) -> str:
+    return f"{path}[{position}]"
+
+
+def show(value: Any) -> str:
+    """A short, YAML-like rendering of a user's value for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        text = json.dumps(value)
+        return text if len(text) <= 60 else text[:57] + '..."'
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def check_keys(
+    issues: Issues,
+    data: Mapping[Any, Any],
+    path: str,
+    known: Iterable[str],
+    unsupported: Mapping[str, str] | None = None,
+) -> None:
+    """Report keys that are neither ``known`` nor listed as unsupported Argo fields.
+
+    ``unsupported`` maps an Argo field KULTA refuses to the reason given to the user.
+    """
+    known_keys = list(known)
+    refused = unsupported or {}
+    for key in data:
+        if not isinstance(key, str):
+            issues.add(path, f"field names must be strings, got {show(key)}")
+            continue
+        if key in known_keys:
+            continue
+        where = child(path, key)
+        if key in refused:
+            issues.add(where, refused[key])
+            continue
+        close = difflib.get_close_matches(key, known_keys, n=1, cutoff=0.6)
+        if close:
+            issues.add(where, f"unknown field; did you mean {close[0]}?")
+        else:
+            issues.add(where, f"unknown field; the fields here are: {', '.join(sorted(known_keys))}")
+
+
+def read_mapping(issues: Issues, value: Any, path: str, *, what: str = "a mapping") -> Mapping[str, Any] | None:
+    """``value`` if it is a mapping, else an error; ``None`` for MISSING."""
+    if value is MISSING:
+        return None
+    if isinstance(value, Mapping):
+        return value
+    issues.add(path, f"must be {what}, got {show(value)}")
+    return None
+
+
+def read_list(issues: Issues, value: Any, path: str) -> list[Any] | None:
+    if value is MISSING:
+        return None
+    if isinstance(value, list):
+        return value
+    issues.add(path, f"must be a list, got {show(value)}")
+    return None
+
+
+def read_str(issues: Issues, value: Any, path: str, *, required: bool = False, hint: str = "") -> str | None:
+    """A non-empty string. Numbers are refused (Kubernetes would refuse them too)."""
+    if value is MISSING or value is None:
+        if required:
+            issues.add(path, f"is required{hint}")
+        return None
+    if isinstance(value, str):
+        if value == "":
+            issues.add(path, f"must not be empty{hint}")
+            return None
+        return value
+    if isinstance(value, bool | int | float):
+        issues.add(path, f'must be a string, got {show(value)}: quote it ("{show(value)}")')
+        return None
+    issues.add(path, f"must be a string, got {show(value)}")
+    return None
+
+
+def read_int(
+    issues: Issues,
+    value: Any,
+    path: str,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    required: bool = False,
+) -> int | None:
+    """A whole number within ``minimum..maximum`` (booleans and "12" are refused)."""
+    if value is MISSING or value is None:
+        if required:
+            issues.add(path, "is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        issues.add(path, f"must be a whole number, got {show(value)}")
+        return None
+    if minimum is not None and maximum is not None and not minimum <= value <= maximum:
+        issues.add(path, f"{value} is outside {minimum}..{maximum}")
+        return None
+    if minimum is not None and value < minimum:
+        issues.add(path, f"{value} is below the minimum {minimum}")
+        return None
+    if maximum is not None and value > maximum:
+        issues.add(path, f"{value} is above the maximum {maximum}")
+        return None
+    return value
+
+
+def read_bool(issues: Issues, value: Any, path: str) -> bool | None:
+    if value is MISSING or value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    issues.add(path, f"must be true or false, got {show(value)}")
+    return None
+
+
+def read_string_map(issues: Issues, value: Any, path: str) -> dict[str, str]:
+    """A label/annotation map: string keys and string values."""
+    data = read_mapping(issues, value, path)
+    result: dict[str, str] = {}
+    if data is None:
+        return result
+    for key, item in data.items():
+        if not isinstance(key, str):
+            issues.add(path, f"keys must be strings, got {show(key)}")
+            continue
+        text = item if isinstance(item, str) else None
+        if text is None:
+            hint = f': quote it ("{show(item)}")' if isinstance(item, bool | int | float) else ""
+            issues.add(child(path, key), f"must be a string, got {show(item)}{hint}")
+            continue
+        result[key] = text
+    return result
+
+
+def parse_duration(issues: Issues, value: Any, path: str) -> int | None:
+    """Seconds from an integer (Argo's pause quirk), a digit string or ``1h30m5s``."""
+    if value is MISSING or value is None:
+        return None
+    if isinstance(value, bool):
+        issues.add(path, f"must be a duration, got {show(value)}; {_DURATION_HELP}")
+        return None
+    if isinstance(value, int):
+        if value < 0:
+            issues.add(path, f"{value} is negative; {_DURATION_HELP}")
+            return None
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        parts = _DURATION_PART.findall(text)
+        if text and "".join(n + u for n, u in parts) == text:
+            units = [u for _, u in parts]
+            if len(set(units)) == len(units):
+                return sum(int(n) * _DURATION_UNITS[u] for n, u in parts)
+    issues.add(path, f"{show(value)} is not a duration; {_DURATION_HELP}")
+    return None
