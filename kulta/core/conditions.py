@@ -1,0 +1,932 @@
+"""Safe evaluation of Argo Rollouts' ``successCondition`` / ``failureCondition``.
+
+Argo evaluates these strings with the expr-lang library. KULTA must accept the
+same templates, but it must never hand a user's string to Python's ``eval``: a
+condition lives in a Git repository that many people can write to, and the
+reconciler holds cluster and Pulumi credentials. So this module is a small
+language of its own: a tokenizer, a Pratt (precedence-climbing) parser that
+builds an immutable AST, and an evaluator that only knows numbers, booleans,
+strings, lists and a fixed table of built-in functions. Anything outside that
+(attribute access, unknown names, unknown functions, maps) is a ``ConditionError``
+naming the expression and the character position, raised at parse time where
+possible so a bad template is caught before the first measurement.
+
+Grammar (highest precedence last)::
+
+    expr     := or ( "?" expr ":" expr )?
+    or       := and ( ("||" | "or") and )*
+    and      := cmp ( ("&&" | "and") cmp )*
+    cmp      := add ( ("==" | "!=" | "<" | "<=" | ">" | ">=" | "in" | "not in") add )*
+    add      := mul ( ("+" | "-") mul )*
+    mul      := unary ( ("*" | "/" | "%") unary )*
+    unary    := ("!" | "not") unary(50) | ("-" | "+") unary(90) | power
+    power    := postfix ( ("**" | "^") power )?          right-associative, binds tighter than unary
+    postfix  := primary ( "[" expr "]" | "[" expr? ":" expr? "]" )*
+    primary  := number | string | true | false | nil | result | "#"
+              | name "(" args ")" | "[" items "]" | "(" expr ")"
+
+``#`` is the current element inside a predicate: ``all(result, {# < 0.1})``
+(the braces are optional, as in expr-lang).
+
+Semantics follow expr-lang / Go: ``/`` is float division (``x / 0`` is ±Inf or
+NaN, never an exception), comparisons with NaN are false, ``&&``/``||``
+short-circuit and need booleans, ``==`` across different types is ``false``,
+list indexes may be negative, and indexing outside a list is an error (which
+the analysis turns into an Error measurement, not a crash).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+
+from kulta.errors import KultaError
+
+__all__ = [
+    "BUILTIN_FUNCTIONS",
+    "Condition",
+    "ConditionError",
+    "MAX_EXPRESSION_LENGTH",
+    "evaluate_condition",
+    "parse_condition",
+]
+
+#: longer conditions are refused outright (they are certainly not a threshold check).
+MAX_EXPRESSION_LENGTH = 4096
+#: nesting deeper than this is refused (protects the recursive parser and evaluator).
+MAX_NESTING = 64
+
+RESULT_NAME = "result"
+ELEMENT = "#"
+
+
+class ConditionError(KultaError):
+    """A condition could not be parsed or evaluated; names the expression and position."""
+
+    def __init__(self, expression: str, position: int, message: str) -> None:
+        self.expression = expression
+        self.position = position
+        self.message = message
+        shown = expression if len(expression) <= 200 else expression[:200] + "..."
+        super().__init__(f"condition {shown!r} at position {position}: {message}")
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A token as quoted in an error message (long names are cut)."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class TokenKind(enum.Enum):
+    NUMBER = "number"
+    STRING = "string"
+    NAME = "name"
+    OPERATOR = "operator"
+    END = "end of expression"
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: TokenKind
+    text: str
+    position: int
+    value: object = None
+
+
+# Longest first so that "**" wins over "*", "<=" over "<", and so on.
+_OPERATORS = (
+    "**", "==", "!=", "<=", ">=", "&&", "||", "??", "..",
+    "<", ">", "+", "-", "*", "/", "%", "^", "!", "?", ":",
+    "(", ")", "[", "]", "{", "}", ",", ".", "#",
+)  # fmt: skip
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
+
+
+def _tokenize(expression: str) -> list[Token]:
+    tokens: list[Token] = []
+    i = 0
+    n = len(expression)
+    while i < n:
+        ch = expression[i]
+        if ch.isspace():
+            i += 1
+            continue
+        if ch.isdigit() or (ch == "." and i + 1 < n and expression[i + 1].isdigit()):
+            i = _read_number(expression, i, tokens)
+            continue
+        if ch in "'\"":
+            i = _read_string(expression, i, tokens)
+            continue
+        if ch.isalpha() or ch == "_":
+            start = i
+            while i < n and (expression[i].isalnum() or expression[i] == "_"):
+                i += 1
+            tokens.append(Token(TokenKind.NAME, expression[start:i], start))
+            continue
+        for op in _OPERATORS:
+            if expression.startswith(op, i):
+                tokens.append(Token(TokenKind.OPERATOR, op, i))
+                i += len(op)
+                break
+        else:
+            raise ConditionError(expression, i, f"unexpected character {ch!r}")
+    tokens.append(Token(TokenKind.END, "", n))
+    return tokens
+
+
+def _read_number(expression: str, start: int, tokens: list[Token]) -> int:
+    i = start
+    n = len(expression)
+    is_float = False
+    while i < n and (expression[i].isdigit() or expression[i] == "_"):
+        i += 1
+    # "1..5" is a range, not "1." followed by ".5"
+    if i < n and expression[i] == "." and not expression.startswith("..", i):
+        is_float = True
+        i += 1
+        while i < n and (expression[i].isdigit() or expression[i] == "_"):
+            i += 1
+    if i < n and expression[i] in "eE":
+        j = i + 1
+        if j < n and expression[j] in "+-":
+            j += 1
+        if j < n and expression[j].isdigit():
+            is_float = True
+            i = j
+            while i < n and expression[i].isdigit():
+                i += 1
+    text = expression[start:i]
+    if i < n and (expression[i].isalpha() or expression[i] == "_"):
+        raise ConditionError(expression, start, f"malformed number {expression[start : i + 1]!r}")
+    try:
+        value: float | int = float(text) if is_float else int(text.replace("_", ""))
+    except ValueError:
+        raise ConditionError(expression, start, f"malformed number {text!r}") from None
+    tokens.append(Token(TokenKind.NUMBER, text, start, value))
+    return i
+
+
+def _read_string(expression: str, start: int, tokens: list[Token]) -> int:
+    quote = expression[start]
+    i = start + 1
+    n = len(expression)
+    out: list[str] = []
+    while i < n:
+        ch = expression[i]
+        if ch == quote:
+            tokens.append(Token(TokenKind.STRING, expression[start : i + 1], start, "".join(out)))
+            return i + 1
+        if ch == "\\":
+            if i + 1 >= n:
+                break
+            esc = expression[i + 1]
+            if esc == "u" and i + 5 < n and all(c in "0123456789abcdefABCDEF" for c in expression[i + 2 : i + 6]):
+                out.append(chr(int(expression[i + 2 : i + 6], 16)))
+                i += 6
+                continue
+            if esc not in _ESCAPES:
+                raise ConditionError(expression, i, f"unknown escape sequence '\\{esc}'")
+            out.append(_ESCAPES[esc])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    raise ConditionError(expression, start, "string literal is not terminated")
+
+
+# --------------------------------------------------------------------------- AST
+
+
+@dataclass(frozen=True)
+class Node:
+    position: int
+
+
+@dataclass(frozen=True)
+class Literal(Node):
+    value: object
+
+
+@dataclass(frozen=True)
+class ResultRef(Node):
+    """The measured value: a float (scalar) or a list of floats (vector)."""
+
+
+@dataclass(frozen=True)
+class ElementRef(Node):
+    """``#``: the current element inside a predicate."""
+
+
+@dataclass(frozen=True)
+class ArrayLiteral(Node):
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Unary(Node):
+    op: str
+    operand: Node
+
+
+@dataclass(frozen=True)
+class Binary(Node):
+    op: str
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Index(Node):
+    target: Node
+    index: Node
+
+
+@dataclass(frozen=True)
+class Slice(Node):
+    target: Node
+    low: Node | None
+    high: Node | None
+
+
+@dataclass(frozen=True)
+class Call(Node):
+    function: str
+    args: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Predicate(Node):
+    """A closure body evaluated once per element (``{# > 0}``)."""
+
+    body: Node
+
+
+@dataclass(frozen=True)
+class Conditional(Node):
+    test: Node
+    then: Node
+    otherwise: Node
+
+
+# Operator tables: (precedence, right associative)
+_BINARY: dict[str, tuple[int, bool]] = {
+    "||": (10, False), "or": (10, False),
+    "&&": (15, False), "and": (15, False),
+    "==": (20, False), "!=": (20, False), "<": (20, False), ">": (20, False),
+    "<=": (20, False), ">=": (20, False), "in": (20, False), "not in": (20, False),
+    "+": (30, False), "-": (30, False),
+    "*": (60, False), "/": (60, False), "%": (60, False),
+    "**": (100, True), "^": (100, True),
+}  # fmt: skip
+_UNARY: dict[str, int] = {"!": 50, "not": 50, "-": 90, "+": 90}
+_CANONICAL = {"or": "||", "and": "&&", "not": "!", "^": "**"}
+_KEYWORDS = {"true": True, "false": False, "nil": None}
+_WORD_OPERATORS = {"and", "or", "not", "in"}
+_UNSUPPORTED_OPERATORS = {
+    "??": "the nil-coalescing operator '??' is not supported",
+    "..": "ranges ('..') are not supported",
+    ".": "member access ('.') is not allowed",
+    "{": "maps and closures outside a predicate function are not supported",
+}
+
+
+class _Parser:
+    def __init__(self, expression: str) -> None:
+        self.expression = expression
+        self.tokens = _tokenize(expression)
+        self.pos = 0
+        self.closure_depth = 0
+        self.depth = 0
+
+    # ---- token helpers
+    def peek(self, offset: int = 0) -> Token:
+        return self.tokens[min(self.pos + offset, len(self.tokens) - 1)]
+
+    def advance(self) -> Token:
+        tok = self.tokens[self.pos]
+        if tok.kind is not TokenKind.END:
+            self.pos += 1
+        return tok
+
+    def error(self, position: int, message: str) -> ConditionError:
+        return ConditionError(self.expression, position, message)
+
+    def expect(self, text: str) -> Token:
+        tok = self.peek()
+        if tok.kind is TokenKind.OPERATOR and tok.text == text:
+            return self.advance()
+        found = _shown(tok.text) or tok.kind.value
+        raise self.error(tok.position, f"expected {text!r}, found {found!r}")
+
+    def at_operator(self, *texts: str) -> bool:
+        tok = self.peek()
+        return tok.kind is TokenKind.OPERATOR and tok.text in texts
+
+    # ---- grammar
+    def parse(self) -> Node:
+        if not self.expression.strip():
+            raise self.error(0, "condition is empty")
+        node = self.expression_()
+        tok = self.peek()
+        if tok.kind is not TokenKind.END:
+            raise self.error(tok.position, f"unexpected {_shown(tok.text)!r} after the end of the expression")
+        self.check_depth(node)
+        return node
+
+    def check_depth(self, root: Node) -> None:
+        """Long left-associative chains (``1+1+1...``) are deep trees built without recursion."""
+        stack = [(root, 1)]
+        while stack:
+            node, depth = stack.pop()
+            if depth > MAX_NESTING:
+                raise self.error(node.position, f"expression is nested deeper than {MAX_NESTING} levels")
+            for f in fields(node):
+                child = getattr(node, f.name)
+                children = child if isinstance(child, tuple) else (child,)
+                stack.extend((c, depth + 1) for c in children if isinstance(c, Node))
+
+    def enter(self, position: int) -> None:
+        """Count one level of recursion; refuse absurd nesting before Python's stack does."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.error(position, f"expression is nested deeper than {MAX_NESTING} levels")
+
+    def expression_(self) -> Node:
+        self.enter(self.peek().position)
+        try:
+            node = self.binary(0)
+            if self.at_operator("?"):
+                tok = self.advance()
+                then = self.expression_()
+                self.expect(":")
+                otherwise = self.expression_()
+                node = Conditional(tok.position, node, then, otherwise)
+            return node
+        finally:
+            self.depth -= 1
+
+    def binary_operator(self) -> tuple[str, int] | None:
+        """The infix operator at the cursor (text, token count), if any."""
+        tok = self.peek()
+        if tok.kind is TokenKind.OPERATOR and tok.text in _BINARY:
+            return tok.text, 1
+        if tok.kind is TokenKind.NAME and tok.text in ("and", "or", "in"):
+            return tok.text, 1
+        if tok.kind is TokenKind.NAME and tok.text == "not":
+            nxt = self.peek(1)
+            if nxt.kind is TokenKind.NAME and nxt.text == "in":
+                return "not in", 2
+        return None
+
+    def binary(self, min_precedence: int) -> Node:
+        left = self.unary()
+        while True:
+            found = self.binary_operator()
+            if found is None:
+                tok = self.peek()
+                if tok.kind is TokenKind.OPERATOR and tok.text in _UNSUPPORTED_OPERATORS:
+                    raise self.error(tok.position, _UNSUPPORTED_OPERATORS[tok.text])
+                return left
+            op, width = found
+            precedence, right_assoc = _BINARY[op]
+            if precedence < min_precedence:
+                return left
+            position = self.peek().position
+            for _ in range(width):
+                self.advance()
+            self.enter(position)
+            try:
+                right = self.binary(precedence if right_assoc else precedence + 1)
+            finally:
+                self.depth -= 1
+            left = Binary(position, _CANONICAL.get(op, op), left, right)
+
+    def unary(self) -> Node:
+        tok = self.peek()
+        is_op = tok.kind is TokenKind.OPERATOR and tok.text in ("!", "-", "+")
+        is_word = tok.kind is TokenKind.NAME and tok.text == "not"
+        if is_op or is_word:
+            self.advance()
+            self.enter(tok.position)
+            try:
+                operand = self.binary(_UNARY[tok.text])
+            finally:
+                self.depth -= 1
+            return Unary(tok.position, _CANONICAL.get(tok.text, tok.text), operand)
+        return self.postfix(self.primary())
+
+    def postfix(self, node: Node) -> Node:
+        while True:
+            tok = self.peek()
+            if tok.kind is TokenKind.OPERATOR and tok.text == "[":
+                self.advance()
+                if self.at_operator("]"):
+                    raise self.error(tok.position, "empty index")
+                low: Node | None = None
+                if not self.at_operator(":"):
+                    low = self.expression_()
+                if self.at_operator(":"):
+                    self.advance()
+                    high = None if self.at_operator("]") else self.expression_()
+                    self.expect("]")
+                    node = Slice(tok.position, node, low, high)
+                    continue
+                self.expect("]")
+                assert low is not None  # "[]" and "[:...]" were handled above
+                node = Index(tok.position, node, low)
+                continue
+            if tok.kind is TokenKind.OPERATOR and tok.text == ".":
+                raise self.error(tok.position, _UNSUPPORTED_OPERATORS["."])
+            if tok.kind is TokenKind.OPERATOR and tok.text == "(":
+                raise self.error(tok.position, "only the built-in functions can be called")
+            return node
+
+    def primary(self) -> Node:
+        tok = self.advance()
+        if tok.kind is TokenKind.NUMBER or tok.kind is TokenKind.STRING:
+            return Literal(tok.position, tok.value)
+        if tok.kind is TokenKind.NAME:
+            return self.name(tok)
+        if tok.kind is TokenKind.OPERATOR:
+            if tok.text == "(":
+                node = self.expression_()
+                self.expect(")")
+                return node
+            if tok.text == "[":
+                items: list[Node] = []
+                while not self.at_operator("]"):
+                    items.append(self.expression_())
+                    if not self.at_operator(","):
+                        break
+                    self.advance()
+                self.expect("]")
+                return ArrayLiteral(tok.position, tuple(items))
+            if tok.text == ELEMENT:
+                if self.closure_depth == 0:
+                    raise self.error(
+                        tok.position, "'#' is only meaningful inside a predicate such as all(result, {# > 0})"
+                    )
+                return ElementRef(tok.position)
+            if tok.text in _UNSUPPORTED_OPERATORS:
+                raise self.error(tok.position, _UNSUPPORTED_OPERATORS[tok.text])
+            raise self.error(tok.position, f"unexpected {tok.text!r}")
+        raise self.error(tok.position, "unexpected end of expression")
+
+    def name(self, tok: Token) -> Node:
+        if tok.text in _KEYWORDS:
+            return Literal(tok.position, _KEYWORDS[tok.text])
+        if tok.text == RESULT_NAME:
+            return ResultRef(tok.position)
+        if tok.text in _WORD_OPERATORS:
+            raise self.error(tok.position, f"unexpected operator {tok.text!r}")
+        if self.at_operator("("):
+            return self.call(tok)
+        raise self.error(
+            tok.position, f"unknown name {_shown(tok.text)!r} (only 'result' and built-in functions exist)"
+        )
+
+    def call(self, tok: Token) -> Node:
+        spec = BUILTIN_FUNCTIONS.get(tok.text)
+        if spec is None:
+            raise self.error(tok.position, f"unknown function {_shown(tok.text)!r}")
+        self.expect("(")
+        args: list[Node] = []
+        while not self.at_operator(")"):
+            if spec.predicate and len(args) == 1:
+                args.append(self.predicate())
+            else:
+                args.append(self.expression_())
+            if not self.at_operator(","):
+                break
+            self.advance()
+        self.expect(")")
+        if not spec.min_args <= len(args) <= spec.max_args:
+            want = str(spec.min_args) if spec.min_args == spec.max_args else f"{spec.min_args} to {spec.max_args}"
+            raise self.error(tok.position, f"{tok.text}() takes {want} arguments, got {len(args)}")
+        return Call(tok.position, tok.text, tuple(args))
+
+    def predicate(self) -> Node:
+        tok = self.peek()
+        braced = self.at_operator("{")
+        if braced:
+            self.advance()
+        self.closure_depth += 1
+        try:
+            body = self.expression_()
+        finally:
+            self.closure_depth -= 1
+        if braced:
+            self.expect("}")
+        return Predicate(tok.position, body)
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "bool"
+    if _is_number(value):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return type(value).__name__
+
+
+def _equal(left: object, right: object) -> bool:
+    if _is_number(left) and _is_number(right):
+        return float(left) == float(right)  # type: ignore[arg-type]
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(_equal(a, b) for a, b in zip(left, right, strict=True))
+    if type(left) is not type(right):
+        return False
+    return left == right
+
+
+@dataclass(frozen=True)
+class _Env:
+    result: object
+    element: object = None
+
+
+class _Evaluator:
+    def __init__(self, expression: str) -> None:
+        self.expression = expression
+
+    def error(self, node: Node, message: str) -> ConditionError:
+        return ConditionError(self.expression, node.position, message)
+
+    def number(self, node: Node, env: _Env, what: str) -> float | int:
+        value = self.eval(node, env)
+        if not _is_number(value):
+            raise self.error(node, f"{what} needs a number, got {_type_name(value)}")
+        return value  # type: ignore[return-value]
+
+    def boolean(self, node: Node, env: _Env, what: str) -> bool:
+        value = self.eval(node, env)
+        if not isinstance(value, bool):
+            raise self.error(node, f"{what} needs true or false, got {_type_name(value)}")
+        return value
+
+    def sequence(self, node: Node, env: _Env, what: str) -> list[object]:
+        value = self.eval(node, env)
+        if not isinstance(value, list):
+            raise self.error(node, f"{what} needs a list, got {_type_name(value)}")
+        return value
+
+    def eval(self, node: Node, env: _Env) -> object:
+        if isinstance(node, Literal):
+            return node.value
+        if isinstance(node, ResultRef):
+            return env.result
+        if isinstance(node, ElementRef):
+            return env.element
+        if isinstance(node, ArrayLiteral):
+            return [self.eval(item, env) for item in node.items]
+        if isinstance(node, Unary):
+            return self.unary(node, env)
+        if isinstance(node, Binary):
+            return self.binary(node, env)
+        if isinstance(node, Index):
+            return self.index(node, env)
+        if isinstance(node, Slice):
+            return self.slice(node, env)
+        if isinstance(node, Call):
+            return BUILTIN_FUNCTIONS[node.function].run(self, node, env)
+        if isinstance(node, Conditional):
+            branch = node.then if self.boolean(node.test, env, "'?:'") else node.otherwise
+            return self.eval(branch, env)
+        if isinstance(node, Predicate):
+            raise self.error(node, "a predicate can only be used as the second argument of all/any/...")
+        raise self.error(node, f"unsupported expression node {type(node).__name__}")
+
+    def unary(self, node: Unary, env: _Env) -> object:
+        if node.op == "!":
+            return not self.boolean(node.operand, env, "'!'")
+        value = self.number(node.operand, env, f"unary {node.op!r}")
+        return -value if node.op == "-" else value
+
+    def binary(self, node: Binary, env: _Env) -> object:
+        op = node.op
+        if op == "&&":
+            return self.boolean(node.left, env, "'&&'") and self.boolean(node.right, env, "'&&'")
+        if op == "||":
+            return self.boolean(node.left, env, "'||'") or self.boolean(node.right, env, "'||'")
+        left = self.eval(node.left, env)
+        right = self.eval(node.right, env)
+        if op == "==":
+            return _equal(left, right)
+        if op == "!=":
+            return not _equal(left, right)
+        if op in ("in", "not in"):
+            if not isinstance(right, list):
+                raise self.error(node, f"'{op}' needs a list on the right, got {_type_name(right)}")
+            found = any(_equal(left, item) for item in right)
+            return found if op == "in" else not found
+        if op in ("<", "<=", ">", ">="):
+            return self.compare(node, op, left, right)
+        if op == "+" and isinstance(left, str) and isinstance(right, str):
+            return left + right
+        if not (_is_number(left) and _is_number(right)):
+            raise self.error(node, f"'{op}' needs two numbers, got {_type_name(left)} and {_type_name(right)}")
+        return self.arithmetic(node, op, left, right)  # type: ignore[arg-type]
+
+    def compare(self, node: Binary, op: str, left: object, right: object) -> bool:
+        if _is_number(left) and _is_number(right):
+            return _ordered(op, float(left), float(right))  # type: ignore[arg-type]
+        if isinstance(left, str) and isinstance(right, str):
+            return _ordered(op, left, right)
+        raise self.error(node, f"'{op}' cannot compare {_type_name(left)} with {_type_name(right)}")
+
+    def arithmetic(self, node: Binary, op: str, left: float | int, right: float | int) -> float | int:
+        both_int = isinstance(left, int) and isinstance(right, int)
+        if op == "+":
+            return left + right
+        if op == "-":
+            return left - right
+        if op == "*":
+            return left * right if both_int else float(left) * float(right)
+        if op == "/":
+            return _ieee_divide(float(left), float(right))
+        if op == "%":
+            if right == 0:
+                raise self.error(node, "modulo by zero")
+            rest = math.fmod(left, right)  # Go semantics: the sign follows the dividend
+            return int(rest) if both_int else rest
+        # "**": always float, as in expr-lang; overflow is +Inf like Go's math.Pow
+        base, exponent = float(left), float(right)
+        if base < 0 and not exponent.is_integer():
+            return math.nan  # Go's math.Pow; Python would return a complex number
+        try:
+            return float(base**exponent)
+        except OverflowError:
+            return math.inf
+        except ZeroDivisionError:
+            return math.inf
+        except ValueError:
+            return math.nan
+
+    def index(self, node: Index, env: _Env) -> object:
+        target = self.eval(node.target, env)
+        position = self.number(node.index, env, "an index")
+        if isinstance(position, float):
+            if not position.is_integer():
+                raise self.error(node, f"index {position} is not a whole number")
+            position = int(position)
+        if isinstance(target, list | str):
+            size = len(target)
+            if not -size <= position < size:
+                raise self.error(
+                    node, f"index {position} is out of range (the {_type_name(target)} has {size} elements)"
+                )
+            return target[position]
+        raise self.error(node, f"cannot index a {_type_name(target)}")
+
+    def slice(self, node: Slice, env: _Env) -> object:
+        target = self.eval(node.target, env)
+        if not isinstance(target, list | str):
+            raise self.error(node, f"cannot slice a {_type_name(target)}")
+        bounds: list[int | None] = []
+        for bound in (node.low, node.high):
+            if bound is None:
+                bounds.append(None)
+                continue
+            value = self.number(bound, env, "a slice bound")
+            if isinstance(value, float) and not value.is_integer():
+                raise self.error(bound, f"slice bound {value} is not a whole number")
+            bounds.append(int(value))
+        return target[bounds[0] : bounds[1]]
+
+
+def _ordered(op: str, a: float | str, b: float | str) -> bool:
+    if op == "<":
+        return bool(a < b)  # type: ignore[operator]
+    if op == "<=":
+        return bool(a <= b)  # type: ignore[operator]
+    if op == ">":
+        return bool(a > b)  # type: ignore[operator]
+    return bool(a >= b)  # type: ignore[operator]
+
+
+def _ieee_divide(left: float, right: float) -> float:
+    if right != 0:
+        return left / right
+    if math.isnan(left) or left == 0:
+        return math.nan
+    return math.copysign(math.inf, left) * math.copysign(1.0, right)
+
+
+# --------------------------------------------------------------------------- built-ins
+
+
+@dataclass(frozen=True)
+class BuiltinFunction:
+    """One function a condition may call; ``predicate`` ones take ``(list, {closure})``."""
+
+    min_args: int
+    max_args: int
+    run: Callable[[_Evaluator, Call, _Env], object]
+    predicate: bool = False
+    doc: str = ""
+
+
+def _numbers_of(ev: _Evaluator, node: Call, env: _Env) -> list[float | int]:
+    """Arguments of min/max/sum/mean: either one list or several numbers."""
+    if len(node.args) == 1:
+        values = ev.eval(node.args[0], env)
+        items = values if isinstance(values, list) else [values]
+    else:
+        items = [ev.eval(arg, env) for arg in node.args]
+    for item in items:
+        if not _is_number(item):
+            raise ev.error(node, f"{node.function}() needs numbers, got {_type_name(item)}")
+    if not items:
+        raise ev.error(node, f"{node.function}() of an empty list")
+    return items  # type: ignore[return-value]
+
+
+def _len(ev: _Evaluator, node: Call, env: _Env) -> object:
+    value = ev.eval(node.args[0], env)
+    if not isinstance(value, list | str):
+        raise ev.error(node, f"len() needs a list or a string, got {_type_name(value)}")
+    return len(value)
+
+
+def _abs(ev: _Evaluator, node: Call, env: _Env) -> object:
+    return abs(ev.number(node.args[0], env, "abs()"))
+
+
+def _is_nan(ev: _Evaluator, node: Call, env: _Env) -> object:
+    return math.isnan(ev.number(node.args[0], env, "isNaN()"))
+
+
+def _is_inf(ev: _Evaluator, node: Call, env: _Env) -> object:
+    value = ev.number(node.args[0], env, "isInf()")
+    sign = ev.number(node.args[1], env, "isInf()") if len(node.args) == 2 else 0
+    if not math.isinf(value):
+        return False
+    return sign == 0 or (sign > 0) == (value > 0)
+
+
+def _min(ev: _Evaluator, node: Call, env: _Env) -> object:
+    return min(_numbers_of(ev, node, env))
+
+
+def _max(ev: _Evaluator, node: Call, env: _Env) -> object:
+    return max(_numbers_of(ev, node, env))
+
+
+def _sum(ev: _Evaluator, node: Call, env: _Env) -> object:
+    values = ev.sequence(node.args[0], env, "sum()")
+    if not all(_is_number(v) for v in values):
+        raise ev.error(node, "sum() needs a list of numbers")
+    return math.fsum(values) if any(isinstance(v, float) for v in values) else sum(values)  # type: ignore[arg-type]
+
+
+def _mean(ev: _Evaluator, node: Call, env: _Env) -> object:
+    values = _numbers_of(ev, node, env)
+    return math.fsum(values) / len(values)
+
+
+def _to_float(ev: _Evaluator, node: Call, env: _Env) -> object:
+    value = ev.eval(node.args[0], env)
+    if _is_number(value):
+        return float(value)  # type: ignore[arg-type]
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            raise ev.error(node, f"{node.function}() cannot read {value!r} as a number") from None
+    raise ev.error(node, f"{node.function}() needs a number or a string, got {_type_name(value)}")
+
+
+def _to_int(ev: _Evaluator, node: Call, env: _Env) -> object:
+    value = ev.eval(node.args[0], env)
+    if isinstance(value, str):
+        try:
+            return int(value.strip(), 10)
+        except ValueError:
+            raise ev.error(node, f"{node.function}() cannot read {value!r} as a whole number") from None
+    if _is_number(value):
+        if math.isnan(value) or math.isinf(value):  # type: ignore[arg-type]
+            raise ev.error(node, f"{node.function}() cannot convert {value} to a whole number")
+        return int(value)  # type: ignore[call-overload]
+    raise ev.error(node, f"{node.function}() needs a number or a string, got {_type_name(value)}")
+
+
+def _predicate_results(ev: _Evaluator, node: Call, env: _Env) -> tuple[list[object], list[object]]:
+    items = ev.sequence(node.args[0], env, f"{node.function}()")
+    body = node.args[1]
+    assert isinstance(body, Predicate)  # the parser only builds Predicate here
+    outputs = [ev.eval(body.body, _Env(env.result, item)) for item in items]
+    return items, outputs
+
+
+def _predicate_bools(ev: _Evaluator, node: Call, env: _Env) -> tuple[list[object], list[bool]]:
+    items, outputs = _predicate_results(ev, node, env)
+    for out in outputs:
+        if not isinstance(out, bool):
+            raise ev.error(
+                node.args[1], f"the predicate of {node.function}() must give true or false, got {_type_name(out)}"
+            )
+    return items, outputs  # type: ignore[return-value]
+
+
+def _all(ev: _Evaluator, node: Call, env: _Env) -> object:
+    return all(_predicate_bools(ev, node, env)[1])
+
+
+def _any(ev: _Evaluator, node: Call, env: _Env) -> object:
+    return any(_predicate_bools(ev, node, env)[1])
+
+
+def _none(ev: _Evaluator, node: Call, env: _Env) -> object:
+    return not any(_predicate_bools(ev, node, env)[1])
+
+
+def _one(ev: _Evaluator, node: Call, env: _Env) -> object:
+    return sum(_predicate_bools(ev, node, env)[1]) == 1
+
+
+def _count(ev: _Evaluator, node: Call, env: _Env) -> object:
+    return sum(_predicate_bools(ev, node, env)[1])
+
+
+def _filter(ev: _Evaluator, node: Call, env: _Env) -> object:
+    items, keep = _predicate_bools(ev, node, env)
+    return [item for item, k in zip(items, keep, strict=True) if k]
+
+
+def _map(ev: _Evaluator, node: Call, env: _Env) -> object:
+    return _predicate_results(ev, node, env)[1]
+
+
+BUILTIN_FUNCTIONS: dict[str, BuiltinFunction] = {
+    "len": BuiltinFunction(1, 1, _len, doc="number of elements of a list (or characters of a string)"),
+    "abs": BuiltinFunction(1, 1, _abs, doc="absolute value"),
+    "isNaN": BuiltinFunction(1, 1, _is_nan, doc="true when the number is NaN"),
+    "isInf": BuiltinFunction(1, 2, _is_inf, doc="true when ±Inf; isInf(x, 1) only +Inf, isInf(x, -1) only -Inf"),
+    "min": BuiltinFunction(1, 64, _min, doc="smallest of a list or of the arguments"),
+    "max": BuiltinFunction(1, 64, _max, doc="largest of a list or of the arguments"),
+    "sum": BuiltinFunction(1, 1, _sum, doc="sum of a list"),
+    "mean": BuiltinFunction(1, 64, _mean, doc="arithmetic mean of a list or of the arguments"),
+    "float": BuiltinFunction(1, 1, _to_float, doc="number or numeric string to float"),
+    "int": BuiltinFunction(1, 1, _to_int, doc="number (truncated) or numeric string to integer"),
+    "asFloat": BuiltinFunction(1, 1, _to_float, doc="Argo's helper: string to float"),
+    "asInt": BuiltinFunction(1, 1, _to_int, doc="Argo's helper: string to integer"),
+    "all": BuiltinFunction(2, 2, _all, predicate=True, doc="every element satisfies the predicate (true for [])"),
+    "any": BuiltinFunction(2, 2, _any, predicate=True, doc="at least one element satisfies it (false for [])"),
+    "none": BuiltinFunction(2, 2, _none, predicate=True, doc="no element satisfies it"),
+    "one": BuiltinFunction(2, 2, _one, predicate=True, doc="exactly one element satisfies it"),
+    "count": BuiltinFunction(2, 2, _count, predicate=True, doc="how many elements satisfy it"),
+    "filter": BuiltinFunction(2, 2, _filter, predicate=True, doc="the elements that satisfy it"),
+    "map": BuiltinFunction(2, 2, _map, predicate=True, doc="the predicate's value for each element"),
+}
+
+
+# --------------------------------------------------------------------------- public API
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A parsed condition: immutable, reusable, safe to evaluate many times."""
+
+    expression: str
+    root: Node
+
+    def evaluate(self, result: float | Sequence[float]) -> bool:
+        """True/False for this measured ``result``; ConditionError if it cannot be decided."""
+        value: object = [float(v) for v in result] if isinstance(result, Sequence) else float(result)
+        out = _Evaluator(self.expression).eval(self.root, _Env(value))
+        if not isinstance(out, bool):
+            raise ConditionError(self.expression, 0, f"a condition must give true or false, got {_type_name(out)}")
+        return out
+
+
+@functools.lru_cache(maxsize=512)
+def parse_condition(expr: str) -> Condition:
+    """Compile ``expr``; raises ConditionError naming the position of the first problem."""
+    if not isinstance(expr, str):
+        raise ConditionError(repr(expr), 0, "a condition must be a string")
+    if len(expr) > MAX_EXPRESSION_LENGTH:
+        raise ConditionError(expr, 0, f"condition is longer than {MAX_EXPRESSION_LENGTH} characters")
+    return Condition(expression=expr, root=_Parser(expr).parse())
+
+
+def evaluate_condition(expr_or_condition: str | Condition, result: float | Sequence[float]) -> bool:
+    """Evaluate a condition (source text or parsed) against a scalar or vector result."""
+    condition = expr_or_condition if isinstance(expr_or_condition, Condition) else parse_condition(expr_or_condition)
+    return condition.evaluate(result)
