@@ -234,6 +234,18 @@ def _newly_failed_runs(prev: RolloutStatus | None, new: RolloutStatus) -> list[A
     ]
 
 
+def _template_images(status: RolloutStatus, revision: str) -> tuple[str, ...]:
+    """Container images of a revision's pod template kept in the status (may be empty)."""
+    template = status.templates.get(revision)
+    spec = template.get("spec") if isinstance(template, Mapping) else None
+    containers = spec.get("containers") if isinstance(spec, Mapping) else None
+    if not isinstance(containers, Sequence):
+        return ()
+    return tuple(
+        str(c["image"]) for c in containers if isinstance(c, Mapping) and isinstance(c.get("image"), str) and c["image"]
+    )
+
+
 def _weights_key(status: RolloutStatus) -> tuple[tuple[str, str, int, int], ...]:
     return tuple(sorted((w.namespace, w.route, w.stable, w.canary) for w in status.weights))
 
@@ -266,10 +278,15 @@ class _Builder:
     def run_subject_id(self, revision: str) -> str:
         return f"{self.new.namespace}/{self.new.rollout}/{revision}"
 
-    def artifact_id(self, images: Sequence[str], revision: str) -> str:
+    def artifact_id(self, revision: str, fallback_images: Sequence[str]) -> str:
+        """The purl of the revision's first container image.
+
+        Looked up in the status' pod templates by revision hash first (exact), then
+        in ``fallback_images``; with no image at all, a generic purl of the revision.
+        """
+        images = _template_images(self.new, revision) or tuple(fallback_images)
         if images:
             return oci_purl(images[0])
-        # No image recorded: still name the artifact, as a generic purl of the revision.
         return f"pkg:generic/{self.new.rollout}@{revision}"
 
     def custom_data(self, revision: str, end_reason: EndReason | None = None) -> dict[str, Any]:
@@ -372,7 +389,10 @@ class _Builder:
             custom_data=self.custom_data(revision, reason),
         )
 
-    def service_event(self, event_type: EventType, revision: str, images: Sequence[str]) -> None:
+    def service_event(
+        self, event_type: EventType, revision: str, artifact_revision: str, fallback_images: Sequence[str]
+    ) -> None:
+        """A service event of the run of ``revision`` naming the artifact of ``artifact_revision``."""
         self.emit(
             event_type,
             status=self.new,
@@ -380,7 +400,7 @@ class _Builder:
             subject_id=self.service_id(),
             content={
                 "environment": {"id": self.environment_id},
-                "artifactId": self.artifact_id(images, revision),
+                "artifactId": self.artifact_id(artifact_revision, fallback_images),
             },
             custom_data=self.custom_data(revision),
         )
@@ -415,7 +435,7 @@ class _Builder:
             "description": description,
             "environment": {"id": self.environment_id},
             "service": {"id": self.service_id()},
-            "artifactId": self.artifact_id(self.new.images, revision),
+            "artifactId": self.artifact_id(revision, self.new.images),
         }
         data = self.custom_data(revision)
         data["analysisRun"] = run.name
@@ -486,10 +506,10 @@ def build_events(prev: RolloutStatus | None, new: RolloutStatus, ctx: EventConte
     if promoted:
         # 5. Promotion: the revision is now stable.
         kind = EventType.SERVICE_DEPLOYED if first_deploy else EventType.SERVICE_UPGRADED
-        b.service_event(kind, new.stable_revision, new.images)
+        b.service_event(kind, new.stable_revision, new.stable_revision, new.images)
         b.run_finished(new, new.stable_revision, EndReason.PROMOTED, failed=False)
     elif first_deploy:
-        b.service_event(EventType.SERVICE_DEPLOYED, new.stable_revision, new.images)
+        b.service_event(EventType.SERVICE_DEPLOYED, new.stable_revision, new.stable_revision, new.images)
 
     # 6. Abort: traffic went back to stable.
     already_aborted = prev_aborted and prev is not None and prev.canary_revision == new.canary_revision
@@ -498,7 +518,10 @@ def build_events(prev: RolloutStatus | None, new: RolloutStatus, ctx: EventConte
         reason = ctx.end_reason
         if reason is None and any(run.phase in _FAILED_ANALYSIS for run in new.analysis_runs):
             reason = EndReason.ANALYSIS_FAILED
-        b.service_event(EventType.SERVICE_ROLLEDBACK, new.canary_revision, ctx.stable_images or new.images)
+        # The artifact of a rollback is the one traffic went back to: the stable revision's.
+        b.service_event(
+            EventType.SERVICE_ROLLEDBACK, new.canary_revision, new.stable_revision, ctx.stable_images or new.images
+        )
         b.run_finished(new, new.canary_revision, reason, failed=True)
 
     return b.events
