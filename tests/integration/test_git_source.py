@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -521,3 +522,18 @@ def test_missing_token_variable_is_a_config_error(tmp_path: Path, monkeypatch: p
     )
     with pytest.raises(ConfigError, match=TOKEN_ENV):
         source.sync()
+
+
+def test_a_remote_that_never_answers_times_out_as_temporary(tmp_path: Path) -> None:
+    with socket.socket() as silent:  # accepts connections (kernel backlog) but never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        source = GitSource(
+            GitSourceConfig(f"http://127.0.0.1:{port}/repo.git", cache_dir=tmp_path / "cache", timeout_seconds=1.5)
+        )
+        started = time.monotonic()
+        with pytest.raises(TemporaryError, match="cannot clone"):
+            source.sync()
+        assert time.monotonic() - started < 15
+    assert source.last_snapshot is None
