@@ -1,0 +1,76 @@
+"""Revision identity: a short, stable hash of the pod template.
+
+Like Kubernetes' ``pod-template-hash``, the hash names a revision's ReplicaSet
+(``<rollout>-<hash>``) and labels its pods, so the same template always maps to the
+same ReplicaSet and any change to the template makes a new one. We hash canonical
+JSON (sorted keys, no whitespace) with 32-bit FNV-1a, then spell the decimal number
+with Kubernetes' "safe" alphabet (no vowels, no look-alike characters), which gives
+at most 10 characters that can never form words.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kulta.errors import SpecError
+from kulta.model.rollout import OtherDocument, Rollout
+
+__all__ = ["SAFE_ALPHABET", "fnv1a_32", "pod_template_hash", "resolve_template", "safe_encode"]
+
+#: Kubernetes' rand.SafeEncodeString alphabet.
+SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+_FNV_OFFSET = 0x811C9DC5
+_FNV_PRIME = 0x01000193
+
+
+def fnv1a_32(data: bytes) -> int:
+    """32-bit FNV-1a of ``data``."""
+    value = _FNV_OFFSET
+    for byte in data:
+        value ^= byte
+        value = (value * _FNV_PRIME) & 0xFFFFFFFF
+    return value
+
+
+def safe_encode(text: str) -> str:
+    """Map each character to the safe alphabet, as Kubernetes does for hashes."""
+    return "".join(SAFE_ALPHABET[ord(char) % len(SAFE_ALPHABET)] for char in text)
+
+
+def canonical_json(value: Any) -> bytes:
+    """JSON with sorted keys and no whitespace: equal templates give equal bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+
+
+def pod_template_hash(template: Mapping[str, Any]) -> str:
+    """The revision hash of a pod template (at most 10 characters of ``SAFE_ALPHABET``)."""
+    return safe_encode(str(fnv1a_32(canonical_json(template))))
+
+
+def resolve_template(rollout: Rollout, others: Sequence[OtherDocument]) -> Mapping[str, Any]:
+    """The pod template a Rollout runs: its own, or its ``workloadRef`` Deployment's.
+
+    Raises SpecError when the Deployment is not among ``others`` (the loader already
+    reports that, so this only happens when callers pass a different set of documents).
+    """
+    if rollout.spec.template is not None:
+        return rollout.spec.template
+    ref = rollout.spec.workload_ref
+    if ref is None:
+        raise SpecError(rollout.source.file, rollout.source.document, "spec.template", "is required")
+    for other in others:
+        if other.kind == ref.kind and other.name == ref.name and other.namespace == rollout.namespace:
+            spec = other.body.get("spec")
+            template = spec.get("template") if isinstance(spec, Mapping) else None
+            if isinstance(template, Mapping):
+                return template
+            raise SpecError(other.source.file, other.source.document, "spec.template", "is required")
+    raise SpecError(
+        rollout.source.file,
+        rollout.source.document,
+        "spec.workloadRef.name",
+        f'{ref.kind} "{ref.name}" in namespace "{rollout.namespace}" was not found: add it to the files',
+    )
