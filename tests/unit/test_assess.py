@@ -1,0 +1,276 @@
+"""Argo's counting rules, KULTA's "no Successful without data" rule, and measurement judging."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kulta.core.assess import (
+    assess_metric,
+    assess_run,
+    effective_count,
+    explain_run,
+    measurement_phase,
+    tally,
+)
+from kulta.model.analysis import Metric, PrometheusMetricProvider
+from kulta.model.status import AnalysisPhase, Measurement, MeasurementPhase
+
+S = MeasurementPhase.SUCCESSFUL
+F = MeasurementPhase.FAILED
+I = MeasurementPhase.INCONCLUSIVE  # noqa: E741
+E = MeasurementPhase.ERROR
+PROVIDER = PrometheusMetricProvider(address="http://prom:9090", query="up")
+
+
+def metric(name: str = "m", **kwargs: object) -> Metric:
+    return Metric(name=name, provider=PROVIDER, **kwargs)  # type: ignore[arg-type]
+
+
+def measured(phases: list[MeasurementPhase], name: str = "m") -> list[Measurement]:
+    return [
+        Measurement(
+            metric=name, phase=p, started_at=f"2026-01-01T00:00:{i:02d}Z", finished_at=f"2026-01-01T00:00:{i:02d}Z"
+        )
+        for i, p in enumerate(phases)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "phases", "expected"),
+    [
+        # nothing measured yet
+        ({"count": 3, "interval_seconds": 1}, [], AnalysisPhase.PENDING),
+        # failureLimit: Failed only when failed > limit
+        ({"count": 5, "interval_seconds": 1}, [F], AnalysisPhase.FAILED),
+        ({"count": 5, "interval_seconds": 1, "failure_limit": 1}, [F], AnalysisPhase.RUNNING),
+        ({"count": 5, "interval_seconds": 1, "failure_limit": 1}, [F, S, F], AnalysisPhase.FAILED),
+        ({"count": 3, "interval_seconds": 1, "failure_limit": 1}, [S, F, S], AnalysisPhase.SUCCESSFUL),
+        ({"count": 3, "interval_seconds": 1, "failure_limit": 2}, [F, F, S], AnalysisPhase.SUCCESSFUL),
+        # inconclusiveLimit
+        ({"count": 5, "interval_seconds": 1}, [S, I], AnalysisPhase.INCONCLUSIVE),
+        ({"count": 3, "interval_seconds": 1, "inconclusive_limit": 1}, [S, I, S], AnalysisPhase.SUCCESSFUL),
+        ({"count": 5, "interval_seconds": 1, "inconclusive_limit": 1}, [I, S, I], AnalysisPhase.INCONCLUSIVE),
+        # consecutiveErrorLimit (default 4): Error when consecutive errors > limit
+        ({"count": 3, "interval_seconds": 1}, [E, E, E, E], AnalysisPhase.RUNNING),
+        ({"count": 3, "interval_seconds": 1}, [E, E, E, E, E], AnalysisPhase.ERROR),
+        ({"count": 3, "interval_seconds": 1, "consecutive_error_limit": 0}, [E], AnalysisPhase.ERROR),
+        ({"count": 3, "interval_seconds": 1, "consecutive_error_limit": 1}, [E, S, E], AnalysisPhase.RUNNING),
+        ({"count": 3, "interval_seconds": 1, "consecutive_error_limit": 1}, [S, E, E], AnalysisPhase.ERROR),
+        # errors do not count towards count
+        ({"count": 2, "interval_seconds": 1}, [S, E], AnalysisPhase.RUNNING),
+        ({"count": 2, "interval_seconds": 1}, [S, E, S], AnalysisPhase.SUCCESSFUL),
+        # count reached
+        ({"count": 3, "interval_seconds": 1}, [S, S], AnalysisPhase.RUNNING),
+        ({"count": 3, "interval_seconds": 1}, [S, S, S], AnalysisPhase.SUCCESSFUL),
+        # no interval and no count: a single measurement
+        ({}, [S], AnalysisPhase.SUCCESSFUL),
+        ({}, [F], AnalysisPhase.FAILED),
+        ({}, [E], AnalysisPhase.RUNNING),  # retried until consecutiveErrorLimit
+        ({}, [E, S], AnalysisPhase.SUCCESSFUL),
+        # interval without count: runs until stopped
+        ({"interval_seconds": 1}, [S] * 50, AnalysisPhase.RUNNING),
+        ({"interval_seconds": 1, "failure_limit": 2}, [S] * 10 + [F, F, F], AnalysisPhase.FAILED),
+        # KULTA: never Successful without a single successful measurement
+        ({"count": 3, "interval_seconds": 1, "failure_limit": 3}, [F, F, F], AnalysisPhase.FAILED),
+        ({"count": 2, "interval_seconds": 1, "inconclusive_limit": 5}, [I, I], AnalysisPhase.INCONCLUSIVE),
+        (
+            {"count": 2, "interval_seconds": 1, "failure_limit": 5, "inconclusive_limit": 5},
+            [I, F],
+            AnalysisPhase.FAILED,
+        ),
+        # order of checks: failed before inconclusive before error
+        ({"count": 9, "interval_seconds": 1}, [I, F], AnalysisPhase.FAILED),
+        ({"count": 9, "interval_seconds": 1, "consecutive_error_limit": 0}, [F, E], AnalysisPhase.FAILED),
+        ({"count": 9, "interval_seconds": 1, "consecutive_error_limit": 0}, [I, E], AnalysisPhase.INCONCLUSIVE),
+    ],
+)
+def test_metric_counting_rules(
+    kwargs: dict[str, object], phases: list[MeasurementPhase], expected: AnalysisPhase
+) -> None:
+    assert assess_metric(metric(**kwargs), measured(phases)) is expected
+
+
+def test_measurements_of_other_metrics_are_ignored() -> None:
+    ms = measured([F, F], name="other") + measured([S])
+    assert assess_metric(metric(), ms) is AnalysisPhase.SUCCESSFUL
+    assert tally("m", ms).failed == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [({"count": 4}, 4), ({"count": 4, "interval_seconds": 10}, 4), ({}, 1), ({"interval_seconds": 10}, None)],
+)
+def test_effective_count(kwargs: dict[str, object], expected: int | None) -> None:
+    assert effective_count(metric(**kwargs)) == expected
+
+
+def test_tally_counts_consecutive_errors_from_the_end() -> None:
+    t = tally("m", measured([E, E, S, E, E, E]))
+    assert (t.successful, t.errors, t.consecutive_errors, t.counted) == (1, 5, 3, 1)
+
+
+# --------------------------------------------------------------------------- runs
+
+A = metric("a", count=2, interval_seconds=1)
+B = metric("b", count=1)
+DRY = metric("dry", count=1, dry_run=True)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "by_metric", "expected"),
+    [
+        ([A, B], {}, AnalysisPhase.RUNNING),
+        ([A, B], {"a": [S, S]}, AnalysisPhase.RUNNING),
+        ([A, B], {"a": [S, S], "b": [S]}, AnalysisPhase.SUCCESSFUL),
+        # one failing metric ends the run at once, even while another still runs
+        ([A, B], {"b": [F]}, AnalysisPhase.FAILED),
+        ([A, B], {"a": [I]}, AnalysisPhase.INCONCLUSIVE),
+        # the worst wins: Failed > Error > Inconclusive
+        ([A, metric("b", count=1, consecutive_error_limit=0)], {"a": [I], "b": [E]}, AnalysisPhase.ERROR),
+        ([A, B], {"a": [I], "b": [F]}, AnalysisPhase.FAILED),
+        # dry-run metrics never fail the run, but are waited for
+        ([A, DRY], {"a": [S, S], "dry": [F]}, AnalysisPhase.SUCCESSFUL),
+        ([A, DRY], {"a": [S, S]}, AnalysisPhase.RUNNING),
+        ([DRY], {"dry": [F]}, AnalysisPhase.SUCCESSFUL),
+        # no metrics at all: never Successful
+        ([], {}, AnalysisPhase.ERROR),
+    ],
+)
+def test_run_phase(
+    metrics: list[Metric], by_metric: dict[str, list[MeasurementPhase]], expected: AnalysisPhase
+) -> None:
+    ms = [m for name, phases in by_metric.items() for m in measured(phases, name)]
+    assert assess_run(metrics, ms) is expected
+
+
+def test_run_message_names_the_deciding_metric_and_its_last_measurement() -> None:
+    ms = [*measured([S]), *measured([F], name="b")]
+    ms[-1] = Measurement(metric="b", phase=F, started_at="x", finished_at="x", value="[0.3]", message="cond not met")
+    phase, message = explain_run([metric(count=2, interval_seconds=1), B], ms)
+    assert phase is AnalysisPhase.FAILED
+    assert message == 'metric "b" assessed Failed: failed (1) > failureLimit (0); last measurement: cond not met'
+    phase, message = explain_run([A, DRY], [*measured([S, S], "a"), *measured([F], "dry")])
+    assert phase is AnalysisPhase.SUCCESSFUL
+    assert 'dry-run metric "dry" assessed Failed' in message
+
+
+def test_terminating_never_turns_missing_data_into_success() -> None:
+    forever = metric("f", interval_seconds=5)
+    assert explain_run([forever], measured([S, S], "f"), terminating=True)[0] is AnalysisPhase.SUCCESSFUL
+    assert explain_run([forever], [], terminating=True)[0] is AnalysisPhase.INCONCLUSIVE
+    assert explain_run([forever], measured([E], "f"), terminating=True)[0] is AnalysisPhase.INCONCLUSIVE
+    assert explain_run([forever], measured([I], "f"), terminating=True)[0] is AnalysisPhase.INCONCLUSIVE
+
+
+# --------------------------------------------------------------------------- properties
+
+phase_lists = st.lists(st.sampled_from([S, F, I, E]), max_size=30)
+limits = st.integers(min_value=0, max_value=5)
+
+
+@settings(max_examples=400)
+@given(
+    phases=phase_lists,
+    failure_limit=limits,
+    inconclusive_limit=limits,
+    error_limit=limits,
+    count=st.one_of(st.none(), st.integers(min_value=1, max_value=10)),
+    interval=st.one_of(st.none(), st.integers(min_value=1, max_value=60)),
+)
+def test_successful_never_exceeds_limits_or_lacks_data(
+    phases: list[MeasurementPhase],
+    failure_limit: int,
+    inconclusive_limit: int,
+    error_limit: int,
+    count: int | None,
+    interval: int | None,
+) -> None:
+    m = metric(
+        count=count,
+        interval_seconds=interval,
+        failure_limit=failure_limit,
+        inconclusive_limit=inconclusive_limit,
+        consecutive_error_limit=error_limit,
+    )
+    # assess after every prefix, as the engine does after each measurement
+    for n in range(len(phases) + 1):
+        prefix = measured(phases[:n])
+        phase = assess_metric(m, prefix)
+        t = tally("m", prefix)
+        if phase is AnalysisPhase.SUCCESSFUL:
+            assert t.failed <= failure_limit
+            assert t.inconclusive <= inconclusive_limit
+            assert t.successful >= 1
+            assert assess_run([m], prefix) is AnalysisPhase.SUCCESSFUL
+        if t.failed > failure_limit:
+            assert phase is AnalysisPhase.FAILED
+        if phase.completed:
+            break
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from([S, F, I, E])), max_size=20))
+def test_run_is_successful_only_when_every_binding_metric_is(events: list[tuple[str, MeasurementPhase]]) -> None:
+    metrics = [metric("a", count=2, interval_seconds=1, failure_limit=1), metric("b", count=1, inconclusive_limit=1)]
+    ms = [measured([p], name)[0] for name, p in events]
+    if assess_run(metrics, ms) is AnalysisPhase.SUCCESSFUL:
+        for m in metrics:
+            assert assess_metric(m, ms) is AnalysisPhase.SUCCESSFUL
+            assert tally(m.name, ms).successful >= 1
+
+
+# --------------------------------------------------------------------------- judging one value
+
+
+@pytest.mark.parametrize(
+    ("success", "failure", "value", "expected"),
+    [
+        (None, None, [0.5], S),
+        (None, None, [], S),
+        ("result[0] >= 0.95", None, [0.99], S),
+        ("result[0] >= 0.95", None, [0.5], F),
+        (None, "result[0] > 0.05", [0.5], F),
+        (None, "result[0] > 0.05", [0.01], S),
+        # both set: Failed wins when both hold; neither -> Inconclusive
+        ("result[0] > 0", "result[0] > 0.5", [0.7], F),
+        ("result[0] > 0", "result[0] > 0.5", [0.3], S),
+        ("result[0] > 1", "result[0] < 0", [0.5], I),
+        # NaN: comparisons are false
+        ("result[0] >= 0.95", None, [math.nan], F),
+        (None, "result[0] > 0.05", [math.nan], S),
+        ("result[0] < 0.05", "result[0] >= 0.05", [math.nan], I),
+        ("isNaN(result[0]) || result[0] < 0.05", None, [math.nan], S),
+        # +Inf
+        ("result[0] < 0.05", None, [math.inf], F),
+        # scalar results
+        ("result < 0.05", None, 0.01, S),
+        # empty vector: indexing is an Error measurement, a guard makes it a decision
+        ("result[0] >= 0.95", None, [], E),
+        ("len(result) > 0 && result[0] >= 0.95", None, [], F),
+        # type mismatch: Error
+        ("result < 0.05", None, [0.01], E),
+    ],
+)
+def test_measurement_phase(
+    success: str | None, failure: str | None, value: float | list[float], expected: MeasurementPhase
+) -> None:
+    phase, message = measurement_phase(metric(success_condition=success, failure_condition=failure), value)
+    assert phase is expected
+    assert message
+
+
+def test_measurement_error_message_names_the_condition() -> None:
+    phase, message = measurement_phase(metric(success_condition="result[0] >= 0.95"), [])
+    assert phase is E
+    assert "result[0] >= 0.95" in message
+    assert "out of range" in message
+
+
+def test_unparsable_condition_is_an_error_measurement_not_an_exception() -> None:
+    phase, message = measurement_phase(metric(success_condition="result.__class__"), [1.0])
+    assert phase is E
+    assert "member access" in message
