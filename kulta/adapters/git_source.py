@@ -353,8 +353,11 @@ class GitSource:
             log.warning("removing broken git cache %s: %s", self._workdir, redact_text(str(exc)))
             shutil.rmtree(self._workdir)
             return None
-        if repo.working_tree_dir is None or Path(repo.working_tree_dir).resolve() != self._workdir.resolve():
-            log.warning("removing git cache %s: it is not a checkout of its own", self._workdir)
+        own_checkout = (
+            repo.working_tree_dir is not None and Path(repo.working_tree_dir).resolve() == self._workdir.resolve()
+        )
+        if not own_checkout or url is None:
+            log.warning("removing git cache %s: it is not a clone of its own with an origin", self._workdir)
             shutil.rmtree(self._workdir)
             return None
         if url != self._url:

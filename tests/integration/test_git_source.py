@@ -537,3 +537,15 @@ def test_a_remote_that_never_answers_times_out_as_temporary(tmp_path: Path) -> N
             source.sync()
         assert time.monotonic() - started < 15
     assert source.last_snapshot is None
+
+
+def test_a_broken_cache_directory_is_replaced_by_a_fresh_clone(upstream: Upstream, tmp_path: Path) -> None:
+    source = source_for(upstream, tmp_path)
+    source.workdir.mkdir(parents=True)
+    (source.workdir / "junk.txt").write_text("not a git checkout")
+
+    snap = source.sync()
+
+    assert snap.commit == run_git("rev-parse", "HEAD", cwd=upstream.work)
+    assert not (snap.workdir / "junk.txt").exists()
+    assert len(snap.files) == 3
