@@ -1,0 +1,181 @@
+"""``kulta validate`` and ``kulta plan``: check files and show a rollout before it runs.
+
+Both work on files only (no cluster, no Pulumi), so they fit in CI and pre-commit
+hooks. Output goes to the stream the CLI passes in, one error per line in the
+``file#doc field.path: message`` form, so editors and CI logs can point at the line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from kulta.core.plan import DesiredState, PlanMode, WaitKind, desired_state, full_plan
+from kulta.core.revision import pod_template_hash, resolve_template
+from kulta.errors import SpecError
+from kulta.model.rollout import OtherDocument, Rollout, Step, StepKind
+from kulta.spec import LoadResult, load_paths
+
+__all__ = ["format_duration", "plan_command", "render_plan", "validate_command"]
+
+log = logging.getLogger(__name__)
+
+_HEADERS = ("step", "action", "canary%", "stable%", "stable pods", "canary pods", "header routes", "wait")
+
+
+def format_duration(seconds: int) -> str:
+    """``90`` -> ``1m30s``; ``3600`` -> ``1h``; ``0`` -> ``0s``."""
+    if seconds == 0:
+        return "0s"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
+    return "".join(parts)
+
+
+def _summary(result: LoadResult) -> str:
+    return (
+        f"{len(result.files)} file(s): {len(result.rollouts)} rollout(s), "
+        f"{len(result.templates)} analysis template(s), {len(result.errors)} error(s)"
+    )
+
+
+def _write_errors(errors: Sequence[SpecError], out: TextIO) -> None:
+    for error in errors:
+        out.write(f"{error}\n")
+
+
+def validate_command(paths: Sequence[str], out: TextIO) -> int:
+    """Print every error of every file, then a summary; 0 when all files are valid."""
+    result = load_paths(paths, base=Path.cwd())
+    _write_errors(result.errors, out)
+    if not result.files and not result.errors:
+        out.write("no YAML files found: pass files, directories or globs\n")
+        return 1
+    status = "FAILED" if result.errors else "OK"
+    out.write(f"{status}: {_summary(result)}\n")
+    return 1 if result.errors else 0
+
+
+def _describe_action(step: Step) -> str:
+    parts: list[str] = []
+    for kind in (StepKind.SET_WEIGHT, StepKind.PAUSE, StepKind.ANALYSIS, StepKind.SET_CANARY_SCALE,
+                 StepKind.SET_HEADER_ROUTE):
+        if kind not in step.kinds:
+            continue
+        if kind is StepKind.SET_WEIGHT:
+            parts.append(f"setWeight {step.set_weight}")
+        elif kind is StepKind.PAUSE:
+            parts.append("pause")
+        elif kind is StepKind.ANALYSIS and step.analysis is not None:
+            parts.append("analysis " + ",".join(ref.name for ref in step.analysis.templates))
+        elif kind is StepKind.SET_CANARY_SCALE and step.set_canary_scale is not None:
+            scale = step.set_canary_scale
+            if scale.replicas is not None:
+                parts.append(f"setCanaryScale replicas={scale.replicas}")
+            elif scale.weight is not None:
+                parts.append(f"setCanaryScale weight={scale.weight}")
+            else:
+                parts.append("setCanaryScale matchTrafficWeight")
+        elif kind is StepKind.SET_HEADER_ROUTE and step.set_header_route is not None:
+            route = step.set_header_route
+            parts.append(f"setHeaderRoute {route.name}" + (" (remove)" if route.removes else ""))
+    return " + ".join(parts)
+
+
+def _describe_wait(state: DesiredState) -> str:
+    wait = state.wait
+    if wait.kind is WaitKind.PAUSE_DURATION and wait.seconds is not None:
+        return format_duration(wait.seconds)
+    if wait.kind is WaitKind.PAUSE_UNTIL_PROMOTED:
+        return "until promoted"
+    if wait.kind is WaitKind.ANALYSIS and wait.analysis is not None:
+        return "analysis " + ",".join(ref.name for ref in wait.analysis.templates)
+    return "-"
+
+
+def _row(label: str, action: str, state: DesiredState) -> tuple[str, ...]:
+    routes = ",".join(route.name for route in state.header_routes) or "-"
+    return (
+        label,
+        action,
+        str(state.canary_weight),
+        str(state.stable_weight),
+        str(state.stable_replicas),
+        str(state.canary_replicas),
+        routes,
+        _describe_wait(state),
+    )
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[str]:
+    """The lines ``kulta plan`` prints for one Rollout."""
+    spec = rollout.spec
+    strategy = spec.strategy
+    lines = [f"Rollout {rollout.namespace}/{rollout.name} ({rollout.source})"]
+    try:
+        revision = pod_template_hash(resolve_template(rollout, others))
+    except SpecError as exc:
+        revision = f"unknown ({exc.message})"
+    lines.append(f"  replicas: {spec.replicas}; revision (pod-template-hash): {revision}")
+    routing = strategy.traffic_routing
+    if routing is None:
+        lines.append("  traffic: no trafficRouting; the canary's share of pods approximates the weight")
+    else:
+        routes = ", ".join(
+            f"{route.namespace or rollout.namespace}/{route.name}" for route in routing.http_routes
+        )
+        lines.append(
+            f"  traffic: HTTPRoute {routes}; services {strategy.stable_service} (stable), "
+            f"{strategy.canary_service} (canary); dynamicStableScale: {str(strategy.dynamic_stable_scale).lower()}"
+        )
+    if strategy.analysis is not None:
+        names = ",".join(ref.name for ref in strategy.analysis.templates)
+        lines.append(f"  background analysis: {names} from step {strategy.analysis.starting_step}")
+    rows: list[tuple[str, ...]] = [_HEADERS]
+    plan = full_plan(spec)
+    for step, state in zip(strategy.steps, plan, strict=False):
+        rows.append(_row(str(step.index), _describe_action(step), state))
+    rows.append(_row("end", "promote", plan[-1]))
+    rows.append(_row("abort", "abort (any step)", desired_state(spec, 0, PlanMode.ABORTED)))
+    lines.extend("  " + line for line in _table(rows))
+    return lines
+
+
+def plan_command(path: str, out: TextIO) -> int:
+    """Print the whole plan of each Rollout in the file ``path``; 1 when it has errors.
+
+    Analysis templates and ``workloadRef`` Deployments are looked up in every YAML file
+    of the same directory (that is where they usually live); only the errors that
+    concern ``path`` itself are printed.
+    """
+    target = Path(path)
+    if not target.is_file():
+        out.write(f"{path}: no such file: pass one YAML file\n")
+        return 1
+    base = Path.cwd()
+    result = load_paths([target, target.parent], base=base)
+    name = result.files[0] if result.files else path
+    errors = [error for error in result.errors if error.file == name]
+    rollouts = [rollout for rollout in result.rollouts if rollout.source.file == name]
+    if errors:
+        _write_errors(errors, out)
+        out.write(f"FAILED: {len(errors)} error(s) in {name}\n")
+        return 1
+    if not rollouts:
+        out.write(f"no Rollout found in {name}\n")
+        return 1
+    for position, rollout in enumerate(rollouts):
+        if position:
+            out.write("\n")
+        for line in render_plan(rollout, result.others):
+            out.write(line + "\n")
+    log.debug("printed the plan of %d rollouts from %s", len(rollouts), name)
+    return 0
