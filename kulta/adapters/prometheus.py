@@ -1,0 +1,253 @@
+"""Prometheus instant queries turned into Measurements, whatever the server does.
+
+The analysis engine must be able to tell "the canary is bad" from "we could
+not look": an unreachable, slow or confused Prometheus has to produce an Error
+measurement (which counts towards ``consecutiveErrorLimit`` and can never
+promote a rollout), not an exception that kills the reconcile pass and not a
+value that looks like data. So ``PrometheusClient.measure`` never raises: every
+failure — connection refused, timeout, HTTP error, non-JSON body, JSON of the
+wrong shape, unsupported result type, a condition that cannot be evaluated —
+comes back as a Measurement with phase Error and a message saying which.
+
+Headers (often ``Authorization``) are treated as secrets: their values are
+redacted from every message and never logged; queries are never logged either
+because they may embed secret arguments.
+
+Result shapes (``/api/v1/query``):
+
+* ``vector``  -> ``result`` is a list of floats (one per series, ``[]`` when empty)
+* ``scalar``  -> ``result`` is a float
+* sample values ``"NaN"``, ``"+Inf"``, ``"-Inf"`` become float NaN / ±Inf
+* ``matrix`` / ``string`` -> Error measurement (use an instant vector query)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import httpx
+
+from kulta.core.analysis_run import format_time
+from kulta.core.assess import measurement_phase
+from kulta.errors import KultaError
+from kulta.model.analysis import Metric
+from kulta.model.status import Measurement, MeasurementPhase
+from kulta.redact import REDACTED, redact_text
+
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "QUERY_PATH",
+    "MetricProvider",
+    "PrometheusClient",
+    "PrometheusResponseError",
+    "format_value",
+    "parse_query_response",
+    "parse_sample_value",
+]
+
+log = logging.getLogger(__name__)
+
+QUERY_PATH = "/api/v1/query"
+#: a query answer larger than this is refused (an instant query for a canary check is tiny).
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+RESULT_VECTOR = "vector"
+RESULT_SCALAR = "scalar"
+STATUS_SUCCESS = "success"
+
+
+class MetricProvider(Protocol):
+    """Anything that can take one measurement of a metric (Prometheus, or a test fake)."""
+
+    def measure(self, metric: Metric, query: str, headers: Mapping[str, str], now: datetime) -> Measurement:
+        """Run ``query`` for ``metric`` and judge it; never raises."""
+        ...
+
+
+class PrometheusResponseError(KultaError):
+    """Prometheus answered, but not with a usable instant-query result."""
+
+
+def parse_sample_value(raw: object) -> float:
+    """A sample value as Prometheus encodes it (a string; ``"NaN"``, ``"+Inf"``, ``"-Inf"`` included)."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise PrometheusResponseError(f"sample value {raw!r} is not a number")
+    if isinstance(raw, str):
+        text = raw.strip()
+        if "_" in text:  # Python's float() accepts "1_0"; Prometheus never sends it
+            raise PrometheusResponseError(f"sample value {raw!r} is not a number")
+        try:
+            return float(text)
+        except ValueError:
+            raise PrometheusResponseError(f"sample value {raw!r} is not a number") from None
+    return float(raw)
+
+
+def _sample(pair: object) -> float:
+    if not isinstance(pair, list) or len(pair) != 2:
+        raise PrometheusResponseError(f"expected [timestamp, value], got {_preview(pair)}")
+    return parse_sample_value(pair[1])
+
+
+def parse_query_response(document: object) -> float | list[float]:
+    """The ``result`` a condition sees, from a decoded ``/api/v1/query`` answer."""
+    if not isinstance(document, dict):
+        raise PrometheusResponseError(f"expected a JSON object, got {_preview(document)}")
+    status = document.get("status")
+    if status != STATUS_SUCCESS:
+        kind = document.get("errorType", "unknown")
+        raise PrometheusResponseError(f"query failed ({kind}): {document.get('error', _preview(document))}")
+    data = document.get("data")
+    if not isinstance(data, dict):
+        raise PrometheusResponseError("answer has no 'data' object")
+    result_type = data.get("resultType")
+    result = data.get("result")
+    if result_type == RESULT_VECTOR:
+        if not isinstance(result, list):
+            raise PrometheusResponseError("vector answer has no 'result' list")
+        values: list[float] = []
+        for series in result:
+            if not isinstance(series, dict):
+                raise PrometheusResponseError(f"vector element is not an object: {_preview(series)}")
+            values.append(_sample(series.get("value")))
+        return values
+    if result_type == RESULT_SCALAR:
+        return _sample(result)
+    raise PrometheusResponseError(
+        f"result type {result_type!r} is not supported; write an instant query that returns a vector or a scalar"
+    )
+
+
+def format_value(value: float | list[float]) -> str:
+    """How a result is shown in ``Measurement.value``: ``0.99``, ``[0.99,0.5]``, ``NaN``, ``+Inf``."""
+    if isinstance(value, list):
+        return "[" + ",".join(_format_float(v) for v in value) + "]"
+    return _format_float(value)
+
+
+def _format_float(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _preview(value: object, limit: int = 120) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class PrometheusClient:
+    """``MetricProvider`` for ``provider.prometheus``: one GET /api/v1/query per measurement.
+
+    ``transport`` is for tests that need a custom httpx transport; ``clock`` is
+    a monotonic clock used only to compute ``finished_at`` from ``now``.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._transport = transport
+        self._clock = clock
+
+    def measure(self, metric: Metric, query: str, headers: Mapping[str, str], now: datetime) -> Measurement:
+        """Query, parse and judge; any failure is an Error measurement (see the module docstring)."""
+        started = self._clock()
+        secrets = [v for v in headers.values() if v]
+        try:
+            result = self._query(metric, query, headers)
+        except PrometheusResponseError as err:
+            return self._finish(
+                metric,
+                now=now,
+                started=started,
+                phase=MeasurementPhase.ERROR,
+                value="",
+                message=str(err),
+                secrets=secrets,
+            )
+        phase, message = measurement_phase(metric, result)
+        return self._finish(
+            metric, now=now, started=started, phase=phase, value=format_value(result), message=message, secrets=secrets
+        )
+
+    def _query(self, metric: Metric, query: str, headers: Mapping[str, str]) -> float | list[float]:
+        provider = metric.provider
+        url = provider.address.rstrip("/") + QUERY_PATH
+        timeout = float(provider.timeout_seconds)
+        try:
+            with (
+                httpx.Client(timeout=timeout, transport=self._transport, follow_redirects=False) as client,
+                client.stream("GET", url, params={"query": query}, headers=dict(headers)) as response,
+            ):
+                body = self._read_limited(response)
+                status = response.status_code
+        except httpx.TimeoutException:
+            raise PrometheusResponseError(
+                f"Prometheus at {redact_text(provider.address)} did not answer within {provider.timeout_seconds}s"
+            ) from None
+        except (httpx.HTTPError, httpx.InvalidURL) as err:
+            raise PrometheusResponseError(
+                f"cannot query Prometheus at {redact_text(provider.address)}: {type(err).__name__}: {err}"
+            ) from None
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            shown = _preview(body.decode("utf-8", "replace"))
+            raise PrometheusResponseError(
+                f"Prometheus answered HTTP {status} with a body that is not JSON: {shown}"
+            ) from None
+        if not 200 <= status < 300:
+            detail = document.get("error", "") if isinstance(document, dict) else ""
+            raise PrometheusResponseError(f"Prometheus answered HTTP {status}: {detail or _preview(document)}")
+        return parse_query_response(document)
+
+    @staticmethod
+    def _read_limited(response: httpx.Response) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise PrometheusResponseError(f"Prometheus answer is larger than {MAX_RESPONSE_BYTES} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _finish(
+        self,
+        metric: Metric,
+        *,
+        now: datetime,
+        started: float,
+        phase: MeasurementPhase,
+        value: str,
+        message: str,
+        secrets: list[str],
+    ) -> Measurement:
+        elapsed = max(0.0, self._clock() - started)
+        safe = message
+        for secret in sorted(set(secrets), key=len, reverse=True):
+            safe = safe.replace(secret, REDACTED)
+        safe = redact_text(safe)
+        if phase is MeasurementPhase.ERROR:
+            log.warning("metric %s: measurement error: %s", metric.name, safe)
+        else:
+            log.info("metric %s: %s (value %s)", metric.name, phase.value, value)
+        return Measurement(
+            metric=metric.name,
+            phase=phase,
+            started_at=format_time(now),
+            finished_at=format_time(now + timedelta(seconds=elapsed)),
+            value=value,
+            message=safe,
+        )

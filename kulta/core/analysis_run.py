@@ -1,0 +1,405 @@
+"""The analysis run engine: arguments, templating and scheduling, with no clock and no I/O.
+
+KULTA's status is persisted as Pulumi stack outputs and the reconciler may be
+restarted at any moment, so an analysis run cannot be a thread that sleeps
+between queries. Instead it is a value (``AnalysisRunStatus``) and these pure
+functions answer "which metrics are due *now*?" (``due_metrics``), "when should
+I come back?" (``next_due_at``) and "what is the run's phase with these new
+measurements?" (``record``). The caller passes ``now``; tests drive time by hand.
+
+Arguments (``resolve_args``) and placeholders (``render``) live here too
+because they decide what a query says, and a secret argument must be marked
+as such from the moment it is read so it can be redacted everywhere after.
+
+Placeholders: ``{{args.NAME}}`` plus the built-ins of ``builtin_values``:
+``{{rollout.name}}``, ``{{rollout.namespace}}``, ``{{rollout.stableHash}}``,
+``{{rollout.canaryHash}}``. Secret arguments (``valueFrom.secretKeyRef``) are
+read from the environment variable ``KULTA_SECRET_<SECRET>_<KEY>`` (upper-cased,
+every character other than A-Z and 0-9 replaced by ``_``); see
+``secret_env_name``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from kulta.core.assess import effective_count, explain_metric, explain_run
+from kulta.core.conditions import ConditionError, parse_condition
+from kulta.errors import PermanentError, SpecError
+from kulta.model.analysis import AnalysisTemplate, Metric, TemplateArg
+from kulta.model.rollout import AnalysisArg, ArgValueFrom, PodTemplateHashValue
+from kulta.model.status import AnalysisPhase, AnalysisRunStatus, Measurement, MeasurementPhase
+from kulta.redact import REDACTED, redact_text
+
+__all__ = [
+    "BUILTIN_CANARY_HASH",
+    "BUILTIN_NAME",
+    "BUILTIN_NAMESPACE",
+    "BUILTIN_STABLE_HASH",
+    "DEFAULT_ERROR_RETRY_SECONDS",
+    "SECRET_ENV_PREFIX",
+    "AnalysisSetupError",
+    "ResolvedArgs",
+    "builtin_values",
+    "check_template",
+    "due_metrics",
+    "failed_setup",
+    "format_time",
+    "next_due_at",
+    "parse_time",
+    "record",
+    "render",
+    "render_metric",
+    "resolve_args",
+    "secret_env_name",
+    "start_run",
+    "terminate",
+]
+
+log = logging.getLogger(__name__)
+
+#: a metric without ``interval`` whose measurement errored is retried after this (Argo's value).
+DEFAULT_ERROR_RETRY_SECONDS = 10
+SECRET_ENV_PREFIX = "KULTA_SECRET_"  # noqa: S105 (a variable-name prefix, not a secret)
+ARGS_PREFIX = "args."
+BUILTIN_NAME = "rollout.name"
+BUILTIN_NAMESPACE = "rollout.namespace"
+BUILTIN_STABLE_HASH = "rollout.stableHash"
+BUILTIN_CANARY_HASH = "rollout.canaryHash"
+FIELD_REF_NAME = "metadata.name"
+FIELD_REF_NAMESPACE = "metadata.namespace"
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]*)\s*\}\}")
+_NOT_ALNUM = re.compile(r"[^A-Z0-9]")
+
+
+class AnalysisSetupError(PermanentError):
+    """An analysis cannot start: a missing argument, template, secret or an invalid condition.
+
+    The message names the argument, template or metric; it never contains a secret value.
+    """
+
+
+# --------------------------------------------------------------------------- time
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with a ``Z``; milliseconds only when not zero."""
+    if moment.tzinfo is None:
+        raise ValueError("analysis times must be timezone-aware")
+    utc = moment.astimezone(UTC)
+    base = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    millis = utc.microsecond // 1000
+    return f"{base}.{millis:03d}Z" if millis else f"{base}Z"
+
+
+def parse_time(text: str) -> datetime:
+    """Inverse of ``format_time`` (accepts any RFC 3339 offset)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+@dataclass(frozen=True)
+class ResolvedArgs:
+    """Argument values by name; ``secret_names`` are the ones read from secrets."""
+
+    values: Mapping[str, str] = field(default_factory=dict)
+    secret_names: frozenset[str] = frozenset()
+
+    @property
+    def secret_values(self) -> tuple[str, ...]:
+        return tuple(self.values[name] for name in sorted(self.secret_names) if self.values.get(name))
+
+    def redact(self, text: str, extra: Sequence[str] = ()) -> str:
+        """``text`` with every secret value (and ``extra`` literals) replaced by ``***``."""
+        result = text
+        for secret in sorted({*self.secret_values, *(e for e in extra if e)}, key=len, reverse=True):
+            result = result.replace(secret, REDACTED)
+        return redact_text(result)
+
+
+def secret_env_name(secret: str, key: str) -> str:
+    """The environment variable holding ``secretKeyRef {name: secret, key: key}``.
+
+    ``("prometheus-auth", "token")`` -> ``KULTA_SECRET_PROMETHEUS_AUTH_TOKEN``.
+    """
+    return SECRET_ENV_PREFIX + _NOT_ALNUM.sub("_", f"{secret}_{key}".upper())
+
+
+def _resolve_one(
+    arg: TemplateArg | AnalysisArg,
+    origin: str,
+    *,
+    stable_hash: str,
+    canary_hash: str,
+    rollout: str,
+    namespace: str,
+    environ: Mapping[str, str],
+) -> tuple[str, bool]:
+    """(value, is_secret) of one argument."""
+    if arg.value is not None and arg.value_from is not None:
+        raise AnalysisSetupError(f"argument {arg.name!r} ({origin}) sets both value and valueFrom; keep one")
+    if arg.value is not None:
+        return arg.value, False
+    source: ArgValueFrom | None = arg.value_from
+    if source is None:
+        raise AnalysisSetupError(
+            f"argument {arg.name!r} has no value: {origin} declares it without a default "
+            "and the rollout's analysis does not pass it"
+        )
+    if source.pod_template_hash_value is PodTemplateHashValue.STABLE:
+        return stable_hash, False
+    if source.pod_template_hash_value is PodTemplateHashValue.LATEST:
+        return canary_hash or stable_hash, False
+    if source.field_ref is not None:
+        if source.field_ref == FIELD_REF_NAME:
+            return rollout, False
+        if source.field_ref == FIELD_REF_NAMESPACE:
+            return namespace, False
+        raise AnalysisSetupError(
+            f"argument {arg.name!r} ({origin}): fieldRef {source.field_ref!r} is not supported; "
+            f"use {FIELD_REF_NAME!r} or {FIELD_REF_NAMESPACE!r}"
+        )
+    if source.secret_key_ref is not None:
+        secret, key = source.secret_key_ref
+        variable = secret_env_name(secret, key)
+        if variable not in environ:
+            raise AnalysisSetupError(
+                f"argument {arg.name!r} ({origin}) reads secret {secret!r} key {key!r}: "
+                f"set the environment variable {variable} for KULTA"
+            )
+        return environ[variable], True
+    raise AnalysisSetupError(f"argument {arg.name!r} ({origin}) has an empty valueFrom")
+
+
+def resolve_args(
+    template_args: Sequence[TemplateArg],
+    ref_args: Sequence[AnalysisArg],
+    *,
+    stable_hash: str,
+    canary_hash: str,
+    rollout: str,
+    namespace: str,
+    environ: Mapping[str, str],
+) -> ResolvedArgs:
+    """Every argument's value: the rollout's value wins over the template's default.
+
+    Arguments the rollout passes but no template declares are kept (several
+    templates share one argument list, as in Argo). Two templates declaring the
+    same argument with different defaults is an error unless the rollout passes it.
+    """
+    context = {
+        "stable_hash": stable_hash,
+        "canary_hash": canary_hash,
+        "rollout": rollout,
+        "namespace": namespace,
+        "environ": environ,
+    }
+    chosen: dict[str, tuple[TemplateArg | AnalysisArg, str]] = {}
+    passed = {a.name: a for a in ref_args}
+    for targ in template_args:
+        if targ.name in passed:
+            continue
+        previous = chosen.get(targ.name)
+        if previous is not None and (previous[0].value, previous[0].value_from) != (targ.value, targ.value_from):
+            raise AnalysisSetupError(
+                f"argument {targ.name!r} is declared by several templates with different defaults; "
+                "pass it from the rollout's analysis args"
+            )
+        chosen[targ.name] = (targ, "the template")
+    for rarg in ref_args:
+        chosen[rarg.name] = (rarg, "the rollout")
+    values: dict[str, str] = {}
+    secrets: set[str] = set()
+    for name, (arg, origin) in chosen.items():
+        value, secret = _resolve_one(arg, origin, **context)  # type: ignore[arg-type]
+        values[name] = value
+        if secret:
+            secrets.add(name)
+    return ResolvedArgs(values=values, secret_names=frozenset(secrets))
+
+
+def builtin_values(*, rollout: str, namespace: str, stable_hash: str, canary_hash: str) -> dict[str, str]:
+    """The ``{{rollout.*}}`` placeholders KULTA supplies to every template."""
+    return {
+        BUILTIN_NAME: rollout,
+        BUILTIN_NAMESPACE: namespace,
+        BUILTIN_STABLE_HASH: stable_hash,
+        BUILTIN_CANARY_HASH: canary_hash,
+    }
+
+
+def render(text: str, args: ResolvedArgs, builtins: Mapping[str, str]) -> str:
+    """Replace ``{{args.NAME}}`` and ``{{rollout.*}}``; an unknown placeholder is an error."""
+
+    def substitute(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key.startswith(ARGS_PREFIX) and key[len(ARGS_PREFIX) :] in args.values:
+            return args.values[key[len(ARGS_PREFIX) :]]
+        if key in builtins:
+            return builtins[key]
+        known = sorted([*(ARGS_PREFIX + n for n in args.values), *builtins])
+        raise AnalysisSetupError(f"placeholder {{{{{key}}}}} is not defined; known: {', '.join(known)}")
+
+    return _PLACEHOLDER.sub(substitute, text)
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def check_template(template: AnalysisTemplate) -> list[SpecError]:
+    """Problems visible in a template file alone: duplicate metric names, unparsable conditions.
+
+    Conditions holding ``{{...}}`` placeholders are checked after rendering, when the run starts.
+    """
+    problems: list[SpecError] = []
+    seen: set[str] = set()
+    for i, metric in enumerate(template.metrics):
+        where = f"spec.metrics[{i}]"
+        if metric.name in seen:
+            problems.append(
+                SpecError(
+                    template.source.file, template.source.document, f"{where}.name", f"{metric.name!r} is repeated"
+                )
+            )
+        seen.add(metric.name)
+        for key, expr in (
+            ("successCondition", metric.success_condition),
+            ("failureCondition", metric.failure_condition),
+        ):
+            if not expr or _PLACEHOLDER.search(expr):
+                continue
+            try:
+                parse_condition(expr)
+            except ConditionError as err:
+                problems.append(SpecError(template.source.file, template.source.document, f"{where}.{key}", str(err)))
+    return problems
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def start_run(name: str, *, step_index: int | None, now: datetime) -> AnalysisRunStatus:
+    """A new, Running run with no measurements."""
+    return AnalysisRunStatus(name=name, phase=AnalysisPhase.RUNNING, step_index=step_index, started_at=format_time(now))
+
+
+def _metric_measurements(run: AnalysisRunStatus, metric: Metric) -> list[Measurement]:
+    return [m for m in run.measurements if m.metric == metric.name]
+
+
+def _next_measurement_at(run: AnalysisRunStatus, metric: Metric, started: datetime) -> datetime | None:
+    """When ``metric`` should next be measured; None once it is complete."""
+    if explain_metric(metric, run.measurements)[0].completed:
+        return None
+    taken = _metric_measurements(run, metric)
+    if not taken:
+        return started + timedelta(seconds=metric.initial_delay_seconds)
+    last = taken[-1]
+    interval = metric.interval_seconds
+    if interval is None:
+        if last.phase is not MeasurementPhase.ERROR:
+            # single-measurement metric already counted: complete (explain_metric said so)
+            wanted = effective_count(metric)
+            log.warning("metric %s has no interval and count %s but is not complete", metric.name, wanted)
+            return None
+        interval = DEFAULT_ERROR_RETRY_SECONDS
+    return parse_time(last.finished_at or last.started_at) + timedelta(seconds=interval)
+
+
+def _started(run: AnalysisRunStatus, now: datetime) -> datetime:
+    return parse_time(run.started_at) if run.started_at else now
+
+
+def due_metrics(run: AnalysisRunStatus, metrics: Sequence[Metric], now: datetime) -> tuple[Metric, ...]:
+    """Metrics whose next measurement is due at ``now`` (initialDelay, interval and count respected)."""
+    if run.phase.completed:
+        return ()
+    started = _started(run, now)
+    due: list[Metric] = []
+    for metric in metrics:
+        at = _next_measurement_at(run, metric, started)
+        if at is not None and at <= now:
+            due.append(metric)
+    return tuple(due)
+
+
+def next_due_at(run: AnalysisRunStatus, metrics: Sequence[Metric], now: datetime) -> datetime | None:
+    """The earliest time a measurement is due (may be <= now: due already); None when the run is complete."""
+    if run.phase.completed:
+        return None
+    started = _started(run, now)
+    times = [at for metric in metrics if (at := _next_measurement_at(run, metric, started)) is not None]
+    return min(times) if times else None
+
+
+def record(run: AnalysisRunStatus, metrics: Sequence[Metric], measurements: Sequence[Measurement]) -> AnalysisRunStatus:
+    """Append ``measurements`` and re-assess the run's phase and message.
+
+    A completed run is returned unchanged: its verdict is final.
+    """
+    if run.phase.completed:
+        if measurements:
+            log.warning(
+                "analysis run %s is already %s; %d measurements ignored", run.name, run.phase.value, len(measurements)
+            )
+        return run
+    combined = (*run.measurements, *measurements)
+    phase, message = explain_run(metrics, combined)
+    if phase is not run.phase:
+        log.info("analysis run %s: %s -> %s (%s)", run.name, run.phase.value, phase.value, message)
+    return replace(run, measurements=combined, phase=phase, message=message)
+
+
+def terminate(run: AnalysisRunStatus, metrics: Sequence[Metric], reason: str) -> AnalysisRunStatus:
+    """Stop a run from outside (e.g. background analysis when the rollout completes).
+
+    Metrics still running end Successful only if they had at least one successful
+    measurement and broke no limit; a metric never measured ends Inconclusive.
+    """
+    if run.phase.completed:
+        return run
+    phase, message = explain_run(metrics, run.measurements, terminating=True)
+    return replace(run, phase=phase, message=f"{reason}: {message}" if reason else message)
+
+
+def failed_setup(run: AnalysisRunStatus, error: AnalysisSetupError) -> AnalysisRunStatus:
+    """The run ends Error because it could not be set up (the rollout aborts, never promotes)."""
+    return replace(run, phase=AnalysisPhase.ERROR, message=f"analysis cannot run: {error}")
+
+
+def render_metric(metric: Metric, args: ResolvedArgs, builtins: Mapping[str, str]) -> Metric:
+    """``metric`` with every placeholder rendered (address, query, headers, conditions)."""
+    provider = metric.provider
+    rendered_provider = replace(
+        provider,
+        address=render(provider.address, args, builtins),
+        query=render(provider.query, args, builtins),
+        headers=tuple((name, render(value, args, builtins)) for name, value in provider.headers),
+    )
+
+    def checked(expr: str | None) -> str | None:
+        if not expr:
+            return expr
+        rendered = render(expr, args, builtins)
+        try:
+            parse_condition(rendered)
+        except ConditionError as err:
+            raise AnalysisSetupError(f"metric {metric.name!r}: {args.redact(str(err))}") from None
+        return rendered
+
+    return replace(
+        metric,
+        provider=rendered_provider,
+        success_condition=checked(metric.success_condition),
+        failure_condition=checked(metric.failure_condition),
+    )

@@ -1,0 +1,478 @@
+"""The pure run engine: arguments, placeholders, secrets, scheduling by a hand-driven clock."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kulta.adapters.analysis_runner import advance_analysis
+from kulta.core.analysis_run import (
+    DEFAULT_ERROR_RETRY_SECONDS,
+    AnalysisSetupError,
+    ResolvedArgs,
+    builtin_values,
+    check_template,
+    due_metrics,
+    format_time,
+    next_due_at,
+    parse_time,
+    record,
+    render,
+    resolve_args,
+    secret_env_name,
+    start_run,
+    terminate,
+)
+from kulta.errors import PermanentError
+from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvider, TemplateArg
+from kulta.model.rollout import (
+    AnalysisArg,
+    AnalysisRef,
+    AnalysisTemplateRef,
+    ArgValueFrom,
+    PodTemplateHashValue,
+    SourceRef,
+)
+from kulta.model.status import AnalysisPhase, AnalysisRunStatus, Measurement, MeasurementPhase
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+PROVIDER = PrometheusMetricProvider(address="http://prom:9090", query="up")
+CONTEXT = {"stable_hash": "aaa111", "canary_hash": "bbb222", "rollout": "web", "namespace": "shop"}
+
+
+def metric(name: str = "m", **kwargs: object) -> Metric:
+    return Metric(name=name, provider=PROVIDER, **kwargs)  # type: ignore[arg-type]
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def took(name: str, phase: MeasurementPhase, seconds: float) -> Measurement:
+    return Measurement(
+        metric=name, phase=phase, started_at=format_time(at(seconds)), finished_at=format_time(at(seconds))
+    )
+
+
+# --------------------------------------------------------------------------- time
+
+
+@pytest.mark.parametrize(
+    ("moment", "text"),
+    [
+        (T0, "2026-03-01T12:00:00Z"),
+        (T0 + timedelta(milliseconds=250), "2026-03-01T12:00:00.250Z"),
+        (datetime(2026, 3, 1, 14, 0, tzinfo=UTC).astimezone(), "2026-03-01T14:00:00Z"),
+    ],
+)
+def test_times_are_rfc3339_utc(moment: datetime, text: str) -> None:
+    assert format_time(moment) == text
+    assert parse_time(text) == moment
+
+
+def test_naive_times_are_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        format_time(datetime(2026, 1, 1))
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def resolve(
+    template_args: list[TemplateArg], ref_args: list[AnalysisArg], environ: Mapping[str, str] | None = None
+) -> ResolvedArgs:
+    return resolve_args(template_args, ref_args, environ=environ or {}, **CONTEXT)
+
+
+def test_defaults_and_rollout_values() -> None:
+    args = resolve(
+        [TemplateArg("service", value="web-canary"), TemplateArg("threshold", value="0.95"), TemplateArg("window")],
+        [AnalysisArg("window", value="5m"), AnalysisArg("threshold", value="0.99")],
+    )
+    assert dict(args.values) == {"service": "web-canary", "threshold": "0.99", "window": "5m"}
+    assert args.secret_names == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("value_from", "expected"),
+    [
+        (ArgValueFrom(pod_template_hash_value=PodTemplateHashValue.STABLE), "aaa111"),
+        (ArgValueFrom(pod_template_hash_value=PodTemplateHashValue.LATEST), "bbb222"),
+        (ArgValueFrom(field_ref="metadata.name"), "web"),
+        (ArgValueFrom(field_ref="metadata.namespace"), "shop"),
+    ],
+)
+def test_value_from_supplied_by_kulta(value_from: ArgValueFrom, expected: str) -> None:
+    from_rollout = resolve([TemplateArg("h")], [AnalysisArg("h", value_from=value_from)])
+    as_default = resolve([TemplateArg("h", value_from=value_from)], [])
+    assert from_rollout.values["h"] == as_default.values["h"] == expected
+
+
+def test_latest_hash_is_the_stable_one_when_no_canary_exists() -> None:
+    args = resolve_args(
+        [TemplateArg("h", value_from=ArgValueFrom(pod_template_hash_value=PodTemplateHashValue.LATEST))],
+        [],
+        stable_hash="aaa111",
+        canary_hash="",
+        rollout="web",
+        namespace="shop",
+        environ={},
+    )
+    assert args.values["h"] == "aaa111"
+
+
+@pytest.mark.parametrize(
+    ("secret", "key", "variable"),
+    [
+        ("prometheus-auth", "token", "KULTA_SECRET_PROMETHEUS_AUTH_TOKEN"),
+        ("prom.auth", "api-key", "KULTA_SECRET_PROM_AUTH_API_KEY"),
+        ("Grafana", "Bearer_1", "KULTA_SECRET_GRAFANA_BEARER_1"),
+    ],
+)
+def test_secret_env_name_convention(secret: str, key: str, variable: str) -> None:
+    assert secret_env_name(secret, key) == variable
+
+
+def test_secret_args_come_from_the_environment_and_are_marked() -> None:
+    ref = ArgValueFrom(secret_key_ref=("prometheus-auth", "token"))
+    args = resolve([TemplateArg("token", value_from=ref)], [], {"KULTA_SECRET_PROMETHEUS_AUTH_TOKEN": "s3cr3t-value"})
+    assert args.values["token"] == "s3cr3t-value"
+    assert args.secret_names == frozenset({"token"})
+    assert args.redact("401 for Bearer s3cr3t-value at http://prom") == "401 for Bearer *** at http://prom"
+    # short secrets are redacted too (the generic redactor skips them)
+    short = resolve([TemplateArg("t", value_from=ref)], [], {"KULTA_SECRET_PROMETHEUS_AUTH_TOKEN": "ab"})
+    assert short.redact("key=ab!") == "key=***!"
+
+
+def test_missing_secret_names_the_variable_not_a_value() -> None:
+    ref = ArgValueFrom(secret_key_ref=("prometheus-auth", "token"))
+    with pytest.raises(AnalysisSetupError) as caught:
+        resolve([TemplateArg("token", value_from=ref)], [], {"OTHER": "x"})
+    assert "KULTA_SECRET_PROMETHEUS_AUTH_TOKEN" in str(caught.value)
+    assert "'token'" in str(caught.value)
+    assert isinstance(caught.value, PermanentError)
+
+
+@pytest.mark.parametrize(
+    ("template_args", "ref_args", "fragment"),
+    [
+        ([TemplateArg("service")], [], "argument 'service' has no value: the template declares it without a default"),
+        (
+            [TemplateArg("a", value="1", value_from=ArgValueFrom(field_ref="metadata.name"))],
+            [],
+            "sets both value and valueFrom",
+        ),
+        ([TemplateArg("a", value_from=ArgValueFrom(field_ref="metadata.labels['x']"))], [], "is not supported"),
+        ([TemplateArg("a", value_from=ArgValueFrom())], [], "empty valueFrom"),
+        ([TemplateArg("a", value="1"), TemplateArg("a", value="2")], [], "several templates with different defaults"),
+    ],
+)
+def test_argument_errors(template_args: list[TemplateArg], ref_args: list[AnalysisArg], fragment: str) -> None:
+    with pytest.raises(AnalysisSetupError) as caught:
+        resolve(template_args, ref_args)
+    assert fragment in str(caught.value)
+
+
+def test_conflicting_defaults_are_fine_when_the_rollout_passes_the_value() -> None:
+    args = resolve([TemplateArg("a", value="1"), TemplateArg("a", value="2")], [AnalysisArg("a", value="3")])
+    assert args.values["a"] == "3"
+
+
+# --------------------------------------------------------------------------- placeholders
+
+BUILTINS = builtin_values(rollout="web", namespace="shop", stable_hash="aaa111", canary_hash="bbb222")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('rate(x{svc="{{args.service}}"}[1m])', 'rate(x{svc="web-canary"}[1m])'),
+        ("{{ args.service }}/{{args.window}}", "web-canary/5m"),
+        ("{{rollout.name}}.{{rollout.namespace}}", "web.shop"),
+        (
+            'x{revision="{{rollout.canaryHash}}"} / y{revision="{{rollout.stableHash}}"}',
+            'x{revision="bbb222"} / y{revision="aaa111"}',
+        ),
+        ("no placeholders {here}", "no placeholders {here}"),
+    ],
+)
+def test_render(text: str, expected: str) -> None:
+    args = ResolvedArgs(values={"service": "web-canary", "window": "5m"})
+    assert render(text, args, BUILTINS) == expected
+
+
+def test_unknown_placeholder_is_an_error_listing_the_known_ones() -> None:
+    with pytest.raises(AnalysisSetupError) as caught:
+        render("{{args.servce}}", ResolvedArgs(values={"service": "x"}), BUILTINS)
+    message = str(caught.value)
+    assert "{{args.servce}} is not defined" in message
+    assert "args.service" in message
+    assert "rollout.canaryHash" in message
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def test_initial_delay_then_interval_until_count() -> None:
+    m = metric(interval_seconds=10, count=2, initial_delay_seconds=5)
+    run = start_run("r", step_index=1, now=T0)
+    assert run.phase is AnalysisPhase.RUNNING
+    assert due_metrics(run, [m], at(4)) == ()
+    assert next_due_at(run, [m], at(4)) == at(5)
+    assert due_metrics(run, [m], at(5)) == (m,)
+    run = record(run, [m], [took("m", MeasurementPhase.SUCCESSFUL, 5)])
+    assert run.phase is AnalysisPhase.RUNNING
+    assert due_metrics(run, [m], at(14)) == ()
+    assert next_due_at(run, [m], at(14)) == at(15)
+    assert due_metrics(run, [m], at(15)) == (m,)
+    run = record(run, [m], [took("m", MeasurementPhase.SUCCESSFUL, 15)])
+    assert run.phase is AnalysisPhase.SUCCESSFUL
+    assert due_metrics(run, [m], at(100)) == ()
+    assert next_due_at(run, [m], at(100)) is None
+
+
+def test_single_measurement_metric_retries_errors_after_the_default_interval() -> None:
+    m = metric(consecutive_error_limit=1)
+    run = start_run("r", step_index=None, now=T0)
+    assert due_metrics(run, [m], T0) == (m,)
+    run = record(run, [m], [took("m", MeasurementPhase.ERROR, 0)])
+    assert run.phase is AnalysisPhase.RUNNING
+    assert next_due_at(run, [m], at(1)) == at(DEFAULT_ERROR_RETRY_SECONDS)
+    run = record(run, [m], [took("m", MeasurementPhase.ERROR, DEFAULT_ERROR_RETRY_SECONDS)])
+    assert run.phase is AnalysisPhase.ERROR
+    assert "consecutive errors (2) > consecutiveErrorLimit (1)" in run.message
+    assert next_due_at(run, [m], at(60)) is None
+
+
+def test_metrics_are_scheduled_independently() -> None:
+    fast = metric("fast", interval_seconds=1, count=3)
+    slow = metric("slow", interval_seconds=10, count=1, initial_delay_seconds=2)
+    run = start_run("r", step_index=0, now=T0)
+    assert due_metrics(run, [fast, slow], T0) == (fast,)
+    run = record(run, [fast, slow], [took("fast", MeasurementPhase.SUCCESSFUL, 0)])
+    assert next_due_at(run, [fast, slow], T0) == at(1)
+    assert due_metrics(run, [fast, slow], at(2)) == (fast, slow)
+
+
+def test_a_failing_metric_stops_every_other_metric() -> None:
+    a = metric("a", interval_seconds=1, count=10)
+    b = metric("b", interval_seconds=1, count=10)
+    run = start_run("r", step_index=None, now=T0)
+    run = record(run, [a, b], [took("a", MeasurementPhase.SUCCESSFUL, 0), took("b", MeasurementPhase.FAILED, 0)])
+    assert run.phase is AnalysisPhase.FAILED
+    assert due_metrics(run, [a, b], at(5)) == ()
+    assert next_due_at(run, [a, b], at(5)) is None
+
+
+def test_record_on_a_completed_run_changes_nothing() -> None:
+    m = metric()
+    run = record(start_run("r", step_index=None, now=T0), [m], [took("m", MeasurementPhase.FAILED, 0)])
+    assert run.phase is AnalysisPhase.FAILED
+    assert record(run, [m], [took("m", MeasurementPhase.SUCCESSFUL, 1)]) is run
+
+
+def test_terminate_background_run() -> None:
+    forever = metric("f", interval_seconds=60)
+    run = start_run("bg", step_index=None, now=T0)
+    stopped = terminate(run, [forever], "rollout completed")
+    assert stopped.phase is AnalysisPhase.INCONCLUSIVE
+    assert stopped.message.startswith("rollout completed: ")
+    run = record(run, [forever], [took("f", MeasurementPhase.SUCCESSFUL, 0)])
+    assert terminate(run, [forever], "rollout completed").phase is AnalysisPhase.SUCCESSFUL
+
+
+def test_status_round_trips_through_stack_outputs() -> None:
+    m = metric(interval_seconds=1, count=3)
+    run = record(start_run("r", step_index=2, now=T0), [m], [took("m", MeasurementPhase.SUCCESSFUL, 0)])
+    again = AnalysisRunStatus.from_outputs(run.to_outputs())
+    assert again == run
+    assert next_due_at(again, [m], T0) == at(1)
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def template(
+    name: str, metrics: tuple[Metric, ...], args: tuple[TemplateArg, ...] = (), **kw: object
+) -> AnalysisTemplate:
+    return AnalysisTemplate(
+        name=name,
+        namespace=str(kw.get("namespace", "shop")),
+        cluster_scoped=bool(kw.get("cluster_scoped", False)),
+        args=args,
+        metrics=metrics,
+        source=SourceRef(file=f"analysis/{name}.yaml", document=1),
+    )
+
+
+def test_check_template_reports_file_and_field() -> None:
+    bad = template(
+        "t",
+        (
+            metric("a", success_condition="result[0] >=", failure_condition="result[0] > {{args.max}}"),
+            metric("a"),
+        ),
+    )
+    problems = check_template(bad)
+    assert [p.path for p in problems] == ["spec.metrics[0].successCondition", "spec.metrics[1].name"]
+    assert str(problems[0]).startswith("analysis/t.yaml#1 spec.metrics[0].successCondition: condition")
+    assert check_template(template("ok", (metric("a", success_condition="result[0] > 1"),))) == []
+
+
+# --------------------------------------------------------------------------- one reconcile pass, fake provider
+
+
+@dataclass
+class ScriptedProvider:
+    """Returns scripted phases per metric and remembers what it was asked."""
+
+    script: dict[str, list[MeasurementPhase]]
+    calls: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+
+    def measure(self, metric: Metric, query: str, headers: Mapping[str, str], now: datetime) -> Measurement:
+        self.calls.append((metric.name, query, dict(headers)))
+        phase = self.script[metric.name].pop(0)
+        secret_echo = " ".join(headers.values())
+        return Measurement(
+            metric=metric.name,
+            phase=phase,
+            started_at=format_time(now),
+            finished_at=format_time(now),
+            value="[0.1]",
+            message=f"query {query} with {secret_echo}",
+        )
+
+
+TOKEN_REF = ArgValueFrom(secret_key_ref=("prom", "token"))
+ENV = {"KULTA_SECRET_PROM_TOKEN": "tok-123456"}
+
+
+def rate_template() -> AnalysisTemplate:
+    provider = PrometheusMetricProvider(
+        address="http://prom:9090",
+        query='errors{revision="{{args.canary}}",svc="{{rollout.name}}"} token={{args.token}}',
+        headers=(("Authorization", "Bearer {{args.token}}"),),
+    )
+    return template(
+        "rate",
+        (
+            Metric(
+                name="errors",
+                provider=provider,
+                interval_seconds=1,
+                count=2,
+                success_condition="result[0] < {{args.max}}",
+            ),
+        ),
+        args=(TemplateArg("canary"), TemplateArg("max", value="0.05"), TemplateArg("token", value_from=TOKEN_REF)),
+    )
+
+
+def advance(
+    run: AnalysisRunStatus | None, provider: ScriptedProvider, now: datetime, **kw: object
+) -> AnalysisRunStatus:
+    params: dict[str, object] = {
+        "name": "web-step-2",
+        "templates": [rate_template(), template("other", (metric("latency"),))],
+        "ref": AnalysisRef(
+            templates=(AnalysisTemplateRef("rate", cluster_scope=False),),
+            args=(AnalysisArg("canary", value_from=ArgValueFrom(pod_template_hash_value=PodTemplateHashValue.LATEST)),),
+        ),
+        "step_index": 2,
+        "provider": provider,
+        "environ": ENV,
+        "now": now,
+        **CONTEXT,
+    }
+    params.update(kw)
+    return advance_analysis(run, **params)  # type: ignore[arg-type]
+
+
+def test_advance_renders_measures_and_redacts() -> None:
+    provider = ScriptedProvider({"errors": [MeasurementPhase.SUCCESSFUL, MeasurementPhase.SUCCESSFUL]})
+    run = advance(None, provider, T0)
+    assert run.phase is AnalysisPhase.RUNNING
+    assert run.step_index == 2
+    assert run.started_at == "2026-03-01T12:00:00Z"
+    name, query, headers = provider.calls[0]
+    assert name == "errors"
+    assert query == 'errors{revision="bbb222",svc="web"} token=tok-123456'
+    assert headers == {"Authorization": "Bearer tok-123456"}
+    assert "tok-123456" not in run.measurements[0].message
+    assert "***" in run.measurements[0].message
+    # not due yet: no call
+    run = advance(run, provider, at(0.5))
+    assert len(provider.calls) == 1
+    run = advance(run, provider, at(1))
+    assert run.phase is AnalysisPhase.SUCCESSFUL
+    assert len(run.measurements) == 2
+    # completed: unchanged, no more calls
+    assert advance(run, provider, at(5)) is run
+    assert len(provider.calls) == 2
+    assert "tok-123456" not in str(run.to_outputs())
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"environ": {}}, "KULTA_SECRET_PROM_TOKEN"),
+        ({"ref": AnalysisRef(templates=(AnalysisTemplateRef("rate"),), args=())}, "argument 'canary' has no value"),
+        ({"ref": AnalysisRef(templates=(AnalysisTemplateRef("nope"),), args=())}, "'nope' is not defined"),
+        (
+            {"ref": AnalysisRef(templates=(AnalysisTemplateRef("rate", cluster_scope=True),), args=())},
+            "ClusterAnalysisTemplate 'rate' is not defined",
+        ),
+        (
+            {
+                "templates": [template("a", (metric("x"),)), template("b", (metric("x"),))],
+                "ref": AnalysisRef(templates=(AnalysisTemplateRef("a"), AnalysisTemplateRef("b")), args=()),
+            },
+            "metric 'x' is defined by template 'a' (analysis/a.yaml#1) and by 'b' (analysis/b.yaml#1)",
+        ),
+        (
+            {
+                "templates": [template("c", (metric("x", success_condition="result > {{args.max}} +"),))],
+                "ref": AnalysisRef(templates=(AnalysisTemplateRef("c"),), args=(AnalysisArg("max", value="1"),)),
+            },
+            "metric 'x': condition 'result > 1 +'",
+        ),
+    ],
+)
+def test_setup_problems_end_the_run_in_error(changes: dict[str, object], fragment: str) -> None:
+    provider = ScriptedProvider({})
+    run = advance(None, provider, T0, **changes)
+    assert run.phase is AnalysisPhase.ERROR
+    assert fragment in run.message
+    assert provider.calls == []
+
+
+def test_metrics_of_several_templates_run_together() -> None:
+    provider = ScriptedProvider({"errors": [MeasurementPhase.SUCCESSFUL], "latency": [MeasurementPhase.FAILED]})
+    run = advance(
+        None,
+        provider,
+        T0,
+        ref=AnalysisRef(
+            templates=(AnalysisTemplateRef("rate"), AnalysisTemplateRef("other")),
+            args=(AnalysisArg("canary", value="c1"),),
+        ),
+    )
+    assert sorted(c[0] for c in provider.calls) == ["errors", "latency"]
+    assert run.phase is AnalysisPhase.FAILED
+    assert 'metric "latency" assessed Failed' in run.message
+
+
+def test_cluster_template_is_found_by_cluster_scope() -> None:
+    cluster = template("shared", (metric("x"),), cluster_scoped=True, namespace="")
+    provider = ScriptedProvider({"x": [MeasurementPhase.SUCCESSFUL]})
+    run = advance(
+        None,
+        provider,
+        T0,
+        templates=[cluster],
+        ref=AnalysisRef(templates=(AnalysisTemplateRef("shared", cluster_scope=True),), args=()),
+    )
+    assert run.phase is AnalysisPhase.SUCCESSFUL
