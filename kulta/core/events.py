@@ -108,8 +108,9 @@ class EventContext:
     from ``cluster`` and the status namespace when empty); ``end_reason`` says why
     an abort happened (the status only says *that* it did); ``now`` is the RFC 3339
     time of the observation, used as ``context.timestamp`` (falls back to the
-    status' ``step_started_at``); ``stable_images`` are the images of the stable
-    revision, named by ``service.rolledback`` (falls back to the status images).
+    status' ``step_started_at``); ``stable_images`` name the stable revision's
+    artifact in ``service.rolledback`` when the status' pod templates do not
+    hold it (last resort: the status' ``images``).
     """
 
     source: str
@@ -375,11 +376,13 @@ class _Builder:
             starts_chain=True,
         )
 
-    def run_finished(self, status: RolloutStatus, revision: str, reason: EndReason | None, failed: bool) -> None:
+    def run_finished(
+        self, status: RolloutStatus, revision: str, reason: EndReason | None, failed: bool, errors: str = ""
+    ) -> None:
         outcome = reason.outcome if reason is not None else (Outcome.FAILURE if failed else Outcome.SUCCESS)
         content: dict[str, Any] = {"pipelineName": status.rollout, "uri": self.ctx.uri, "outcome": outcome.value}
-        if outcome is not Outcome.SUCCESS and self.new.message:
-            content["errors"] = self.new.message
+        if outcome is not Outcome.SUCCESS and errors:
+            content["errors"] = errors
         self.emit(
             EventType.PIPELINERUN_FINISHED,
             status=status,
@@ -475,7 +478,14 @@ def build_events(prev: RolloutStatus | None, new: RolloutStatus, ctx: EventConte
         and not prev_aborted
         and prev.canary_revision not in (new.canary_revision, new.stable_revision)
     ):
-        b.run_finished(prev, prev.canary_revision, EndReason.SUPERSEDED, failed=False)
+        replaced_by = new.canary_revision if new.in_flight else new.stable_revision
+        b.run_finished(
+            prev,
+            prev.canary_revision,
+            EndReason.SUPERSEDED,
+            failed=False,
+            errors=f"superseded by revision {replaced_by}",
+        )
 
     # 2. A run of a new revision starts (or a retry of an aborted one).
     if new.in_flight and not new_aborted:
@@ -522,6 +532,6 @@ def build_events(prev: RolloutStatus | None, new: RolloutStatus, ctx: EventConte
         b.service_event(
             EventType.SERVICE_ROLLEDBACK, new.canary_revision, new.stable_revision, ctx.stable_images or new.images
         )
-        b.run_finished(new, new.canary_revision, reason, failed=True)
+        b.run_finished(new, new.canary_revision, reason, failed=True, errors=new.message)
 
     return b.events

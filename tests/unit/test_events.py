@@ -204,6 +204,7 @@ def test_superseded_run_is_cancelled_in_its_own_chain_and_the_new_run_starts_a_n
     assert finished.chain_id == chain_id_for("prod", "shop", "web", REV_B)
     assert finished.body["subject"]["content"]["outcome"] == "cancel"
     assert finished.body["customData"]["endReason"] == "Superseded"
+    assert finished.body["subject"]["content"]["errors"] == f"superseded by revision {REV_C}"
     assert started.chain_id == progressed.chain_id == chain_id_for("prod", "shop", "web", REV_C)
 
 
