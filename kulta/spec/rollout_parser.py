@@ -523,7 +523,7 @@ def _parse_canary(issues: Issues, value: Any, path: str, replicas: int) -> Canar
     # Rules that tie fields together (Argo's, except where noted in docs/spec.md).
     if has_routing:
         for key, name in (("canaryService", canary_service), ("stableService", stable_service)):
-            if name is None and key not in data:
+            if name is None and data.get(key) is None:
                 issues.add(child(path, key), "is required with trafficRouting: name the Service the HTTPRoute sends to")
         if dynamic and "scaleDownDelaySeconds" in data:
             issues.add(
@@ -775,6 +775,12 @@ def _parse_spec(issues: Issues, value: Any) -> RolloutSpec | None:
         issues.add(
             child(path, "progressDeadlineSeconds"),
             f"{deadline} must be greater than minReadySeconds ({min_ready})",
+        )
+    elif "progressDeadlineSeconds" not in data and min_ready is not None and min_ready >= 600:
+        issues.add(
+            child(path, "minReadySeconds"),
+            f"{min_ready} must be below progressDeadlineSeconds (600 by default): lower it or set "
+            "progressDeadlineSeconds",
         )
     deadline_abort = read_bool(issues, data.get("progressDeadlineAbort", MISSING), child(path, "progressDeadlineAbort"))
     paused = read_bool(issues, data.get("paused", MISSING), child(path, "paused"))
