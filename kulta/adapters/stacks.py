@@ -232,13 +232,16 @@ class StackManager:
         program: Callable[[], None],
         message: str,
         on_output: Callable[[str], None] | None = None,
+        refresh: bool = False,
     ) -> UpdateReport:
         """Run one update; the outputs returned are what the engine recorded."""
         stack = self._stack(name, program)
         self.recover_dead_lock(name)
         start = time.monotonic()
         try:
-            result = stack.up(message=message, on_output=on_output, color="never", suppress_progress=True)
+            result = stack.up(
+                message=message, on_output=on_output, color="never", suppress_progress=True, refresh=refresh
+            )
         except auto.errors.ConcurrentUpdateError as exc:
             raise StackLockedError(f"stack {name} is being updated by another process; retrying later") from exc
         except auto.errors.CommandError as exc:

@@ -1,0 +1,105 @@
+"""Reads from the Kubernetes API that the Pulumi program and the reconciler need.
+
+Writes go through Pulumi (every change is an update with a diff and history);
+this module only reads: the live HTTPRoute rules (``spec.rules`` is atomic, so
+the program must start from them), whether Gateway parents accepted the
+current generation, and live ReplicaSet replicas for drift detection. API
+errors are translated to KULTA's error tree here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from kulta.core.constants import GATEWAY_API_VERSION, HTTPROUTE_PLURAL
+from kulta.errors import ConfigError, TemporaryError
+
+__all__ = ["KubeReader", "RouteAcceptance"]
+
+log = logging.getLogger(__name__)
+
+NOT_FOUND = 404
+
+
+@dataclass(frozen=True)
+class RouteAcceptance:
+    """Whether every Gateway parent reports the route Accepted at its current generation."""
+
+    has_parent_status: bool
+    accepted: bool
+    detail: str
+
+
+class KubeReader:
+    def __init__(self, kubeconfig: str | None = None) -> None:
+        self._kubeconfig = kubeconfig
+        try:
+            api_client = config.new_client_from_config(config_file=kubeconfig) if kubeconfig else None
+            if api_client is None:
+                config.load_kube_config()
+                api_client = client.ApiClient()
+        except (config.ConfigException, OSError) as exc:
+            raise ConfigError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}") from exc
+        self._custom = client.CustomObjectsApi(api_client)
+        self._apps = client.AppsV1Api(api_client)
+
+    def get_route(self, namespace: str, name: str) -> dict[str, Any]:
+        group, version = GATEWAY_API_VERSION.split("/")
+        try:
+            obj = self._custom.get_namespaced_custom_object(group, version, namespace, HTTPROUTE_PLURAL, name)
+        except ApiException as exc:
+            if exc.status == NOT_FOUND:
+                raise ConfigError(
+                    f"HTTPRoute {namespace}/{name} not found: create it (KULTA only changes its backendRef weights)"
+                ) from exc
+            raise TemporaryError(f"reading HTTPRoute {namespace}/{name} failed: {exc.status} {exc.reason}") from exc
+        return dict(obj)
+
+    def route_rules(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        return list(self.get_route(namespace, name).get("spec", {}).get("rules", []) or [])
+
+    def route_acceptance(self, namespace: str, name: str) -> RouteAcceptance:
+        route = self.get_route(namespace, name)
+        generation = route.get("metadata", {}).get("generation")
+        parents = route.get("status", {}).get("parents", []) or []
+        if not parents:
+            return RouteAcceptance(False, True, "no Gateway reports status for this route; proceeding")
+        pending = []
+        for parent in parents:
+            ref = parent.get("parentRef", {}).get("name", "?")
+            ok = any(
+                c.get("type") == "Accepted" and c.get("status") == "True" and c.get("observedGeneration") == generation
+                for c in parent.get("conditions", []) or []
+            )
+            if not ok:
+                pending.append(ref)
+        if pending:
+            return RouteAcceptance(True, False, f"waiting for Gateway(s) {', '.join(pending)} to accept generation {generation}")
+        return RouteAcceptance(True, True, f"accepted by {len(parents)} Gateway(s) at generation {generation}")
+
+    def replicaset_replicas(self, namespace: str, names: Mapping[str, int]) -> dict[str, int | None]:
+        """Live ``spec.replicas`` of the named ReplicaSets (None when missing)."""
+        out: dict[str, int | None] = {}
+        for name in names:
+            try:
+                rs = self._apps.read_namespaced_replica_set(name, namespace)
+                out[name] = int(rs.spec.replicas or 0)
+            except ApiException as exc:
+                if exc.status == NOT_FOUND:
+                    out[name] = None
+                    continue
+                raise TemporaryError(f"reading ReplicaSet {namespace}/{name} failed: {exc.status}") from exc
+        return out
+
+    def ready_replicas(self, namespace: str, name: str) -> int:
+        try:
+            rs = self._apps.read_namespaced_replica_set(name, namespace)
+        except ApiException as exc:
+            raise TemporaryError(f"reading ReplicaSet {namespace}/{name} failed: {exc.status}") from exc
+        return int(rs.status.ready_replicas or 0)

@@ -1,0 +1,199 @@
+"""Commands a person runs: status, history, promote/abort/retry, preview, run.
+
+Every command works from any machine that reaches the Pulumi backend: reads
+come from stack outputs and history, and manual commands are written as stack
+config (``kulta:command``) that the reconciler applies on its next pass and
+records in the outputs (``lastCommandId``), so a command is applied once.
+Formatting lives here; the CLI only parses arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TextIO
+
+from kulta.adapters.stacks import HistoryEntry, PreviewReport, StackManager, stack_name_for
+from kulta.core.constants import CONFIG_COMMAND
+from kulta.core.plan import WaitKind, desired_state
+from kulta.core.reconcile import CommandKind, ManualCommand, format_time
+from kulta.errors import ConfigError
+from kulta.model.rollout import Rollout
+from kulta.model.status import Phase, RolloutStatus
+
+__all__ = [
+    "find_stacks",
+    "format_history",
+    "format_preview",
+    "format_status_detail",
+    "format_status_table",
+    "send_command",
+    "weight_bar",
+]
+
+log = logging.getLogger(__name__)
+
+BAR_WIDTH = 20
+PHASE_MARK = {
+    Phase.HEALTHY: "✔",
+    Phase.PROGRESSING: "◐",
+    Phase.PAUSED: "॥",
+    Phase.DEGRADED: "✖",
+    Phase.ABORTED: "✖",
+}
+MESSAGE_FIELDS = re.compile(r"(\w+)=(\S+)")
+
+
+@dataclass(frozen=True)
+class StackRef:
+    name: str
+    environment: str
+    namespace: str
+    rollout: str
+
+
+def find_stacks(stacks: StackManager, environment: str, rollout: str | None = None) -> list[StackRef]:
+    """Stacks of ``environment``; ``rollout`` may be ``name`` or ``namespace/name``."""
+    refs = []
+    for name in stacks.list_stacks():
+        parts = name.split(".")
+        if len(parts) != 3 or parts[0] != environment:
+            continue
+        ref = StackRef(name, parts[0], parts[1], parts[2])
+        if rollout is None or rollout in (ref.rollout, f"{ref.namespace}/{ref.rollout}"):
+            refs.append(ref)
+    if rollout is not None and not refs:
+        raise ConfigError(f"no rollout {rollout!r} in environment {environment!r} (see `kulta status --env {environment}`)")
+    if rollout is not None and len(refs) > 1:
+        names = ", ".join(f"{r.namespace}/{r.rollout}" for r in refs)
+        raise ConfigError(f"{rollout!r} is ambiguous ({names}): name it as namespace/name")
+    return refs
+
+
+def weight_bar(canary: int, width: int = BAR_WIDTH) -> str:
+    filled = round(width * canary / 100)
+    return "[" + "█" * filled + "░" * (width - filled) + f"] {canary:3d}% canary"
+
+
+def format_status_table(rows: Sequence[tuple[StackRef, RolloutStatus | None]], out: TextIO) -> None:
+    header = ("ROLLOUT", "PHASE", "STEP", "CANARY", "STABLE", "CANARY REV", "COMMIT", "MESSAGE")
+    lines = [header]
+    for ref, st in rows:
+        if st is None:
+            lines.append((f"{ref.namespace}/{ref.rollout}", "-", "-", "-", "-", "-", "-", "no update yet"))
+            continue
+        weight = f"{st.weights[0].canary}%" if st.weights else "-"
+        lines.append(
+            (
+                f"{st.namespace}/{st.rollout}",
+                f"{PHASE_MARK.get(st.phase, '')} {st.phase.value}",
+                f"{min(st.current_step_index, st.step_count)}/{st.step_count}",
+                weight,
+                st.stable_revision,
+                st.canary_revision or "-",
+                st.git_commit[:8] or "-",
+                st.message[:60],
+            )
+        )
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    for row in lines:
+        out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
+
+
+def format_status_detail(st: RolloutStatus, rollout: Rollout | None, out: TextIO) -> None:
+    out.write(f"{st.namespace}/{st.rollout}  ({st.environment})\n")
+    out.write(f"  phase      {PHASE_MARK.get(st.phase, '')} {st.phase.value}  — {st.message}\n")
+    out.write(f"  stable     {st.stable_revision}   canary {st.canary_revision or '-'}\n")
+    out.write(f"  commit     {st.git_commit or '-'}   images {', '.join(st.images) or '-'}\n")
+    for w in st.weights:
+        out.write(f"  route      {w.namespace}/{w.route}  {weight_bar(w.canary)}\n")
+    for rs, n in sorted(st.replicas.items()):
+        out.write(f"  replicaset {rs}  {n} replicas\n")
+    if rollout is not None:
+        out.write("  steps\n")
+        for i, step in enumerate(rollout.spec.strategy.steps):
+            ds = desired_state(rollout.spec, i)
+            if st.in_flight and not st.aborted:
+                mark = "✔" if i < st.current_step_index else ("▶" if i == st.current_step_index else " ")
+            else:
+                mark = "✔" if st.phase is Phase.HEALTHY else " "
+            wait = ""
+            if ds.wait.kind is WaitKind.PAUSE_DURATION:
+                wait = f" pause {ds.wait.seconds}s"
+            elif ds.wait.kind is WaitKind.PAUSE_UNTIL_PROMOTED:
+                wait = " pause until promoted"
+            elif ds.wait.kind is WaitKind.ANALYSIS:
+                wait = " analysis"
+            out.write(f"   {mark} {i:>2} {step.kind.value:<15} canary {ds.canary_weight:>3}%{wait}\n")
+    for run in st.analysis_runs:
+        where = "background" if run.step_index is None else f"step {run.step_index}"
+        out.write(f"  analysis   {run.name} ({where}): {run.phase.value} {run.message}\n")
+        for m in run.measurements[-10:]:
+            out.write(f"    {m.finished_at}  {m.metric:<20} {m.phase.value:<12} {m.value}\n")
+
+
+def send_command(stacks: StackManager, stack: str, kind: CommandKind, now: datetime) -> ManualCommand:
+    cmd = ManualCommand(id=uuid.uuid4().hex, kind=kind, issued_at=format_time(now))
+    stacks.set_config(stack, CONFIG_COMMAND, cmd.to_config())
+    return cmd
+
+
+def _fields(message: str) -> dict[str, str]:
+    head = message.split("::", 1)[0]
+    return dict(MESSAGE_FIELDS.findall(head))
+
+
+def format_history(entries: Sequence[HistoryEntry], out: TextIO) -> None:
+    header = ("#", "TIME", "STEP", "CANARY", "PHASE", "COMMIT", "RESULT", "CHANGES", "WHY")
+    rows = [header]
+    for e in sorted(entries, key=lambda x: x.version):
+        f = _fields(e.message)
+        why = e.message.split("::", 1)[1].strip() if "::" in e.message else e.message
+        changes = ",".join(f"{k}={v}" for k, v in sorted(e.changes.items()) if k != "same") or "-"
+        rows.append(
+            (
+                str(e.version),
+                e.start_time[:19].replace("T", " "),
+                f.get("step", "-"),
+                f.get("canary", "-"),
+                f.get("phase", "-"),
+                f.get("commit", "-"),
+                e.result,
+                changes,
+                why[:70],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for r in rows:
+        out.write("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() + "\n")
+
+
+def format_preview(step_label: str, report: PreviewReport, out: TextIO) -> None:
+    out.write(f"── {step_label}\n")
+    changed = [c for c in report.changes if c.op not in ("same", "read")]
+    if not changed:
+        out.write("   no changes\n")
+        return
+    for c in changed:
+        kind = c.type.split(":")[-1]
+        out.write(f"   {c.op:<8} {kind} {c.urn_name}\n")
+        for path, (old, new) in sorted(c.detailed.items()):
+            if _interesting(path):
+                out.write(f"            {path}: {_short(old)} → {_short(new)}\n")
+
+
+def _interesting(path: str) -> bool:
+    return any(k in path for k in ("weight", "replicas", "selector", "labels", "rules", "name"))
+
+
+def _short(value: object) -> str:
+    text = str(value) if value is not None else "∅"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def stack_of(environment: str, namespace: str, rollout: str) -> str:
+    return stack_name_for(environment, namespace, rollout)

@@ -1,0 +1,517 @@
+"""The reconciler: Git specs + last stack outputs -> one Pulumi update per step.
+
+For each rollout, one pass does, in order: read the stack's outputs (the
+status) and any manual command from its config; take the analysis
+measurements that are due; check the cluster for drift; ``decide`` the next
+status (pure, ``kulta.core.reconcile``); if anything changes, run one Pulumi
+update whose outputs are that status; derive CDEvents from the (previous,
+recorded) outputs into the durable outbox; deliver what is due. A step with
+nothing to wait for is followed at once by the next one, each as its own
+update, until the rollout waits (pause, analysis, Gateway acceptance) or ends.
+
+Nothing lives in process memory between passes: kill the process at any
+point and the next pass reads the same outputs and makes the same decision.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kulta.adapters.analysis_runner import advance_analysis, select_templates
+from kulta.adapters.kube import KubeReader
+from kulta.adapters.outbox import Deliverer, DeliveryReport, Outbox
+from kulta.adapters.program import (
+    ProgramInputs,
+    ReplicaSetInput,
+    RevisionRole,
+    RouteInput,
+    ServiceInput,
+    deploy,
+)
+from kulta.adapters.prometheus import MetricProvider
+from kulta.adapters.stacks import StackManager, stack_name_for
+from kulta.core.analysis_run import next_due_at
+from kulta.core.constants import CONFIG_COMMAND
+from kulta.core.events import EndReason, EventContext, build_events, chain_id_for, record_events
+from kulta.core.plan import WaitKind, desired_state
+from kulta.core.reconcile import (
+    AbortReason,
+    Decision,
+    ManualCommand,
+    Observation,
+    background_run_name,
+    decide,
+    format_time,
+    inline_run_name,
+    replicaset_name,
+    route_targets,
+)
+from kulta.core.revision import pod_template_hash, resolve_template
+from kulta.core.routes import HeaderRule, route_weights
+from kulta.errors import KultaError, StackLockedError, StepFailedError
+from kulta.model.rollout import Rollout, SetHeaderRoute
+from kulta.model.status import AnalysisRunStatus, Phase, RolloutStatus
+from kulta.spec.loader import LoadResult
+
+__all__ = [
+    "PassReport",
+    "Reconciler",
+    "ReconcilerConfig",
+    "RolloutOutcome",
+    "canary_service_name",
+    "stable_service_name",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_UPDATES_PER_PASS = 64
+END_REASONS = {
+    AbortReason.MANUAL: EndReason.MANUAL_ABORT,
+    AbortReason.ANALYSIS: EndReason.ANALYSIS_FAILED,
+    AbortReason.PROGRESS_DEADLINE: EndReason.PROGRESS_DEADLINE,
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def stable_service_name(rollout: Rollout) -> str:
+    return rollout.spec.strategy.stable_service or f"{rollout.name}-stable"
+
+
+def canary_service_name(rollout: Rollout) -> str:
+    return rollout.spec.strategy.canary_service or f"{rollout.name}-canary"
+
+
+@dataclass(frozen=True)
+class ReconcilerConfig:
+    environment: str = "dev"
+    cluster: str = "local"
+    kubeconfig: str | None = None
+    concurrency: int = 4
+    event_source: str = "/kulta"
+    status_uri: str = "https://kulta.local/rollouts"
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+@dataclass(frozen=True)
+class RolloutOutcome:
+    key: str
+    phase: Phase | None
+    step: int
+    step_count: int
+    message: str
+    updates: int
+    next_due: datetime | None
+    error: str = ""
+    skipped: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error) or self.phase in (Phase.ABORTED, Phase.DEGRADED)
+
+
+@dataclass(frozen=True)
+class PassReport:
+    outcomes: tuple[RolloutOutcome, ...]
+    delivery: DeliveryReport | None
+    spec_errors: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.spec_errors) or any(o.failed for o in self.outcomes)
+
+    def next_due(self) -> datetime | None:
+        dues = [o.next_due for o in self.outcomes if o.next_due is not None]
+        return min(dues) if dues else None
+
+
+class Reconciler:
+    """Drives every rollout of a loaded spec set one pass forward."""
+
+    def __init__(
+        self,
+        config: ReconcilerConfig,
+        stacks: StackManager,
+        kube: KubeReader,
+        provider: MetricProvider,
+        outbox: Outbox | None = None,
+        deliverer: Deliverer | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        on_progress: Callable[[str], None] | None = None,
+        observe_update: Callable[[float, str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.stacks = stacks
+        self.kube = kube
+        self.provider = provider
+        self.outbox = outbox
+        self.deliverer = deliverer
+        self.clock = clock
+        self.on_progress = on_progress or (lambda _msg: None)
+        self.observe_update = observe_update or (lambda _s, _r: None)
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Finish the update in flight, then take no further step (SIGTERM)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- pass ------------------------------------------------------------------------
+    def reconcile_pass(self, loaded: LoadResult, commit: str = "") -> PassReport:
+        rollouts = list(loaded.rollouts)
+        outcomes: list[RolloutOutcome] = []
+        workers = max(1, min(self.config.concurrency, len(rollouts) or 1))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kulta") as pool:
+            futures = [pool.submit(self.reconcile_rollout, r, loaded, commit) for r in rollouts]
+            outcomes.extend(f.result() for f in futures)
+        delivery = self.deliver_events()
+        return PassReport(tuple(outcomes), delivery, tuple(str(e) for e in loaded.errors))
+
+    def deliver_events(self) -> DeliveryReport | None:
+        if self.deliverer is None:
+            return None
+        return self.deliverer.deliver_due(self.clock())
+
+    def stack_name(self, rollout: Rollout) -> str:
+        return stack_name_for(self.config.environment, rollout.namespace, rollout.name)
+
+    def reconcile_rollout(self, rollout: Rollout, loaded: LoadResult, commit: str = "") -> RolloutOutcome:
+        name = self.stack_name(rollout)
+        lock = self.stacks.stack_lock(name)
+        if not lock.acquire(blocking=False):
+            return RolloutOutcome(name, None, 0, 0, "another worker is on this stack", 0, None, skipped=True)
+        try:
+            return self._reconcile(rollout, loaded, commit, name)
+        except StackLockedError as exc:
+            log.info("stack locked; skipping", extra={"stack": name})
+            return RolloutOutcome(name, None, 0, 0, str(exc), 0, self.clock() + timedelta(seconds=5), skipped=True)
+        except KultaError as exc:
+            log.error("reconcile failed", extra={"stack": name, "error": str(exc)})
+            return RolloutOutcome(name, None, 0, 0, str(exc), 0, None, error=str(exc))
+        finally:
+            lock.release()
+
+    # -- one rollout -----------------------------------------------------------------
+    def _read_status(self, name: str) -> RolloutStatus | None:
+        outputs = self.stacks.outputs(name)
+        return RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None
+
+    def _read_command(self, name: str) -> ManualCommand | None:
+        raw = self.stacks.get_config(name, CONFIG_COMMAND)
+        return ManualCommand.from_config(raw) if raw else None
+
+    def _reconcile(self, rollout: Rollout, loaded: LoadResult, commit: str, name: str) -> RolloutOutcome:
+        template = resolve_template(rollout, loaded.others)
+        revision = pod_template_hash(template)
+        updates = 0
+        decision: Decision | None = None
+        failure: Observation | None = None
+        status = self._read_status(name)
+        while updates < MAX_UPDATES_PER_PASS and not self.stopping:
+            now = self.clock()
+            command = self._read_command(name)
+            observation = failure or Observation(
+                analysis_runs=self._advance_analysis(rollout, loaded, status, revision, now),
+                drift=self._drifted(rollout, status),
+            )
+            chain = chain_id_for(self.config.environment, rollout.namespace, rollout.name, revision)
+            decision = decide(
+                rollout,
+                revision,
+                template,
+                status,
+                now,
+                environment=self.config.environment,
+                git_commit=commit,
+                chain_id=chain,
+                command=command,
+                observation=observation,
+            )
+            changed = status is None or decision.status.to_outputs() != _comparable(status, decision.status)
+            if not decision.apply and not changed:
+                break
+            prev = status
+            try:
+                status = self._apply(rollout, loaded, name, prev, decision, refresh=observation.drift)
+            except StepFailedError as exc:
+                if failure is not None:
+                    raise
+                failure = Observation(update_failed=True, update_error=str(exc).splitlines()[-1][:500])
+                continue
+            updates += 1
+            failure = None
+            acceptance_wait = self._route_acceptance(rollout)
+            if acceptance_wait:
+                decision = Decision(**{**decision.__dict__, "next_due": now + timedelta(seconds=2)})
+                break
+            if status.phase in (Phase.HEALTHY, Phase.ABORTED, Phase.DEGRADED) and not decision.apply:
+                break
+            if not decision.apply:
+                break
+        assert decision is not None or self.stopping
+        next_due = self._next_due(rollout, loaded, status, decision)
+        return RolloutOutcome(
+            key=name,
+            phase=status.phase if status else None,
+            step=status.current_step_index if status else 0,
+            step_count=status.step_count if status else 0,
+            message=status.message if status else "",
+            updates=updates,
+            next_due=next_due,
+        )
+
+    def _apply(
+        self,
+        rollout: Rollout,
+        loaded: LoadResult,
+        name: str,
+        prev: RolloutStatus | None,
+        decision: Decision,
+        refresh: bool = False,
+    ) -> RolloutStatus:
+        ctx = self._event_context(prev, decision)
+        planned = record_events(decision.status, build_events(prev, decision.status, ctx))
+        inputs = self._program_inputs(rollout, loaded, decision, planned)
+        message = _update_message(rollout, planned, decision)
+        self.on_progress(f"{rollout.namespace}/{rollout.name}: {message}")
+        started = time.monotonic()
+        try:
+            report = self.stacks.up(name, lambda: deploy(inputs, self.kube.route_rules), message, refresh=refresh)
+        except StepFailedError:
+            self.observe_update(time.monotonic() - started, "failed")
+            raise
+        self.observe_update(report.seconds, "succeeded")
+        recorded = RolloutStatus.from_outputs(report.outputs)
+        # Events come from what the engine recorded, not from intent.
+        events = build_events(prev, recorded, ctx)
+        if self.outbox is not None and events:
+            self.outbox.put(events, rollout_key=name)
+        if decision.command_applied is not None:
+            log.info("manual command applied", extra={"stack": name, "command": decision.command_applied.kind.value})
+        return recorded
+
+    def _event_context(self, prev: RolloutStatus | None, decision: Decision) -> EventContext:
+        new = decision.status
+        reason: EndReason | None = None
+        if decision.abort_reason is not None:
+            reason = END_REASONS[decision.abort_reason]
+        elif prev is not None and prev.in_flight and not prev.aborted and new.canary_revision not in ("", prev.canary_revision):
+            reason = EndReason.SUPERSEDED
+        elif prev is not None and prev.in_flight and new.phase is Phase.HEALTHY and not new.in_flight:
+            reason = EndReason.PROMOTED
+        stable_images: tuple[str, ...] = ()
+        if prev is not None:
+            containers = prev.templates.get(prev.stable_revision, {}).get("spec", {}).get("containers", []) or []
+            stable_images = tuple(str(c.get("image", "")) for c in containers if c.get("image"))
+        return EventContext(
+            source=f"{self.config.event_source}/{self.config.environment}",
+            uri=f"{self.config.status_uri}/{self.config.environment}/{new.namespace}/{new.rollout}",
+            environment_id=f"{self.config.cluster}/{new.namespace}",
+            cluster=self.config.cluster,
+            end_reason=reason,
+            now=format_time(self.clock()),
+            stable_images=stable_images,
+        )
+
+    def _program_inputs(
+        self, rollout: Rollout, loaded: LoadResult, decision: Decision, status: RolloutStatus
+    ) -> ProgramInputs:
+        replica_sets = []
+        for rev, n in decision.replicas.items():
+            if rev == status.stable_revision:
+                role = RevisionRole.STABLE
+            elif rev == status.canary_revision:
+                role = RevisionRole.CANARY
+            else:
+                role = RevisionRole.OLD
+            replica_sets.append(
+                ReplicaSetInput(
+                    revision=rev,
+                    template=decision.templates[rev],
+                    replicas=n,
+                    role=role,
+                    wait_ready=rev in decision.wait_ready and n > 0,
+                )
+            )
+        services = (
+            ServiceInput(stable_service_name(rollout), status.stable_revision, _git_service(loaded, rollout, stable_service_name(rollout))),
+            ServiceInput(canary_service_name(rollout), decision.canary_service_revision, _git_service(loaded, rollout, canary_service_name(rollout))),
+        )
+        in_flight = status.in_flight and not status.aborted
+        routes = []
+        for ns, route in route_targets(rollout):
+            canary_weight = decision.canary_weight
+            if not in_flight:
+                declared = _git_route_weights(loaded, ns, route, stable_service_name(rollout), canary_service_name(rollout))
+                stable_w, canary_w = declared if declared else (100, 0)
+            else:
+                stable_w, canary_w = 100 - canary_weight, canary_weight
+            routes.append(
+                RouteInput(
+                    name=route,
+                    namespace=ns,
+                    stable_service=stable_service_name(rollout),
+                    canary_service=canary_service_name(rollout),
+                    stable_weight=stable_w,
+                    canary_weight=canary_w,
+                    header_rules=_header_rules(decision.header_routes) if in_flight else (),
+                    in_flight=in_flight,
+                )
+            )
+        return ProgramInputs(
+            rollout=rollout.name,
+            namespace=rollout.namespace,
+            selector=dict(rollout.spec.selector.get("matchLabels", {}) or {}),
+            replica_sets=tuple(replica_sets),
+            services=services,
+            routes=tuple(routes),
+            outputs=status.to_outputs(),
+            progress_deadline_seconds=rollout.spec.progress_deadline_seconds,
+            min_ready_seconds=rollout.spec.min_ready_seconds,
+        )
+
+    # -- observations -----------------------------------------------------------------
+    def _advance_analysis(
+        self, rollout: Rollout, loaded: LoadResult, status: RolloutStatus | None, revision: str, now: datetime
+    ) -> tuple[AnalysisRunStatus, ...]:
+        if status is None or status.aborted or status.canary_revision != revision or not status.in_flight:
+            return ()
+        runs: list[AnalysisRunStatus] = []
+        existing = {r.name: r for r in status.analysis_runs}
+        steps = rollout.spec.strategy.steps
+        index = status.current_step_index
+        common = {
+            "templates": loaded.templates,
+            "stable_hash": status.stable_revision,
+            "canary_hash": revision,
+            "rollout": rollout.name,
+            "namespace": rollout.namespace,
+            "now": now,
+            "provider": self.provider,
+            "environ": self.config.environ,
+        }
+        if index < len(steps) and steps[index].analysis is not None:
+            name = inline_run_name(rollout.name, revision, index)
+            run = advance_analysis(existing.get(name), name=name, ref=steps[index].analysis, step_index=index, **common)  # type: ignore[arg-type]
+            runs.append(run)
+        background = rollout.spec.strategy.analysis
+        if background is not None and index >= background.starting_step:
+            name = background_run_name(rollout.name, revision)
+            run = advance_analysis(existing.get(name), name=name, ref=background, step_index=None, **common)  # type: ignore[arg-type]
+            runs.append(run)
+        return tuple(r for r in runs if existing.get(r.name) != r)
+
+    def _drifted(self, rollout: Rollout, status: RolloutStatus | None) -> bool:
+        if status is None or not status.replicas:
+            return False
+        live = self.kube.replicaset_replicas(rollout.namespace, status.replicas)
+        for rs, want in status.replicas.items():
+            if live.get(rs) is not None and live[rs] != want:
+                log.warning("drift: ReplicaSet scaled by hand", extra={"rs": rs, "want": want, "live": live[rs]})
+                return True
+        for w in status.weights:
+            rules = self.kube.route_rules(w.namespace, w.route)
+            got = route_weights(rules, stable_service_name(rollout), canary_service_name(rollout))
+            if got is not None and got != (w.stable, w.canary) and status.in_flight and not status.aborted:
+                log.warning("drift: HTTPRoute weights edited by hand", extra={"route": w.route, "want": (w.stable, w.canary), "live": got})
+                return True
+        return False
+
+    def _route_acceptance(self, rollout: Rollout) -> bool:
+        """True while some Gateway has not yet accepted the route's current generation."""
+        waiting = False
+        for ns, route in route_targets(rollout):
+            acc = self.kube.route_acceptance(ns, route)
+            if not acc.accepted:
+                waiting = True
+            log.info("route status", extra={"route": f"{ns}/{route}", "detail": acc.detail})
+        return waiting
+
+    def _next_due(
+        self, rollout: Rollout, loaded: LoadResult, status: RolloutStatus | None, decision: Decision | None
+    ) -> datetime | None:
+        dues: list[datetime] = []
+        if decision is not None and decision.next_due is not None:
+            dues.append(decision.next_due)
+        if status is not None and status.in_flight and not status.aborted:
+            steps = rollout.spec.strategy.steps
+            index = status.current_step_index
+            if index < len(steps):
+                wait = desired_state(rollout.spec, index).wait
+                if wait.kind is WaitKind.PAUSE_DURATION and status.pause_started_at:
+                    start = datetime.strptime(status.pause_started_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+                    dues.append(start + timedelta(seconds=wait.seconds or 0))
+            for run in status.analysis_runs:
+                if run.phase.completed:
+                    continue
+                ref = None
+                if run.step_index is not None and run.step_index < len(steps):
+                    ref = steps[run.step_index].analysis
+                elif run.step_index is None:
+                    ref = rollout.spec.strategy.analysis
+                if ref is None:
+                    continue
+                try:
+                    templates = select_templates(loaded.templates, ref.templates, rollout.namespace)
+                except KultaError:
+                    continue
+                metrics = [m for t in templates for m in t.metrics]
+                due = next_due_at(run, metrics, self.clock())
+                if due is not None:
+                    dues.append(due)
+        return min(dues) if dues else None
+
+
+def _comparable(prev: RolloutStatus, new: RolloutStatus) -> dict[str, Any]:
+    """Previous outputs with the fields a no-op decision rewrites anyway taken from ``new``."""
+    data = prev.to_outputs()
+    data["message"] = new.message
+    data["lastEventId"] = new.last_event_id if not new.last_event_id else data["lastEventId"]
+    return data
+
+
+def _header_rules(routes: Sequence[SetHeaderRoute]) -> tuple[HeaderRule, ...]:
+    return tuple(
+        HeaderRule(name=r.name, matches=tuple((m.name, m.value, m.match_type.value) for m in r.matches))
+        for r in routes
+        if r.matches
+    )
+
+
+def _git_service(loaded: LoadResult, rollout: Rollout, name: str) -> Mapping[str, Any] | None:
+    for doc in loaded.others:
+        if doc.kind == "Service" and doc.name == name and doc.namespace == rollout.namespace:
+            spec = doc.body.get("spec")
+            return dict(spec) if isinstance(spec, Mapping) else None
+    return None
+
+
+def _git_route_weights(loaded: LoadResult, ns: str, name: str, stable: str, canary: str) -> tuple[int, int] | None:
+    for doc in loaded.others:
+        if doc.kind == "HTTPRoute" and doc.name == name and doc.namespace == ns:
+            rules = doc.body.get("spec", {}).get("rules", []) or []
+            return route_weights(rules, stable, canary)
+    return None
+
+
+def _update_message(rollout: Rollout, status: RolloutStatus, decision: Decision) -> str:
+    weight = status.weights[0].canary if status.weights else decision.canary_weight
+    commit = status.git_commit[:12] if status.git_commit else "-"
+    return (
+        f"kulta step={status.current_step_index}/{status.step_count} canary={weight}% "
+        f"phase={status.phase.value} commit={commit} :: {decision.reason}"
+    )
+

@@ -1,0 +1,275 @@
+"""The ``kulta`` command line: parse arguments, call the application, print results.
+
+Subcommands: validate, plan, preview, run, status, history, promote, abort,
+retry, dev up|down. Errors KULTA raises on purpose are printed as one clear
+line (exit 1); anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kulta import __version__
+from kulta.errors import KultaError
+
+__all__ = ["main"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATE_DIR = Path(os.environ.get("KULTA_STATE_DIR", ".kulta"))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _common_stack_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env", default=os.environ.get("KULTA_ENV", "dev"), help="environment (stack name prefix)")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="local state: file backend, workspaces")
+    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"), help="kubeconfig of the target cluster")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kulta", description="Progressive delivery as code")
+    parser.add_argument("--version", action="version", version=f"kulta {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("KULTA_LOG_LEVEL", "WARNING"))
+    parser.add_argument("--log-json", action="store_true", help="structured JSON logs on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check Rollout/AnalysisTemplate files; list every error")
+    p.add_argument("paths", nargs="+")
+
+    p = sub.add_parser("plan", help="print every step of a Rollout as a table")
+    p.add_argument("file")
+
+    p = sub.add_parser("preview", help="what each step's Pulumi update would change (real preview)")
+    p.add_argument("file")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--step", type=int)
+    group.add_argument("--all", action="store_true")
+    _common_stack_args(p)
+
+    p = sub.add_parser("run", help="reconcile rollouts from Git: a loop, or one pass with --once")
+    p.add_argument("--repo", required=True, help="local path, file://, https:// or ssh URL")
+    p.add_argument("--branch", default="main")
+    p.add_argument("--path", default=".", help="directory or glob of Rollout files in the repo")
+    p.add_argument("--once", action="store_true", help="one pass (scheduled GitOps job); exit 1 if anything failed")
+    p.add_argument("--interval", type=float, default=30.0, help="seconds between passes (loop)")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--cluster", default="local", help="cluster name used in CDEvents environment ids")
+    p.add_argument("--prune", action="store_true", help="destroy stacks whose Rollout left Git")
+    p.add_argument("--metrics-port", type=int, help="serve /metrics on 127.0.0.1:PORT (loop mode)")
+    p.add_argument("--sink-url", help="CloudEvents HTTP sink for CDEvents")
+    p.add_argument("--sink-mode", choices=["binary", "structured"], default="binary")
+    p.add_argument("--sink-auth-env", help="environment variable holding the sink's Authorization header")
+    p.add_argument("--events-file", type=Path, help="JSON-lines file sink for CDEvents")
+    p.add_argument("--token-env", help="environment variable holding an https Git token")
+    _common_stack_args(p)
+
+    p = sub.add_parser("status", help="all rollouts as a table, or one in detail")
+    p.add_argument("rollout", nargs="?")
+    p.add_argument("--file", help="Rollout file, to list its steps in the detail view")
+    _common_stack_args(p)
+
+    p = sub.add_parser("history", help="every update of a rollout's stack: the time-travel view")
+    p.add_argument("rollout")
+    _common_stack_args(p)
+
+    for name, text in (
+        ("promote", "skip the current pause/analysis (or --full: promote now)"),
+        ("abort", "send all traffic back to stable and stop the canary"),
+        ("retry", "restart an aborted canary from step 0"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("rollout")
+        if name == "promote":
+            p.add_argument("--full", action="store_true")
+        _common_stack_args(p)
+
+    p = sub.add_parser("dev", help="local cluster: control plane on kwok, Gateway API CRDs, Prometheus")
+    p.add_argument("action", choices=["up", "down"])
+    p.add_argument("--name", default="kulta-dev")
+    return parser
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from kulta.adapters.kube import KubeReader
+    from kulta.adapters.program import deploy
+    from kulta.app.commands import format_preview
+    from kulta.app.reconciler import Reconciler, ReconcilerConfig
+    from kulta.app.runner import build_stack_manager
+    from kulta.core.reconcile import decide_step
+    from kulta.core.revision import pod_template_hash, resolve_template
+    from kulta.model.status import RolloutStatus
+    from kulta.spec.loader import load_paths
+
+    loaded = load_paths([args.file])
+    if loaded.errors:
+        for e in loaded.errors:
+            sys.stderr.write(f"{e}\n")
+        return 1
+    stacks = build_stack_manager(args.state_dir, args.kubeconfig)
+    kube = KubeReader(args.kubeconfig)
+    rec = Reconciler(ReconcilerConfig(environment=args.env), stacks, kube, provider=_NoProvider())
+    for rollout in loaded.rollouts:
+        name = rec.stack_name(rollout)
+        template = resolve_template(rollout, loaded.others)
+        revision = pod_template_hash(template)
+        outputs = stacks.outputs(name)
+        prev = RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None
+        n = len(rollout.spec.strategy.steps)
+        if args.all:
+            steps = list(range(n + 1))
+        elif args.step is not None:
+            steps = [args.step]
+        elif prev is not None and prev.canary_revision == revision:
+            steps = [min(prev.current_step_index + 1, n)]
+        else:
+            steps = [0]
+        sys.stdout.write(f"{rollout.namespace}/{rollout.name}: revision {revision}, stack {name}\n")
+        for step in steps:
+            decision = decide_step(rollout, revision, template, prev, _now(), step, environment=args.env)
+            inputs = rec._program_inputs(rollout, loaded, decision, decision.status)
+            report = stacks.preview(name, lambda inputs=inputs: deploy(inputs, kube.route_rules))
+            label = "promotion" if step >= n else f"step {step}: {rollout.spec.strategy.steps[step].kind.value}"
+            format_preview(label, report, sys.stdout)
+    return 0
+
+
+class _NoProvider:
+    """Previews take no measurements."""
+
+    def measure(self, *args: object, **kwargs: object) -> object:
+        raise KultaError("previews do not query metrics")
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from kulta.app.commands import find_stacks, format_status_detail, format_status_table
+    from kulta.app.runner import build_stack_manager
+    from kulta.model.status import RolloutStatus
+    from kulta.spec.loader import load_paths
+
+    stacks = build_stack_manager(args.state_dir, args.kubeconfig)
+    refs = find_stacks(stacks, args.env, args.rollout)
+    rows = []
+    for ref in refs:
+        outputs = stacks.outputs(ref.name)
+        rows.append((ref, RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None))
+    if args.rollout is None:
+        format_status_table(rows, sys.stdout)
+        return 0
+    ref, status = rows[0]
+    if status is None:
+        sys.stdout.write(f"{ref.namespace}/{ref.rollout}: no update yet\n")
+        return 0
+    rollout = None
+    if args.file:
+        loaded = load_paths([args.file])
+        rollout = next((r for r in loaded.rollouts if r.name == ref.rollout), None)
+    format_status_detail(status, rollout, sys.stdout)
+    return 0
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from kulta.app.commands import find_stacks, format_history
+    from kulta.app.runner import build_stack_manager
+
+    stacks = build_stack_manager(args.state_dir, args.kubeconfig)
+    ref = find_stacks(stacks, args.env, args.rollout)[0]
+    format_history(stacks.history(ref.name), sys.stdout)
+    return 0
+
+
+def _cmd_manual(args: argparse.Namespace) -> int:
+    from kulta.app.commands import find_stacks, send_command
+    from kulta.app.runner import build_stack_manager
+    from kulta.core.reconcile import CommandKind
+
+    kind = {
+        "promote": CommandKind.PROMOTE_FULL if getattr(args, "full", False) else CommandKind.PROMOTE,
+        "abort": CommandKind.ABORT,
+        "retry": CommandKind.RETRY,
+    }[args.command]
+    stacks = build_stack_manager(args.state_dir, args.kubeconfig)
+    ref = find_stacks(stacks, args.env, args.rollout)[0]
+    cmd = send_command(stacks, ref.name, kind, _now())
+    sys.stdout.write(f"{kind.value} requested for {ref.namespace}/{ref.rollout} (id {cmd.id[:8]}); applied on the next pass\n")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from kulta.adapters.sinks import SinkMode
+    from kulta.app.runner import RunOptions, run
+
+    options = RunOptions(
+        repo=args.repo,
+        branch=args.branch,
+        path=args.path,
+        once=args.once,
+        interval=args.interval,
+        concurrency=args.concurrency,
+        environment=args.env,
+        cluster=args.cluster,
+        kubeconfig=args.kubeconfig,
+        state_dir=args.state_dir,
+        prune=args.prune,
+        metrics_port=args.metrics_port,
+        sink_url=args.sink_url,
+        sink_mode=SinkMode.STRUCTURED if args.sink_mode == "structured" else SinkMode.BINARY,
+        sink_auth_env=args.sink_auth_env,
+        events_file=args.events_file,
+        token_env=args.token_env,
+    )
+    return run(options, sys.stdout)
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from kulta.devcluster import cluster_down, cluster_up
+
+    if args.action == "up":
+        cluster = cluster_up(args.name)
+        sys.stdout.write(f"export KUBECONFIG={cluster.kubeconfig}\n# Prometheus: {cluster.prometheus_url}\n")
+        return 0
+    stopped = cluster_down(args.name)
+    sys.stdout.write(f"cluster {args.name} {'stopped' if stopped else 'was not running'}\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from kulta.logging_setup import configure_logging
+
+    configure_logging(level=args.log_level.upper(), json=args.log_json, stream=sys.stderr)
+    try:
+        if args.command == "validate":
+            from kulta.app.spec_commands import validate_command
+
+            return validate_command(args.paths, sys.stdout)
+        if args.command == "plan":
+            from kulta.app.spec_commands import plan_command
+
+            return plan_command(args.file, sys.stdout)
+        handlers = {
+            "preview": _cmd_preview,
+            "run": _cmd_run,
+            "status": _cmd_status,
+            "history": _cmd_history,
+            "promote": _cmd_manual,
+            "abort": _cmd_manual,
+            "retry": _cmd_manual,
+            "dev": _cmd_dev,
+        }
+        return handlers[args.command](args)
+    except KultaError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
