@@ -105,7 +105,8 @@ def parse_metadata(
     }
     if not namespaced:
         refused["namespace"] = "a cluster-scoped object has no namespace; remove it"
-    check_keys(issues, data, path, ("name", "namespace", "labels", "annotations"), refused)
+    known = ("name", "namespace", "labels", "annotations") if namespaced else ("name", "labels", "annotations")
+    check_keys(issues, data, path, known, refused)
     name = read_str(issues, data.get("name", MISSING), child(path, "name"), required=True)
     if name is not None and not check_dns_subdomain(issues, name, child(path, "name"), max_length=max_name_length):
         name = None
