@@ -469,7 +469,10 @@ def build_events(prev: RolloutStatus | None, new: RolloutStatus, ctx: EventConte
     b = _Builder(prev, new, ctx)
     prev_aborted = prev is not None and _is_aborted(prev)
     new_aborted = _is_aborted(new)
-    promoted = bool(new.stable_revision) and (prev is None or new.stable_revision != prev.stable_revision)
+    # The stable revision changed; on a new stack only if nothing is in flight (else it predates KULTA).
+    promoted = bool(new.stable_revision) and (
+        new.stable_revision != prev.stable_revision if prev is not None else not new.in_flight
+    )
 
     # 1. A run still in flight before is gone without promotion or abort: superseded.
     if (
@@ -518,14 +521,14 @@ def build_events(prev: RolloutStatus | None, new: RolloutStatus, ctx: EventConte
         kind = EventType.SERVICE_DEPLOYED if first_deploy else EventType.SERVICE_UPGRADED
         b.service_event(kind, new.stable_revision, new.stable_revision, new.images)
         b.run_finished(new, new.stable_revision, EndReason.PROMOTED, failed=False)
-    elif first_deploy:
+    elif first_deploy and new.stable_revision:
         b.service_event(EventType.SERVICE_DEPLOYED, new.stable_revision, new.stable_revision, new.images)
 
     # 6. Abort: traffic went back to stable.
     already_aborted = prev_aborted and prev is not None and prev.canary_revision == new.canary_revision
     newly_aborted = new_aborted and not already_aborted
     if newly_aborted and new.canary_revision and new.canary_revision != new.stable_revision:
-        reason = ctx.end_reason
+        reason = ctx.end_reason if ctx.end_reason is not EndReason.PROMOTED else None
         if reason is None and any(run.phase in _FAILED_ANALYSIS for run in new.analysis_runs):
             reason = EndReason.ANALYSIS_FAILED
         # The artifact of a rollback is the one traffic went back to: the stable revision's.

@@ -373,3 +373,24 @@ def test_event_type_values_are_versioned_cdevents_types(event_type: EventType) -
     assert parts[1] in ("cdevents", "cdeventsx")
     assert len(parts) == 7
     assert event_type.predicate == f"{parts[2]}.{parts[3]}"
+
+
+def test_an_abort_is_never_reported_as_success() -> None:
+    steps = manual_abort()
+    steps[-1] = (steps[-1][0], context(EndReason.PROMOTED))
+    finished = replay(steps, stable_a())[-1][-1]
+    assert finished.type is T.PIPELINERUN_FINISHED
+    assert finished.body["subject"]["content"]["outcome"] == "failure"
+    assert "endReason" not in finished.body["customData"]
+
+
+def test_new_stack_already_in_flight_does_not_claim_the_stable_was_promoted() -> None:
+    new, ctx = full_rollout()[1]
+    events = build_events(None, new, ctx)
+    # deployedOnce is already set: the service counts as deployed here, but nothing was promoted.
+    assert [e.type for e in events] == [T.PIPELINERUN_STARTED, T.ROLLOUT_PROGRESSED, T.SERVICE_DEPLOYED]
+    assert events[0].chain_id == events[1].chain_id == chain_id_for("prod", "shop", "web", REV_B)
+    assert events[2].chain_id == chain_id_for("prod", "shop", "web", REV_A)
+    assert events[2].body["subject"]["content"]["artifactId"].endswith("tag=v1")
+    not_yet_deployed = build_events(None, new.with_changes(deployed_once=False, phase=Phase.PROGRESSING), ctx)
+    assert [e.type for e in not_yet_deployed] == [T.PIPELINERUN_STARTED, T.ROLLOUT_PROGRESSED]
