@@ -135,7 +135,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         sys.stdout.write(f"{rollout.namespace}/{rollout.name}: revision {revision}, stack {name}\n")
         for step in steps:
             decision = decide_step(rollout, revision, template, prev, _now(), step, environment=args.env)
-            inputs = rec._program_inputs(rollout, loaded, decision, decision.status)
+            inputs = rec.program_inputs(rollout, loaded, decision, decision.status)
             report = stacks.preview(name, lambda inputs=inputs: deploy(inputs, kube.route_rules))
             label = "promotion" if step >= n else f"step {step}: {rollout.spec.strategy.steps[step].kind.value}"
             format_preview(label, report, sys.stdout)

@@ -284,7 +284,7 @@ class Reconciler:
     ) -> RolloutStatus:
         ctx = self._event_context(prev, decision)
         planned = record_events(decision.status, build_events(prev, decision.status, ctx))
-        inputs = self._program_inputs(rollout, loaded, decision, planned)
+        inputs = self.program_inputs(rollout, loaded, decision, planned)
         message = _update_message(rollout, planned, decision)
         self.on_progress(f"{rollout.namespace}/{rollout.name}: {message}")
         started = time.monotonic()
@@ -326,7 +326,7 @@ class Reconciler:
             stable_images=stable_images,
         )
 
-    def _program_inputs(
+    def program_inputs(
         self, rollout: Rollout, loaded: LoadResult, decision: Decision, status: RolloutStatus
     ) -> ProgramInputs:
         replica_sets = []
