@@ -1,0 +1,86 @@
+"""Session fixtures for tests against the real things.
+
+``cluster`` brings up one local control plane (etcd, kube-apiserver,
+controller-manager, scheduler, kwok nodes), the Gateway API CRDs and a
+Prometheus once per test session, with a name and ports unique to this run so
+two runs on one machine don't collide; it is torn down at the end. Set
+``KULTA_TEST_KUBECONFIG`` to use a cluster you already have instead (the
+Gateway API CRDs must be installed there).
+
+Tools come from the toolchain cache (``dev/toolchain``); a missing tool fails
+loudly with the command to run, never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kulta.devcluster import DevCluster, cluster_down, cluster_up
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _toolchain_env() -> dict[str, str]:
+    out = subprocess.run([str(ROOT / "dev" / "toolchain"), "--env"], capture_output=True, text=True, check=True).stdout
+    env: dict[str, str] = {}
+    for line in out.splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export ") :].partition("=")
+            value = value.strip('"').replace("$PATH", os.environ.get("PATH", ""))
+            env[key] = value
+    return env
+
+
+@pytest.fixture(scope="session")
+def toolchain() -> dict[str, str]:
+    """Put the cached toolchain on PATH for this process and its children."""
+    env = _toolchain_env()
+    os.environ.update(env)
+    missing = [t for t in ("pulumi", "kubectl", "kwokctl", "etcd", "kube-apiserver") if not shutil.which(t)]
+    if missing:
+        pytest.fail(f"toolchain incomplete ({', '.join(missing)} missing): run dev/toolchain first")
+    return env
+
+
+@pytest.fixture(scope="session")
+def cluster(toolchain: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+    existing = os.environ.get("KULTA_TEST_KUBECONFIG")
+    if existing:
+        yield DevCluster(
+            name="external",
+            state_dir="",
+            kubeconfig=existing,
+            apiserver_port=0,
+            prometheus_port=0,
+            prometheus_pid=0,
+            targets_file="",
+        )
+        return
+    name = f"kulta-test-{uuid.uuid4().hex[:6]}"
+    state = tmp_path_factory.mktemp("cluster")
+    c = cluster_up(name, state_dir=state)
+    os.environ["KUBECONFIG"] = c.kubeconfig
+    try:
+        yield c
+    finally:
+        cluster_down(name, state_dir=state)
+
+
+def kubectl(cluster: DevCluster, *args: str, stdin: str | None = None) -> str:
+    proc = subprocess.run(
+        ["kubectl", "--kubeconfig", cluster.kubeconfig, *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
