@@ -1,0 +1,228 @@
+"""The step plan: replica math, header routes and waits, table-driven."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kulta.core.plan import (
+    DesiredState,
+    PlanMode,
+    Wait,
+    WaitKind,
+    basic_canary_replicas,
+    desired_state,
+    full_plan,
+    replicas_for_weight,
+    resolve_max_surge,
+    resolve_max_unavailable,
+)
+from kulta.model.rollout import (
+    AnalysisRef,
+    AnalysisTemplateRef,
+    CanaryStrategy,
+    HeaderMatch,
+    HeaderMatchType,
+    HTTPRouteRef,
+    Pause,
+    RolloutSpec,
+    SetCanaryScale,
+    SetHeaderRoute,
+    Step,
+    StepKind,
+    TrafficRouting,
+)
+
+ROUTING = TrafficRouting((HTTPRouteRef("web"),), managed_routes=("first", "second"))
+
+
+def weight(value: int) -> dict[str, Any]:
+    return {"set_weight": value}
+
+
+def scale(**fields: Any) -> dict[str, Any]:
+    return {"set_canary_scale": SetCanaryScale(**fields)}
+
+
+def pause(seconds: int | None = None) -> dict[str, Any]:
+    return {"pause": Pause(seconds)}
+
+
+def header(name: str, *values: str) -> dict[str, Any]:
+    matches = tuple(HeaderMatch("X-Test", value, HeaderMatchType.EXACT) for value in values)
+    return {"set_header_route": SetHeaderRoute(name, matches)}
+
+
+ANALYSIS = AnalysisRef((AnalysisTemplateRef("success-rate"),))
+
+_FIELD_KINDS = {
+    "set_weight": StepKind.SET_WEIGHT,
+    "pause": StepKind.PAUSE,
+    "analysis": StepKind.ANALYSIS,
+    "set_canary_scale": StepKind.SET_CANARY_SCALE,
+    "set_header_route": StepKind.SET_HEADER_ROUTE,
+}
+
+
+def make_steps(*parts: dict[str, Any]) -> tuple[Step, ...]:
+    steps = []
+    for index, fields in enumerate(parts):
+        kinds = frozenset(_FIELD_KINDS[name] for name in fields)
+        steps.append(Step(index=index, kinds=kinds, **fields))
+    return tuple(steps)
+
+
+def make_spec(
+    replicas: int,
+    *parts: dict[str, Any],
+    routing: TrafficRouting | None = ROUTING,
+    dynamic: bool = False,
+    max_surge: int | str = "25%",
+    max_unavailable: int | str = "25%",
+) -> RolloutSpec:
+    strategy = CanaryStrategy(
+        canary_service="c" if routing else None,
+        stable_service="s" if routing else None,
+        max_surge=max_surge,
+        max_unavailable=max_unavailable,
+        dynamic_stable_scale=dynamic,
+        steps=make_steps(*parts),
+        traffic_routing=routing,
+    )
+    return RolloutSpec(replicas=replicas, selector={"matchLabels": {"app": "x"}}, template={}, strategy=strategy)
+
+
+def counts(spec: RolloutSpec) -> list[tuple[int, int, int]]:
+    """(canary weight, stable pods, canary pods) of every state of the plan."""
+    return [(s.canary_weight, s.stable_replicas, s.canary_replicas) for s in full_plan(spec)]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        # Traffic routing keeps the stable fully scaled; canary = ceil(replicas * weight / 100).
+        (make_spec(4, weight(25), pause(), weight(50)), [(25, 4, 1), (25, 4, 1), (50, 4, 2), (100, 0, 4)]),
+        (make_spec(3, weight(10), weight(67)), [(10, 3, 1), (67, 3, 3), (100, 0, 3)]),
+        (make_spec(10, pause(), weight(5)), [(0, 10, 0), (5, 10, 1), (100, 0, 10)]),
+        # dynamicStableScale shrinks the stable as traffic leaves it (rounded up).
+        (make_spec(5, weight(10), weight(50), weight(90), dynamic=True),
+         [(10, 5, 1), (50, 3, 3), (90, 1, 5), (100, 0, 5)]),
+        # setCanaryScale.replicas: fixed canary count, traffic moves independently.
+        (make_spec(10, scale(replicas=1), weight(50), scale(match_traffic_weight=True)),
+         [(0, 10, 1), (50, 10, 1), (50, 10, 5), (100, 0, 10)]),
+        # ... and with dynamicStableScale the stable keeps full size (Argo: scale weight 0).
+        (make_spec(10, scale(replicas=1), weight(50), dynamic=True), [(0, 10, 1), (50, 10, 1), (100, 0, 10)]),
+        # setCanaryScale.weight: canary sized for that weight; stable never below its traffic share.
+        (make_spec(10, scale(weight=30), weight(10), dynamic=True), [(0, 10, 3), (10, 9, 3), (100, 0, 10)]),
+        (make_spec(10, weight(60), scale(weight=20), dynamic=True), [(60, 4, 6), (60, 8, 2), (100, 0, 10)]),
+        # Basic canary (no routing): the pod ratio approximates the weight within maxSurge.
+        (make_spec(10, weight(10), weight(30), weight(95), routing=None),
+         [(10, 9, 1), (30, 7, 3), (95, 1, 10), (100, 0, 10)]),
+        (make_spec(10, weight(95), routing=None, max_surge=0, max_unavailable=1), [(95, 1, 9), (100, 0, 10)]),
+        (make_spec(1, weight(5), weight(95), routing=None, max_surge=1), [(5, 1, 1), (95, 1, 1), (100, 0, 1)]),
+        (make_spec(1, weight(5), weight(95), routing=None, max_surge=0, max_unavailable=1),
+         [(5, 1, 0), (95, 0, 1), (100, 0, 1)]),
+        (make_spec(3, weight(50), routing=None), [(50, 2, 2), (100, 0, 3)]),
+        (make_spec(0, weight(50)), [(50, 0, 0), (100, 0, 0)]),
+        # No steps: straight to promotion.
+        (make_spec(4), [(100, 0, 4)]),
+    ],
+)
+def test_replica_math(spec: RolloutSpec, expected: list[tuple[int, int, int]]) -> None:
+    assert counts(spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("replicas", "weight_", "surge", "expected"),
+    [
+        # Argo's documented examples (utils/replicaset/canary.go).
+        (10, 10, 1, (1, 9)),
+        (10, 30, 3, (3, 7)),
+        (10, 5, 1, (1, 10)),
+        (1, 5, 1, (1, 1)),
+        (1, 95, 1, (1, 1)),
+        (4, 25, 1, (1, 3)),
+        (3, 50, 1, (2, 2)),
+        (3, 50, 0, (2, 1)),
+        (10, 0, 3, (0, 10)),
+        (10, 100, 3, (10, 0)),
+    ],
+)
+def test_basic_canary_replicas(replicas: int, weight_: int, surge: int, expected: tuple[int, int]) -> None:
+    assert basic_canary_replicas(replicas, weight_, surge) == expected
+
+
+@pytest.mark.parametrize(
+    ("surge", "unavailable", "replicas", "expected"),
+    [
+        ("25%", "25%", 4, (1, 1)),
+        ("25%", "25%", 10, (3, 2)),
+        ("25%", "25%", 1, (1, 0)),
+        (0, "10%", 5, (0, 1)),
+        (2, 0, 5, (2, 0)),
+        ("0%", "0%", 5, (0, 1)),
+        ("100%", "100%", 3, (3, 3)),
+    ],
+)
+def test_resolve_surge_and_unavailable(surge: int | str, unavailable: int | str, replicas: int,
+                                       expected: tuple[int, int]) -> None:
+    strategy = CanaryStrategy(canary_service=None, stable_service=None, max_surge=surge, max_unavailable=unavailable)
+    assert (resolve_max_surge(strategy, replicas), resolve_max_unavailable(strategy, replicas)) == expected
+
+
+@pytest.mark.parametrize(("replicas", "weight_", "expected"), [(4, 25, 1), (3, 10, 1), (3, 0, 0), (7, 100, 7),
+                                                               (10, 33, 4), (0, 50, 0)])
+def test_replicas_for_weight_rounds_up(replicas: int, weight_: int, expected: int) -> None:
+    assert replicas_for_weight(replicas, weight_) == expected
+
+
+def test_waits() -> None:
+    spec = make_spec(4, weight(10), pause(), pause(90), {"analysis": ANALYSIS}, {**weight(20), **header("first", "a")})
+    waits = [state.wait for state in full_plan(spec)]
+    assert waits == [
+        Wait(WaitKind.NONE),
+        Wait(WaitKind.PAUSE_UNTIL_PROMOTED),
+        Wait(WaitKind.PAUSE_DURATION, seconds=90),
+        Wait(WaitKind.ANALYSIS, analysis=ANALYSIS),
+        Wait(WaitKind.NONE),
+        Wait(WaitKind.NONE),
+    ]
+
+
+def test_header_routes_accumulate_in_managed_route_order_and_are_removed() -> None:
+    spec = make_spec(
+        4,
+        header("second", "b"),
+        header("first", "a"),
+        header("second", "b2"),
+        header("first"),
+        weight(50),
+    )
+    names = [[(r.name, tuple(m.value for m in r.matches)) for r in state.header_routes] for state in full_plan(spec)]
+    assert names == [
+        [("second", ("b",))],
+        [("first", ("a",)), ("second", ("b",))],
+        [("first", ("a",)), ("second", ("b2",))],
+        [("second", ("b2",))],
+        [("second", ("b2",))],
+        [],
+    ]
+
+
+def test_promotion_and_abort_states() -> None:
+    spec = make_spec(6, {**weight(30), **header("first", "x")}, pause())
+    assert desired_state(spec, 0, PlanMode.PROMOTED) == DesiredState(0, 100, 0, 6, (), Wait(WaitKind.NONE),
+                                                                     PlanMode.PROMOTED)
+    assert desired_state(spec, 2) == DesiredState(2, 100, 0, 6, (), Wait(WaitKind.NONE), PlanMode.PROMOTED)
+    aborted = desired_state(spec, 1, PlanMode.ABORTED)
+    assert aborted == DesiredState(1, 0, 6, 0, (), Wait(WaitKind.NONE), PlanMode.ABORTED)
+    assert aborted.stable_weight == 100
+    assert desired_state(spec, 0).mode is PlanMode.PROGRESSING
+    assert desired_state(spec, 0).stable_weight == 70
+
+
+@pytest.mark.parametrize("index", [-1, 3])
+def test_step_index_out_of_range(index: int) -> None:
+    with pytest.raises(ValueError, match=r"outside 0\.\.2"):
+        desired_state(make_spec(4, weight(10), pause()), index)
