@@ -239,6 +239,7 @@ def _resolve_workload(rollout: Rollout, others: Sequence[OtherDocument]) -> tupl
 
 
 def _cross_check(collected: _Collected) -> LoadResult:
+    """Checks across documents; errors end up ordered by file, then document."""
     errors = list(collected.errors)
     templates: list[AnalysisTemplate] = []
     seen_templates: dict[tuple[bool, str, str], AnalysisTemplate] = {}
@@ -291,6 +292,8 @@ def _cross_check(collected: _Collected) -> LoadResult:
             continue
         seen_rollouts[key] = resolved
         rollouts.append(resolved)
+    file_order = {name: position for position, name in enumerate(collected.files)}
+    errors.sort(key=lambda error: (file_order.get(error.file, len(file_order)), error.document))
     return LoadResult(
         rollouts=tuple(rollouts),
         templates=tuple(templates),

@@ -171,8 +171,8 @@ def test_templates_may_live_in_another_file(tmp_path: Path) -> None:
 def test_duplicate_names_are_reported_on_the_second_definition() -> None:
     result = load(base_rollout(), base_rollout(), template_doc(), template_doc())
     assert error_lines(result) == [
-        f'{FILE}#4 metadata.name: "success-rate" is already defined in {FILE}#3: rename or remove one',
         f'{FILE}#2 metadata.name: Rollout "shop/web" is already defined in {FILE}#1: rename or remove one',
+        f'{FILE}#4 metadata.name: "success-rate" is already defined in {FILE}#3: rename or remove one',
     ]
     assert len(result.rollouts) == 1
     other_namespace = base_rollout()

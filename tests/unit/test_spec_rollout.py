@@ -52,7 +52,8 @@ def only_step(step: dict[str, Any], **canary_changes: Any) -> Any:
         ({"pause": {"duration": "1h30m5s"}}, StepKind.PAUSE, "pause", Pause(5405)),
         ({"pause": {"duration": 0}}, StepKind.PAUSE, "pause", Pause(0)),
         ({"pause": {"duration": None}}, StepKind.PAUSE, "pause", Pause(None)),
-        ({"setCanaryScale": {"replicas": 2}}, StepKind.SET_CANARY_SCALE, "set_canary_scale", SetCanaryScale(replicas=2)),
+        ({"setCanaryScale": {"replicas": 2}}, StepKind.SET_CANARY_SCALE, "set_canary_scale",
+         SetCanaryScale(replicas=2)),
         ({"setCanaryScale": {"weight": 40}}, StepKind.SET_CANARY_SCALE, "set_canary_scale", SetCanaryScale(weight=40)),
         (
             {"setCanaryScale": {"matchTrafficWeight": True}},

@@ -1,0 +1,114 @@
+"""`kulta validate` and `kulta plan` output."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kulta.app.spec_commands import format_duration, plan_command, validate_command
+from tests.unit.spec_helpers import dump, template_doc, with_steps
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    before = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        yield tmp_path
+    finally:
+        os.chdir(before)
+
+
+def run(command: object, *args: object) -> tuple[int, str]:
+    out = io.StringIO()
+    code = command(*args, out)  # type: ignore[operator]
+    return code, out.getvalue()
+
+
+def test_validate_prints_every_error_and_a_summary(workdir: Path) -> None:
+    (workdir / "rollouts").mkdir()
+    (workdir / "rollouts" / "web.yaml").write_text(dump(with_steps({"setWeight": 120}, {"pause": {"x": 1}})))
+    (workdir / "rollouts" / "ok.yaml").write_text(dump(template_doc()))
+    code, text = run(validate_command, ["rollouts"])
+    assert code == 1
+    assert text.splitlines() == [
+        "rollouts/web.yaml#1 spec.strategy.canary.steps[0].setWeight: 120 is outside 0..100",
+        "rollouts/web.yaml#1 spec.strategy.canary.steps[1].pause.x: unknown field; the fields here are: duration",
+        "FAILED: 2 file(s): 0 rollout(s), 1 analysis template(s), 2 error(s)",
+    ]
+
+
+def test_validate_ok(workdir: Path) -> None:
+    (workdir / "a.yaml").write_text(dump(with_steps({"setWeight": 10}), template_doc()))
+    assert run(validate_command, ["a.yaml"]) == (0, "OK: 1 file(s): 1 rollout(s), 1 analysis template(s), 0 error(s)\n")
+
+
+def test_validate_nothing_found(workdir: Path) -> None:
+    (workdir / "empty").mkdir()
+    assert run(validate_command, ["empty"]) == (1, "no YAML files found: pass files, directories or globs\n")
+
+
+def test_plan_prints_a_table(workdir: Path) -> None:
+    steps = [
+        {"setCanaryScale": {"replicas": 1}, "setHeaderRoute": {"name": "beta", "match": [
+            {"headerName": "X-Beta", "headerValue": {"exact": "1"}}]}},
+        {"setWeight": 25},
+        {"pause": {"duration": 90}},
+        {"analysis": {"templates": [{"templateName": "success-rate"}]}},
+        {"pause": {}},
+    ]
+    routing = {"managedRoutes": [{"name": "beta"}], "plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web"}}}
+    (workdir / "web.yaml").write_text(dump(with_steps(*steps, trafficRouting=routing)))
+    (workdir / "templates.yaml").write_text(dump(template_doc()))
+    code, text = run(plan_command, "web.yaml")
+    assert code == 0
+    lines = text.splitlines()
+    assert lines[0] == "Rollout shop/web (web.yaml#1)"
+    assert lines[1].startswith("  replicas: 4; revision (pod-template-hash): ")
+    assert lines[2] == (
+        "  traffic: HTTPRoute shop/web; services web-stable (stable), web-canary (canary); dynamicStableScale: false"
+    )
+    assert lines[3:] == [
+        "  step   action                                           canary%  stable%  stable pods  canary pods  "
+        "header routes  wait",
+        "  0      setCanaryScale replicas=1 + setHeaderRoute beta  0        100      4            1            "
+        "beta           -",
+        "  1      setWeight 25                                     25       75       4            1            "
+        "beta           -",
+        "  2      pause                                            25       75       4            1            "
+        "beta           1m30s",
+        "  3      analysis success-rate                            25       75       4            1            "
+        "beta           analysis success-rate",
+        "  4      pause                                            25       75       4            1            "
+        "beta           until promoted",
+        "  end    promote                                          100      0        0            4            "
+        "-              -",
+        "  abort  abort (any step)                                 0        100      4            0            "
+        "-              -",
+    ]
+
+
+def test_plan_reports_only_the_files_errors(workdir: Path) -> None:
+    (workdir / "web.yaml").write_text(dump(with_steps({"setWeight": 101})))
+    (workdir / "other.yaml").write_text("broken: [\n")
+    code, text = run(plan_command, "web.yaml")
+    assert code == 1
+    assert text.splitlines() == [
+        "web.yaml#1 spec.strategy.canary.steps[0].setWeight: 101 is outside 0..100",
+        "FAILED: 1 error(s) in web.yaml",
+    ]
+
+
+def test_plan_without_rollouts_or_file(workdir: Path) -> None:
+    (workdir / "t.yaml").write_text(dump(template_doc()))
+    assert run(plan_command, "t.yaml") == (1, "no Rollout found in t.yaml\n")
+    assert run(plan_command, "gone.yaml") == (1, "gone.yaml: no such file: pass one YAML file\n")
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (5, "5s"), (90, "1m30s"), (3600, "1h"), (5405, "1h30m5s")])
+def test_format_duration(seconds: int, text: str) -> None:
+    assert format_duration(seconds) == text
