@@ -197,31 +197,37 @@ def resolve_args(
     templates share one argument list, as in Argo). Two templates declaring the
     same argument with different defaults is an error unless the rollout passes it.
     """
-    context = {
-        "stable_hash": stable_hash,
-        "canary_hash": canary_hash,
-        "rollout": rollout,
-        "namespace": namespace,
-        "environ": environ,
-    }
     chosen: dict[str, tuple[TemplateArg | AnalysisArg, str]] = {}
     passed = {a.name: a for a in ref_args}
     for targ in template_args:
         if targ.name in passed:
             continue
         previous = chosen.get(targ.name)
-        if previous is not None and (previous[0].value, previous[0].value_from) != (targ.value, targ.value_from):
-            raise AnalysisSetupError(
-                f"argument {targ.name!r} is declared by several templates with different defaults; "
-                "pass it from the rollout's analysis args"
-            )
+        if previous is not None:
+            if not targ.has_default:
+                continue  # a declaration without a default never replaces one with a default
+            earlier = previous[0]
+            had_default = earlier.value is not None or earlier.value_from is not None
+            if had_default and (earlier.value, earlier.value_from) != (targ.value, targ.value_from):
+                raise AnalysisSetupError(
+                    f"argument {targ.name!r} is declared by several templates with different defaults; "
+                    "pass it from the rollout's analysis args"
+                )
         chosen[targ.name] = (targ, "the template")
     for rarg in ref_args:
         chosen[rarg.name] = (rarg, "the rollout")
     values: dict[str, str] = {}
     secrets: set[str] = set()
     for name, (arg, origin) in chosen.items():
-        value, secret = _resolve_one(arg, origin, **context)  # type: ignore[arg-type]
+        value, secret = _resolve_one(
+            arg,
+            origin,
+            stable_hash=stable_hash,
+            canary_hash=canary_hash,
+            rollout=rollout,
+            namespace=namespace,
+            environ=environ,
+        )
         values[name] = value
         if secret:
             secrets.add(name)

@@ -176,6 +176,12 @@ def test_argument_errors(template_args: list[TemplateArg], ref_args: list[Analys
     assert fragment in str(caught.value)
 
 
+def test_a_declaration_without_default_does_not_conflict() -> None:
+    assert resolve([TemplateArg("a", value="1"), TemplateArg("a")], []).values["a"] == "1"
+    assert resolve([TemplateArg("a"), TemplateArg("a", value="2")], []).values["a"] == "2"
+    assert resolve([TemplateArg("a", value="1"), TemplateArg("a", value="1")], []).values["a"] == "1"
+
+
 def test_conflicting_defaults_are_fine_when_the_rollout_passes_the_value() -> None:
     args = resolve([TemplateArg("a", value="1"), TemplateArg("a", value="2")], [AnalysisArg("a", value="3")])
     assert args.values["a"] == "3"
