@@ -515,11 +515,12 @@ def _parse_canary(issues: Issues, value: Any, path: str, replicas: int) -> Canar
     if "analysis" in data:
         background = _parse_background(issues, data["analysis"], child(path, "analysis"))
         step_count = len(items or ())
-        if background is not None and step_count and background.starting_step >= step_count:
-            issues.add(
-                child(child(path, "analysis"), "startingStep"),
-                f"{background.starting_step} is outside 0..{step_count - 1} (the step indexes)",
-            )
+        if background is not None and background.starting_step and background.starting_step >= step_count:
+            where = child(child(path, "analysis"), "startingStep")
+            if step_count:
+                issues.add(where, f"{background.starting_step} is outside 0..{step_count - 1} (the step indexes)")
+            else:
+                issues.add(where, f"{background.starting_step} names a step, but there are no steps: use 0")
     # Rules that tie fields together (Argo's, except where noted in docs/spec.md).
     if has_routing:
         for key, name in (("canaryService", canary_service), ("stableService", stable_service)):

@@ -330,6 +330,8 @@ def test_step_errors(step: dict[str, Any], expected: str) -> None:
         ({"stepz": []}, f"{CANARY}.stepz: unknown field; did you mean steps?"),
         ({"analysis": {"templates": [{"templateName": "success-rate"}], "startingStep": 3}, "steps": [{"pause": {}}]},
          f"{CANARY}.analysis.startingStep: 3 is outside 0..0 (the step indexes)"),
+        ({"analysis": {"templates": [{"templateName": "success-rate"}], "startingStep": 1}},
+         f"{CANARY}.analysis.startingStep: 1 names a step, but there are no steps: use 0"),
         ({"trafficRouting": {"istio": {}}},
          f"{CANARY}.trafficRouting.istio: trafficRouting.istio is not supported by KULTA; KULTA routes traffic with "
          "Gateway API HTTPRoutes only: use plugins.argoproj-labs/gatewayAPI"),
