@@ -2,8 +2,10 @@
 
 The reconciler runs ``kulta.adapters.program.deploy`` inline; this module
 feeds the very same function when the Pulumi CLI runs the repository's
-``__main__.py``. It reads ``kulta:rollout`` (a Rollout file, relative to the
-project) and optionally ``kulta:step`` from stack config, and the rollout's
+``__main__.py``. It reads ``kulta:rollout`` (comma-separated files or directories,
+relative to the project; the Rollout whose namespace and name match the stack
+name ``<env>.<namespace>.<rollout>`` is used) and optionally ``kulta:step``
+from stack config, and the rollout's
 last status from the stack's own outputs, then makes the same decision the
 reconciler would: without ``kulta:step`` the next reconcile step; with it,
 that step of the current canary (``len(steps)`` = promotion).
@@ -46,15 +48,22 @@ def _previous_outputs(stack: str) -> dict[str, object]:
 
 def run_from_config() -> None:
     cfg = pulumi.Config("kulta")
-    path = Path(cfg.require("rollout"))
+    paths = [Path(p.strip()) for p in cfg.require("rollout").split(",") if p.strip()]
     step = cfg.get_int("step")
-    environment = cfg.get("environment") or pulumi.get_stack().split(".")[0]
-    loaded = load_paths([path])
+    stack_parts = pulumi.get_stack().split(".")
+    environment = cfg.get("environment") or stack_parts[0]
+    loaded = load_paths(paths)
     if loaded.errors:
         raise ConfigError("\n".join(str(e) for e in loaded.errors))
-    if len(loaded.rollouts) != 1:
-        raise ConfigError(f"{path}: kulta:rollout must name a file with exactly one Rollout")
-    rollout = loaded.rollouts[0]
+    rollouts = list(loaded.rollouts)
+    if len(rollouts) > 1 and len(stack_parts) == 3:
+        rollouts = [r for r in rollouts if (r.namespace, r.name) == (stack_parts[1], stack_parts[2])]
+    if len(rollouts) != 1:
+        raise ConfigError(
+            f"kulta:rollout ({', '.join(map(str, paths))}) must hold exactly one Rollout, or one whose "
+            f"namespace and name match the stack name <env>.<namespace>.<rollout>; found {len(rollouts)}"
+        )
+    rollout = rollouts[0]
     template = resolve_template(rollout, loaded.others)
     revision = pod_template_hash(template)
     outputs = _previous_outputs(pulumi.get_stack())

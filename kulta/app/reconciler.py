@@ -51,7 +51,6 @@ from kulta.core.reconcile import (
     decide,
     format_time,
     inline_run_name,
-    replicaset_name,
     route_targets,
 )
 from kulta.core.revision import pod_template_hash, resolve_template
@@ -149,6 +148,7 @@ class Reconciler:
         clock: Callable[[], datetime] = utc_now,
         on_progress: Callable[[str], None] | None = None,
         observe_update: Callable[[float, str], None] | None = None,
+        on_update: Callable[[RolloutStatus], None] | None = None,
     ) -> None:
         self.config = config
         self.stacks = stacks
@@ -159,6 +159,7 @@ class Reconciler:
         self.clock = clock
         self.on_progress = on_progress or (lambda _msg: None)
         self.observe_update = observe_update or (lambda _s, _r: None)
+        self.on_update = on_update or (lambda _status: None)
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -299,6 +300,7 @@ class Reconciler:
         events = build_events(prev, recorded, ctx)
         if self.outbox is not None and events:
             self.outbox.put(events, rollout_key=name)
+        self.on_update(recorded)
         if decision.command_applied is not None:
             log.info("manual command applied", extra={"stack": name, "command": decision.command_applied.kind.value})
         return recorded

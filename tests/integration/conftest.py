@@ -73,6 +73,11 @@ def cluster(toolchain: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         cluster_down(name, state_dir=state)
 
 
+def unique(prefix: str) -> str:
+    """A namespace name no earlier run on the same cluster has used."""
+    return f"{prefix}-{uuid.uuid4().hex[:5]}"
+
+
 def kubectl(cluster: DevCluster, *args: str, stdin: str | None = None) -> str:
     proc = subprocess.run(
         ["kubectl", "--kubeconfig", cluster.kubeconfig, *args],
@@ -84,3 +89,24 @@ def kubectl(cluster: DevCluster, *args: str, stdin: str | None = None) -> str:
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+def route_yaml(ns: str, name: str = "demo", stable: str = "demo-stable", canary: str = "demo-canary") -> str:
+    """A user's HTTPRoute, as their GitOps tool would apply it: all traffic on stable."""
+    return f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: {name}
+  namespace: {ns}
+spec:
+  parentRefs:
+    - name: demo-gateway
+      namespace: demo
+  rules:
+    - matches:
+        - path: {{type: PathPrefix, value: /}}
+      backendRefs:
+        - {{name: {stable}, port: 8080, weight: 100}}
+        - {{name: {canary}, port: 8080, weight: 0}}
+"""

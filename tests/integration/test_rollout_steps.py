@@ -1,0 +1,237 @@
+"""Every step is a Pulumi update: the API server matches the plan after each one.
+
+Real engine, real kubernetes provider, local control plane with kwok nodes.
+The reconciler is driven pass by pass with a controllable clock.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kubernetes import client, config
+
+from kulta.adapters.kube import KubeReader
+from kulta.adapters.program import deploy
+from kulta.adapters.stacks import StackManager, StackSettings
+from kulta.app.reconciler import Reconciler, ReconcilerConfig
+from kulta.core.plan import desired_state
+from kulta.core.reconcile import CommandKind, ManualCommand, decide_step
+from kulta.core.revision import pod_template_hash, resolve_template
+from kulta.core.routes import route_weights
+from kulta.model.status import Phase, RolloutStatus
+from kulta.spec.loader import load_text
+from tests.integration.conftest import kubectl, route_yaml, unique
+
+pytestmark = pytest.mark.cluster
+
+ROLLOUT = """
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  replicas: 4
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+        - name: web
+          image: registry.local/web:{tag}
+          ports: [{{name: http, containerPort: 8080}}]
+  strategy:
+    canary:
+      canaryService: web-canary
+      stableService: web-stable
+      scaleDownDelaySeconds: 30
+      abortScaleDownDelaySeconds: 30
+      trafficRouting:
+        managedRoutes: [{{name: beta}}]
+        gatewayAPI: {{httpRoute: web}}
+      steps:
+        - setWeight: 25
+        - pause: {{duration: 1h}}
+        - setWeight: 50
+        - setHeaderRoute:
+            name: beta
+            match: [{{headerName: x-beta, headerValue: {{exact: "yes"}}}}]
+        - setWeight: 75
+"""
+
+
+@dataclass
+class Clock:
+    now: datetime = field(default_factory=lambda: datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class NoMetrics:
+    def measure(self, *a, **k):
+        raise AssertionError("this rollout has no analysis")
+
+
+def load(ns: str, tag: str):
+    loaded = load_text(ROLLOUT.format(ns=ns, tag=tag), f"{ns}.yaml")
+    assert not loaded.errors, loaded.errors
+    return loaded
+
+
+@pytest.fixture
+def env(cluster, tmp_path, request):
+    ns = unique("steps")
+    kubectl(cluster, "create", "namespace", ns)
+    kubectl(cluster, "apply", "-f", "-", stdin=route_yaml(ns, name="web", stable="web-stable", canary="web-canary"))
+    api = config.new_client_from_config(config_file=cluster.kubeconfig)
+    stacks = StackManager(StackSettings(state_dir=tmp_path / "state", kubeconfig=cluster.kubeconfig))
+    clock = Clock()
+    seen: list[RolloutStatus] = []
+    checks: list[str] = []
+
+    def check(status: RolloutStatus) -> None:
+        """After every update: ReplicaSets and route weights in the API server equal the status."""
+        seen.append(status)
+        apps = client.AppsV1Api(api)
+        for rs, replicas in status.replicas.items():
+            live = apps.read_namespaced_replica_set(rs, ns)
+            assert live.spec.replicas == replicas, (rs, live.spec.replicas, replicas)
+        route = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", ns, "httproutes", "web"
+        )
+        got = route_weights(route["spec"]["rules"], "web-stable", "web-canary")
+        assert got == (status.weights[0].stable, status.weights[0].canary), (got, status.weights)
+        checks.append(f"{status.current_step_index}:{got}")
+
+    rec = Reconciler(
+        ReconcilerConfig(environment="test"),
+        stacks,
+        KubeReader(cluster.kubeconfig),
+        NoMetrics(),
+        clock=clock,
+        on_update=check,
+    )
+    return ns, api, stacks, clock, rec, seen, checks
+
+
+def ready_times(api, ns: str, revision: str) -> list[datetime]:
+    pods = client.CoreV1Api(api).list_namespaced_pod(ns, label_selector=f"rollouts-pod-template-hash={revision}").items
+    out = []
+    for p in pods:
+        for c in p.status.conditions or []:
+            if c.type == "Ready" and c.status == "True":
+                out.append(c.last_transition_time)
+    return out
+
+
+def kulta_route_write_time(api, ns: str) -> datetime:
+    route = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", "web"
+    )
+    times = [m["time"] for m in route["metadata"]["managedFields"] if m["manager"] == "kulta"]
+    return max(datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) for t in times)
+
+
+def test_each_step_matches_the_plan_and_survives_foreign_edits(env, cluster):
+    ns, api, stacks, clock, rec, seen, checks = env
+    v1 = load(ns, "v1")
+    out = rec.reconcile_rollout(v1.rollouts[0], v1)
+    assert out.phase is Phase.HEALTHY and not out.error, out
+    # another field manager (e.g. the user's GitOps tool) adds a timeout and a second rule
+    live = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", "web"
+    )
+    rules = live["spec"]["rules"]
+    rules[0]["timeouts"] = {"request": "7s"}
+    rules.append({"matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}], "backendRefs": [{"name": "admin", "port": 80}]})
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", "web", {"spec": {"rules": rules}}
+    )
+
+    v2 = load(ns, "v2")
+    rollout = v2.rollouts[0]
+    revision = pod_template_hash(resolve_template(rollout, v2.others))
+    out = rec.reconcile_rollout(rollout, v2)
+    # step 0 (25%) applied, then step 1 (pause 1h) holds
+    assert out.phase is Phase.PROGRESSING and out.step == 1, out
+    assert kulta_route_write_time(api, ns) >= max(ready_times(api, ns, revision)), "traffic moved before canary Ready"
+    status = RolloutStatus.from_outputs(stacks.outputs(rec.stack_name(rollout)))
+    assert desired_state(rollout.spec, 1).canary_replicas == status.replicas[f"web-{revision}"] == 1
+
+    # the same pass again changes nothing
+    history_len = len(stacks.history(rec.stack_name(rollout)))
+    again = rec.reconcile_rollout(rollout, v2)
+    assert again.updates == 0 and len(stacks.history(rec.stack_name(rollout))) == history_len
+
+    # re-applying the current step through the engine changes no resource
+    kube = KubeReader(cluster.kubeconfig)
+    same = decide_step(rollout, revision, rollout.spec.template, status, clock(), 1, environment="test")
+    inputs = rec.program_inputs(rollout, v2, same, status)
+    report = stacks.up(rec.stack_name(rollout), lambda: deploy(inputs, kube.route_rules), "re-apply step 1")
+    assert set(report.changes) <= {"same"}, report.changes
+
+    # preview of step 2 shows exactly the canary scale-up and the weight change
+    nxt = decide_step(rollout, revision, rollout.spec.template, status, clock(), 2, environment="test")
+    preview = stacks.preview(rec.stack_name(rollout), lambda: deploy(rec.program_inputs(rollout, v2, nxt, nxt.status), kube.route_rules))
+    updates = {c.urn_name: c for c in preview.changes if c.op == "update"}
+    assert set(updates) == {f"web-{revision}", f"httproute-{ns}-web"}, {k: v.diffs for k, v in updates.items()}
+    rs_diff = updates[f"web-{revision}"].detailed
+    assert any(v == (1, 2) for k, v in rs_diff.items() if "replicas" in k), rs_diff
+
+    clock.advance(3601)
+    out = rec.reconcile_rollout(rollout, v2)
+    assert out.phase is Phase.HEALTHY and out.step == 5, out
+    steps_seen = [s.current_step_index for s in seen]
+    assert steps_seen[-5:] == [2, 3, 4, 5, 5] or steps_seen[-4:] == [2, 3, 4, 5], steps_seen
+    # header route rule existed while in flight, and is gone at rest
+    live = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", "web"
+    )
+    names = [r.get("name", "") for r in live["spec"]["rules"]]
+    assert "kulta-beta" not in names
+    assert live["spec"]["rules"][-1]["matches"][0]["path"]["value"] == "/admin"
+    assert any(r.get("timeouts") == {"request": "7s"} for r in live["spec"]["rules"])
+    assert "kulta.io/canary-in-flight" not in (live["metadata"].get("labels") or {})
+    assert route_weights(live["spec"]["rules"], "web-stable", "web-canary") == (100, 0)
+    # promotion: the Services select the new revision; the old one waits for scaleDownDelaySeconds
+    core = client.CoreV1Api(api)
+    assert core.read_namespaced_service("web-stable", ns).spec.selector["rollouts-pod-template-hash"] == revision
+    final = RolloutStatus.from_outputs(stacks.outputs(rec.stack_name(rollout)))
+    assert final.stable_revision == revision and final.scale_down_revision
+    clock.advance(31)
+    out = rec.reconcile_rollout(rollout, v2)
+    old = client.AppsV1Api(api).read_namespaced_replica_set(f"web-{final.scale_down_revision}", ns)
+    assert old.spec.replicas == 0
+    assert len(checks) >= 7
+
+
+def test_abort_returns_all_traffic_to_stable_then_scales_canary_down(env):
+    ns, api, stacks, clock, rec, seen, checks = env
+    v1 = load(ns, "v1")
+    rec.reconcile_rollout(v1.rollouts[0], v1)
+    v2 = load(ns, "v2")
+    rollout = v2.rollouts[0]
+    revision = pod_template_hash(resolve_template(rollout, v2.others))
+    out = rec.reconcile_rollout(rollout, v2)
+    assert out.step == 1
+    stacks.set_config(rec.stack_name(rollout), "kulta:command", ManualCommand("abort-1", CommandKind.ABORT).to_config())
+    out = rec.reconcile_rollout(rollout, v2)
+    assert out.phase is Phase.ABORTED, out
+    live = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", "web"
+    )
+    assert route_weights(live["spec"]["rules"], "web-stable", "web-canary") == (100, 0)
+    apps = client.AppsV1Api(api)
+    assert apps.read_namespaced_replica_set(f"web-{revision}", ns).spec.replicas == 1  # abort delay
+    clock.advance(31)
+    rec.reconcile_rollout(rollout, v2)
+    assert apps.read_namespaced_replica_set(f"web-{revision}", ns).spec.replicas == 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and ready_times(api, ns, revision):
+        time.sleep(0.5)
+    assert not ready_times(api, ns, revision)
