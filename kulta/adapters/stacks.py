@@ -266,9 +266,9 @@ class StackManager:
             if md.type == "pulumi:pulumi:Stack":
                 continue
             detailed: dict[str, tuple[Any, Any]] = {}
-            old = (md.old.outputs if md.old else None) or {}
+            old = (md.old.inputs if md.old else None) or {}
             new = (md.new.inputs if md.new else None) or {}
-            for path in md.diffs or []:
+            for path in list(md.detailed_diff or {}) or list(md.diffs or []):
                 detailed[path] = (_lookup(old, path), _lookup(new, path))
             changes.append(
                 PreviewChange(
