@@ -212,10 +212,12 @@ class StackManager:
     def history(self, name: str, page_size: int = 100) -> list[HistoryEntry]:
         stack = self._stack(name)
         entries = []
-        for h in stack.history(page_size=page_size, page=1):
+        summaries = stack.history(page_size=page_size, page=1)  # newest first
+        for index, h in enumerate(summaries):
             entries.append(
                 HistoryEntry(
-                    version=h.version,
+                    # file backends report no version: number updates oldest = 1
+                    version=h.version or len(summaries) - index,
                     start_time=h.start_time.isoformat(),
                     end_time=h.end_time.isoformat() if h.end_time else "",
                     result=h.result,

@@ -269,7 +269,7 @@ class Reconciler:
             phase=status.phase if status else None,
             step=status.current_step_index if status else 0,
             step_count=status.step_count if status else 0,
-            message=status.message if status else "",
+            message=decision.reason if decision is not None else (status.message if status else ""),
             updates=updates,
             next_due=next_due,
         )
