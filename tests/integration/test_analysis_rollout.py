@@ -1,0 +1,233 @@
+"""Analysis decides the rollout: real cluster, engine, Prometheus, traffic simulator and event sink.
+
+The simulator reads the HTTPRoute weights KULTA writes, so the canary only
+gets traffic (and errors) once KULTA shifts it; Prometheus scrapes the
+simulator; the reconciler queries Prometheus between steps; every CDEvent goes
+through the durable outbox to a real HTTP receiver and is schema-checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from kubernetes import client, config
+
+from kulta.adapters.cdevents_schema import validate_event
+from kulta.adapters.kube import KubeReader
+from kulta.adapters.outbox import Deliverer, Outbox
+from kulta.adapters.prometheus import PrometheusClient
+from kulta.adapters.sinks import HttpSink, SinkConfig
+from kulta.adapters.stacks import StackManager, StackSettings
+from kulta.app.reconciler import Reconciler, ReconcilerConfig
+from kulta.core.revision import pod_template_hash, resolve_template
+from kulta.core.routes import route_weights
+from kulta.model.status import AnalysisPhase, MeasurementPhase, Phase, RolloutStatus
+from kulta.spec.loader import load_text
+from tests.integration.conftest import ROOT, kubectl, route_yaml, unique
+from tests.integration.eventsink import EventReceiver
+from tests.integration.promserver import free_port, running_prometheus, wait_until
+
+pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
+
+DOCS = """
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {{name: errors, namespace: {ns}}}
+spec:
+  args: [{{name: canary-hash, valueFrom: {{podTemplateHashValue: Latest}}}}]
+  metrics:
+    - name: error-ratio
+      interval: 1s
+      count: 4
+      initialDelay: 3s
+      failureLimit: 1
+      consecutiveErrorLimit: 2
+      successCondition: result[0] <= 0.05
+      provider:
+        prometheus:
+          address: {prom}
+          timeout: 2
+          query: >-
+            (sum(rate(http_requests_total{{revision="{{{{args.canary-hash}}}}",code=~"5.."}}[5s])) or vector(0))
+            / sum(rate(http_requests_total{{revision="{{{{args.canary-hash}}}}"}}[5s]))
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {{name: pay, namespace: {ns}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: pay}}}}
+  template:
+    metadata: {{labels: {{app: pay}}}}
+    spec:
+      containers: [{{name: pay, image: "registry.local/pay:{tag}", ports: [{{containerPort: 8080}}]}}]
+  strategy:
+    canary:
+      canaryService: pay-canary
+      stableService: pay-stable
+      scaleDownDelaySeconds: 0
+      abortScaleDownDelaySeconds: 0
+      trafficRouting: {{gatewayAPI: {{httpRoute: pay}}}}
+      steps:
+        - setWeight: 50
+        - analysis: {{templates: [{{templateName: errors}}]}}
+        - setWeight: 80
+"""
+
+
+@contextmanager
+def simulator(cluster, ns: str, workdir: Path) -> Iterator[tuple[str, Path]]:
+    """The traffic simulator following the live HTTPRoute; yields its target and profile file."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    profile = workdir / "profile.json"
+    profile.write_text(json.dumps({"stable": {"hash": "none", "weight": 100}, "canary": {"hash": "none-c", "weight": 0}}))
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kulta.adapters.trafficsim", "--port", str(port), "--weights-file", str(profile),
+         "--kubeconfig", cluster.kubeconfig, "--namespace", ns, "--route", "pay",
+         "--stable-service", "pay-stable", "--canary-service", "pay-canary", "--tick", "0.2"],
+        stdout=(workdir / "sim.log").open("wb"), stderr=subprocess.STDOUT, env=env,
+    )
+    try:
+        wait_until(lambda: _serving(port), 20, "traffic simulator")
+        yield f"127.0.0.1:{port}", profile
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _serving(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def set_profile(profile: Path, stable: str, canary: str, canary_errors: float) -> None:
+    tmp = profile.with_suffix(".tmp")
+    tmp.write_text(json.dumps({
+        "stable": {"hash": stable, "weight": 100, "errorRate": 0.0},
+        "canary": {"hash": canary, "weight": 0, "errorRate": canary_errors},
+    }))
+    tmp.replace(profile)
+
+
+@pytest.fixture
+def world(cluster, tmp_path):
+    ns = unique("analysis")
+    kubectl(cluster, "create", "namespace", ns)
+    kubectl(cluster, "apply", "-f", "-", stdin=route_yaml(ns, name="pay", stable="pay-stable", canary="pay-canary"))
+    receiver = EventReceiver()
+    receiver.start()
+    with simulator(cluster, ns, tmp_path / "sim") as (target, profile), running_prometheus([target], tmp_path / "prom") as prom:
+        outbox = Outbox(tmp_path / "outbox")
+        stacks = StackManager(StackSettings(state_dir=tmp_path / "state", kubeconfig=cluster.kubeconfig))
+        rec = Reconciler(
+            ReconcilerConfig(environment="e2e", cluster="kwok"),
+            stacks,
+            KubeReader(cluster.kubeconfig),
+            PrometheusClient(),
+            outbox=outbox,
+            deliverer=Deliverer(outbox, HttpSink(SinkConfig(url=receiver.url)), base_delay=0.1, max_delay=1.0),
+        )
+        api = config.new_client_from_config(config_file=cluster.kubeconfig)
+        yield ns, prom, profile, rec, stacks, receiver, api
+    receiver.stop()
+
+
+def load(ns: str, prom_url: str, tag: str):
+    loaded = load_text(DOCS.format(ns=ns, prom=prom_url, tag=tag), f"{ns}.yaml")
+    assert not loaded.errors, loaded.errors
+    rollout = loaded.rollouts[0]
+    return loaded, rollout, pod_template_hash(resolve_template(rollout, loaded.others))
+
+
+def drive(rec: Reconciler, loaded, rollout, until, timeout: float = 120.0) -> RolloutStatus:
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        rec.reconcile_rollout(rollout, loaded)
+        rec.deliver_events()
+        status = RolloutStatus.from_outputs(rec.stacks.outputs(rec.stack_name(rollout)))
+        if until(status):
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"timed out; last status: {status}")
+
+
+def event_types(receiver: EventReceiver) -> list[str]:
+    out = []
+    for r in receiver.accepted():
+        body = r.json()
+        validate_event(body)
+        assert r.headers["ce-id"] == body["context"]["id"]
+        out.append(body["context"]["type"].split(".")[2] + "." + body["context"]["type"].split(".")[3])
+    return out
+
+
+def start_canary(world, errors: float):
+    ns, prom, profile, rec, stacks, receiver, api = world
+    v1, r1, h1 = load(ns, prom.url, "v1")
+    drive(rec, v1, r1, lambda s: s.phase is Phase.HEALTHY)
+    v2, r2, h2 = load(ns, prom.url, "v2")
+    set_profile(profile, h1, h2, errors)
+    return v2, r2, h1, h2
+
+
+def test_good_canary_is_promoted_and_tells_its_story(world):
+    ns, prom, profile, rec, stacks, receiver, api = world
+    v2, r2, h1, h2 = start_canary(world, 0.0)
+    st = drive(rec, v2, r2, lambda s: s.phase is Phase.HEALTHY and s.stable_revision == h2)
+    run = next(r for r in st.analysis_runs if r.step_index == 1)
+    assert run.phase is AnalysisPhase.SUCCESSFUL
+    assert [m.phase for m in run.measurements].count(MeasurementPhase.SUCCESSFUL) == 4
+    wait_until(lambda: rec.deliver_events() is not None and rec.outbox.count() == 0, 20, "events delivered")
+    types = event_types(receiver)
+    assert types[:3] == ["pipelinerun.started", "service.deployed", "pipelinerun.finished"], types
+    rest = types[3:]
+    assert rest[0] == "pipelinerun.started" and rest[-2:] == ["service.upgraded", "pipelinerun.finished"], rest
+    assert "incident.detected" not in rest
+    chain = {r.json()["context"].get("chainId") for r in receiver.accepted()[3:]}
+    assert len(chain) == 1
+    finished = receiver.accepted()[-1].json()
+    assert finished["subject"]["content"]["outcome"] == "success"
+
+
+def test_canary_with_20_percent_errors_is_aborted_by_analysis(world):
+    ns, prom, profile, rec, stacks, receiver, api = world
+    v2, r2, h1, h2 = start_canary(world, 0.2)
+    st = drive(rec, v2, r2, lambda s: s.phase is Phase.ABORTED)
+    run = next(r for r in st.analysis_runs if r.step_index == 1)
+    assert run.phase is AnalysisPhase.FAILED
+    failed = [m for m in run.measurements if m.phase is MeasurementPhase.FAILED]
+    assert len(failed) == 2 and len(run.measurements) <= 2 + 1  # failureLimit + 1
+    route = client.CustomObjectsApi(api).get_namespaced_custom_object("gateway.networking.k8s.io", "v1", ns, "httproutes", "pay")
+    assert route_weights(route["spec"]["rules"], "pay-stable", "pay-canary") == (100, 0)
+    assert st.stable_revision == h1
+    wait_until(lambda: rec.deliver_events() is not None and rec.outbox.count() == 0, 20, "events delivered")
+    types = event_types(receiver)
+    assert types[-3:] == ["incident.detected", "service.rolledback", "pipelinerun.finished"], types
+    assert receiver.accepted()[-1].json()["subject"]["content"]["outcome"] == "failure"
+
+
+def test_prometheus_killed_mid_analysis_aborts_never_promotes(world):
+    ns, prom, profile, rec, stacks, receiver, api = world
+    v2, r2, h1, h2 = start_canary(world, 0.0)
+    drive(rec, v2, r2, lambda s: any(r.measurements for r in s.analysis_runs))
+    prom.kill()
+    st = drive(rec, v2, r2, lambda s: s.phase in (Phase.ABORTED, Phase.HEALTHY) and s.stable_revision in (h1, h2) and not s.in_flight or s.aborted)
+    assert st.phase is Phase.ABORTED and st.stable_revision == h1
+    run = next(r for r in st.analysis_runs if r.step_index == 1)
+    assert run.phase is AnalysisPhase.ERROR
+    errors = [m for m in run.measurements if m.phase is MeasurementPhase.ERROR]
+    assert len(errors) == 3  # consecutiveErrorLimit 2 exceeded
