@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kulta.adapters.stacks import StackManager, StackSettings, stack_name_for  # noqa: E402
-from kulta.core.revision import pod_template_hash, resolve_template  # noqa: E402
-from kulta.devcluster import cluster_up, default_state_dir, free_port, set_scrape_targets  # noqa: E402
-from kulta.model.status import Phase, RolloutStatus  # noqa: E402
-from kulta.spec.loader import load_paths  # noqa: E402
+from kulta.adapters.stacks import StackManager, StackSettings, stack_name_for
+from kulta.core.revision import pod_template_hash, resolve_template
+from kulta.devcluster import cluster_up, default_state_dir, free_port, set_scrape_targets
+from kulta.model.status import Phase, RolloutStatus
+from kulta.spec.loader import load_paths
 
 CLUSTER = "kulta-demo"
 ENV = "demo"
@@ -62,7 +62,9 @@ def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, 
 
 def write_version(work: Path, version: str, prometheus: str) -> str:
     rollout = (ROOT / "examples" / "demo-rollout.yaml").read_text().replace(IMAGES["v1"], IMAGES[version])
-    analysis = (ROOT / "examples" / "analysis-success-rate.yaml").read_text().replace("http://127.0.0.1:9090", prometheus)
+    analysis = (
+        (ROOT / "examples" / "analysis-success-rate.yaml").read_text().replace("http://127.0.0.1:9090", prometheus)
+    )
     (work / "rollouts").mkdir(exist_ok=True)
     (work / "rollouts" / "demo.yaml").write_text(rollout)
     (work / "rollouts" / "analysis.yaml").write_text(analysis)
@@ -131,10 +133,30 @@ def main() -> int:
     profile(weights, (hashes["v1"], "v1"), (hashes["v2"], "v2"))
     sim_port = free_port()
     sim = subprocess.Popen(
-        [sys.executable, "-m", "kulta.adapters.trafficsim", "--port", str(sim_port), "--weights-file", str(weights),
-         "--kubeconfig", cluster.kubeconfig, "--namespace", "demo", "--route", "demo",
-         "--stable-service", "demo-stable", "--canary-service", "demo-canary", "--tick", "0.5"],
-        stdout=(demo / "trafficsim.log").open("wb"), stderr=subprocess.STDOUT, env={**kube_env, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            "-m",
+            "kulta.adapters.trafficsim",
+            "--port",
+            str(sim_port),
+            "--weights-file",
+            str(weights),
+            "--kubeconfig",
+            cluster.kubeconfig,
+            "--namespace",
+            "demo",
+            "--route",
+            "demo",
+            "--stable-service",
+            "demo-stable",
+            "--canary-service",
+            "demo-canary",
+            "--tick",
+            "0.5",
+        ],
+        stdout=(demo / "trafficsim.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**kube_env, "PYTHONPATH": str(ROOT)},
     )
     set_scrape_targets(cluster, [f"127.0.0.1:{sim_port}"])
 
@@ -142,8 +164,24 @@ def main() -> int:
     events = demo / "events.jsonl"
     state = demo / "state"
     loop = subprocess.Popen(
-        [sys.executable, "-m", "kulta.cli", "run", "--repo", f"file://{bare}", "--path", "rollouts",
-         "--env", ENV, "--state-dir", str(state), "--interval", "2", "--events-file", str(events)],
+        [
+            sys.executable,
+            "-m",
+            "kulta.cli",
+            "run",
+            "--repo",
+            f"file://{bare}",
+            "--path",
+            "rollouts",
+            "--env",
+            ENV,
+            "--state-dir",
+            str(state),
+            "--interval",
+            "2",
+            "--events-file",
+            str(events),
+        ],
         env={**kube_env, "PYTHONPATH": str(ROOT)},
     )
     stacks = StackManager(StackSettings(state_dir=state, kubeconfig=cluster.kubeconfig))
@@ -177,8 +215,10 @@ def main() -> int:
         ev = json.loads(line)
         data = ev.get("data", ev)
         print(f"  {data['context']['timestamp']}  {data['context']['type']}")
-    print(f"\nThe cluster keeps running: export KUBECONFIG={cluster.kubeconfig}; stop it with "
-          f"`python -m kulta.cli dev down --name {CLUSTER}`.")
+    print(
+        f"\nThe cluster keeps running: export KUBECONFIG={cluster.kubeconfig}; stop it with "
+        f"`python -m kulta.cli dev down --name {CLUSTER}`."
+    )
     return 0
 
 

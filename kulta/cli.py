@@ -199,7 +199,9 @@ def _cmd_manual(args: argparse.Namespace) -> int:
     stacks = build_stack_manager(args.state_dir, args.kubeconfig)
     ref = find_stacks(stacks, args.env, args.rollout)[0]
     cmd = send_command(stacks, ref.name, kind, _now())
-    sys.stdout.write(f"{kind.value} requested for {ref.namespace}/{ref.rollout} (id {cmd.id[:8]}); applied on the next pass\n")
+    sys.stdout.write(
+        f"{kind.value} requested for {ref.namespace}/{ref.rollout} (id {cmd.id[:8]}); applied on the next pass\n"
+    )
     return 0
 
 

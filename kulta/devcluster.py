@@ -222,7 +222,7 @@ def _start_prometheus(state: Path, port: int) -> tuple[int, str]:
         f"      - files: ['{targets}']\n        refresh_interval: 1s\n"
     )
     logf = (prom_dir / "prometheus.log").open("ab")
-    proc = subprocess.Popen(  # noqa: S603 (fixed argv, our own binary)
+    proc = subprocess.Popen(
         [
             _tool("prometheus"),
             f"--config.file={config}",
@@ -290,7 +290,9 @@ def cluster_up(name: str = "kulta-dev", state_dir: Path | None = None, with_prom
     if not Path(crds).is_dir():
         raise ConfigError(f"Gateway API CRDs not found at {crds}: run dev/toolchain gateway-api")
     _kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", crds)
-    _kubectl(cluster, "wait", "--for=condition=Established", "--timeout=60s", "crd/httproutes.gateway.networking.k8s.io")
+    _kubectl(
+        cluster, "wait", "--for=condition=Established", "--timeout=60s", "crd/httproutes.gateway.networking.k8s.io"
+    )
     _kubectl(cluster, "apply", "--server-side", "-f", "-", stdin=_gateway_yaml())
     if with_prometheus:
         _progress(f"[4/4] starting Prometheus on 127.0.0.1:{prom_port}")

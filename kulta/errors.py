@@ -73,7 +73,7 @@ class SpecError(KultaError):
         return self.location.path
 
 
-class SpecErrors(KultaError):
+class SpecErrors(KultaError):  # noqa: N818 (a collection of SpecError, named for what it holds)
     """Every SpecError found in one run, reported together."""
 
     def __init__(self, errors: list[SpecError]) -> None:

@@ -80,7 +80,9 @@ class KubeReader:
             if not ok:
                 pending.append(ref)
         if pending:
-            return RouteAcceptance(True, False, f"waiting for Gateway(s) {', '.join(pending)} to accept generation {generation}")
+            return RouteAcceptance(
+                True, False, f"waiting for Gateway(s) {', '.join(pending)} to accept generation {generation}"
+            )
         return RouteAcceptance(True, True, f"accepted by {len(parents)} Gateway(s) at generation {generation}")
 
     def replicaset_replicas(self, namespace: str, names: Mapping[str, int]) -> dict[str, int | None]:

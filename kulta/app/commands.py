@@ -67,7 +67,9 @@ def find_stacks(stacks: StackManager, environment: str, rollout: str | None = No
         if rollout is None or rollout in (ref.rollout, f"{ref.namespace}/{ref.rollout}"):
             refs.append(ref)
     if rollout is not None and not refs:
-        raise ConfigError(f"no rollout {rollout!r} in environment {environment!r} (see `kulta status --env {environment}`)")
+        raise ConfigError(
+            f"no rollout {rollout!r} in environment {environment!r} (see `kulta status --env {environment}`)"
+        )
     if rollout is not None and len(refs) > 1:
         names = ", ".join(f"{r.namespace}/{r.rollout}" for r in refs)
         raise ConfigError(f"{rollout!r} is ambiguous ({names}): name it as namespace/name")

@@ -310,7 +310,12 @@ class Reconciler:
         reason: EndReason | None = None
         if decision.abort_reason is not None:
             reason = END_REASONS[decision.abort_reason]
-        elif prev is not None and prev.in_flight and not prev.aborted and new.canary_revision not in ("", prev.canary_revision):
+        elif (
+            prev is not None
+            and prev.in_flight
+            and not prev.aborted
+            and new.canary_revision not in ("", prev.canary_revision)
+        ):
             reason = EndReason.SUPERSEDED
         elif prev is not None and prev.in_flight and new.phase is Phase.HEALTHY and not new.in_flight:
             reason = EndReason.PROMOTED
@@ -349,15 +354,25 @@ class Reconciler:
                 )
             )
         services = (
-            ServiceInput(stable_service_name(rollout), status.stable_revision, _git_service(loaded, rollout, stable_service_name(rollout))),
-            ServiceInput(canary_service_name(rollout), decision.canary_service_revision, _git_service(loaded, rollout, canary_service_name(rollout))),
+            ServiceInput(
+                stable_service_name(rollout),
+                status.stable_revision,
+                _git_service(loaded, rollout, stable_service_name(rollout)),
+            ),
+            ServiceInput(
+                canary_service_name(rollout),
+                decision.canary_service_revision,
+                _git_service(loaded, rollout, canary_service_name(rollout)),
+            ),
         )
         in_flight = status.in_flight and not status.aborted
         routes = []
         for ns, route in route_targets(rollout):
             canary_weight = decision.canary_weight
             if not in_flight:
-                declared = _git_route_weights(loaded, ns, route, stable_service_name(rollout), canary_service_name(rollout))
+                declared = _git_route_weights(
+                    loaded, ns, route, stable_service_name(rollout), canary_service_name(rollout)
+                )
                 stable_w, canary_w = declared if declared else (100, 0)
             else:
                 stable_w, canary_w = 100 - canary_weight, canary_weight
@@ -428,7 +443,10 @@ class Reconciler:
             rules = self.kube.route_rules(w.namespace, w.route)
             got = route_weights(rules, stable_service_name(rollout), canary_service_name(rollout))
             if got is not None and got != (w.stable, w.canary) and status.in_flight and not status.aborted:
-                log.warning("drift: HTTPRoute weights edited by hand", extra={"route": w.route, "want": (w.stable, w.canary), "live": got})
+                log.warning(
+                    "drift: HTTPRoute weights edited by hand",
+                    extra={"route": w.route, "want": (w.stable, w.canary), "live": got},
+                )
                 return True
         return False
 
@@ -516,4 +534,3 @@ def _update_message(rollout: Rollout, status: RolloutStatus, decision: Decision)
         f"kulta step={status.current_step_index}/{status.step_count} canary={weight}% "
         f"phase={status.phase.value} commit={commit} :: {decision.reason}"
     )
-

@@ -98,7 +98,8 @@ def _report(report: PassReport, out: TextIO) -> None:
         phase = o.phase.value if o.phase else "-"
         state = "skipped" if o.skipped else ("ERROR" if o.error else phase)
         due = f" next {o.next_due.strftime('%H:%M:%S')}" if o.next_due else ""
-        out.write(f"{o.key}: {state} step {min(o.step, o.step_count)}/{o.step_count} updates {o.updates}{due} — {o.error or o.message}\n")
+        step = f"step {min(o.step, o.step_count)}/{o.step_count}"
+        out.write(f"{o.key}: {state} {step} updates {o.updates}{due} — {o.error or o.message}\n")
     if report.delivery is not None:
         d = report.delivery
         out.write(f"events: {d.sent} sent, {d.failed} failed, {d.pending} pending\n")
@@ -145,7 +146,7 @@ def run(options: RunOptions, out: TextIO) -> int:
         outbox=outbox,
         deliverer=deliverer,
         on_progress=lambda msg: (out.write(f"  → {msg}\n"), out.flush()),
-        observe_update=lambda s, r: metrics.observe_pulumi_update(s, r),
+        observe_update=metrics.observe_pulumi_update,
     )
     server = None
     if options.metrics_port is not None and not options.once:

@@ -61,8 +61,13 @@ def validate_command(paths: Sequence[str], out: TextIO) -> int:
 
 def _describe_action(step: Step) -> str:
     parts: list[str] = []
-    for kind in (StepKind.SET_WEIGHT, StepKind.PAUSE, StepKind.ANALYSIS, StepKind.SET_CANARY_SCALE,
-                 StepKind.SET_HEADER_ROUTE):
+    for kind in (
+        StepKind.SET_WEIGHT,
+        StepKind.PAUSE,
+        StepKind.ANALYSIS,
+        StepKind.SET_CANARY_SCALE,
+        StepKind.SET_HEADER_ROUTE,
+    ):
         if kind not in step.kinds:
             continue
         if kind is StepKind.SET_WEIGHT:
@@ -129,9 +134,7 @@ def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[
     if routing is None:
         lines.append("  traffic: no trafficRouting; the canary's share of pods approximates the weight")
     else:
-        routes = ", ".join(
-            f"{route.namespace or rollout.namespace}/{route.name}" for route in routing.http_routes
-        )
+        routes = ", ".join(f"{route.namespace or rollout.namespace}/{route.name}" for route in routing.http_routes)
         lines.append(
             f"  traffic: HTTPRoute {routes}; services {strategy.stable_service} (stable), "
             f"{strategy.canary_service} (canary); dynamicStableScale: {str(strategy.dynamic_stable_scale).lower()}"

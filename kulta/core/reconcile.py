@@ -150,7 +150,9 @@ def _weights(rollout: Rollout, canary_weight: int) -> tuple[RouteWeight, ...]:
     )
 
 
-def _merge_runs(old: tuple[AnalysisRunStatus, ...], new: tuple[AnalysisRunStatus, ...]) -> tuple[AnalysisRunStatus, ...]:
+def _merge_runs(
+    old: tuple[AnalysisRunStatus, ...], new: tuple[AnalysisRunStatus, ...]
+) -> tuple[AnalysisRunStatus, ...]:
     by_name = {r.name: r for r in old}
     for r in new:
         by_name[r.name] = r
@@ -286,7 +288,9 @@ def _step_status(ctx: _Ctx, prev: RolloutStatus, index: int, desired: DesiredSta
     return prev.with_changes(**base)
 
 
-def _apply_step(ctx: _Ctx, prev: RolloutStatus, index: int, reason: str, command: ManualCommand | None, **changes: Any) -> Decision:
+def _apply_step(
+    ctx: _Ctx, prev: RolloutStatus, index: int, reason: str, command: ManualCommand | None, **changes: Any
+) -> Decision:
     spec = ctx.rollout.spec
     desired = desired_state(spec, index)
     history = _history(prev, prev.stable_revision, ctx.revision, limit=spec.revision_history_limit)
@@ -417,8 +421,14 @@ def _abort(ctx: _Ctx, prev: RolloutStatus, why: AbortReason, detail: str, comman
 
 
 def _hold(
-    ctx: _Ctx, prev: RolloutStatus, reason: str, *, phase: Phase | None = None, next_due: datetime | None = None,
-    apply: bool = False, command: ManualCommand | None = None,
+    ctx: _Ctx,
+    prev: RolloutStatus,
+    reason: str,
+    *,
+    phase: Phase | None = None,
+    next_due: datetime | None = None,
+    apply: bool = False,
+    command: ManualCommand | None = None,
 ) -> Decision:
     """Keep the current state; ``apply`` re-applies it (drift) without changing the step."""
     spec = ctx.rollout.spec
@@ -493,29 +503,54 @@ def decide(
 
     if revision == prev.stable_revision:
         if prev.in_flight:
-            return _abort(
-                _Ctx(rollout, prev.canary_revision, prev.templates.get(prev.canary_revision, template), prev, now,
-                     environment, git_commit, prev.chain_id),
-                prev,
-                AbortReason.MANUAL,
-                "Git points at the stable revision again",
-                cmd,
-            ) if not prev.aborted else _settle_aborted(ctx, prev, cmd)
+            return (
+                _abort(
+                    _Ctx(
+                        rollout,
+                        prev.canary_revision,
+                        prev.templates.get(prev.canary_revision, template),
+                        prev,
+                        now,
+                        environment,
+                        git_commit,
+                        prev.chain_id,
+                    ),
+                    prev,
+                    AbortReason.MANUAL,
+                    "Git points at the stable revision again",
+                    cmd,
+                )
+                if not prev.aborted
+                else _settle_aborted(ctx, prev, cmd)
+            )
         if _scale_down_due(ctx, prev):
-            return _after_scale_down(ctx, prev, f"scaled down previous revision {prev.scale_down_revision}", Phase.HEALTHY)
+            return _after_scale_down(
+                ctx, prev, f"scaled down previous revision {prev.scale_down_revision}", Phase.HEALTHY
+            )
         due = parse_time(prev.scale_down_at) if prev.scale_down_revision else None
-        return _hold(ctx, prev, prev.message or "healthy", phase=Phase.HEALTHY, next_due=due, apply=obs.drift,
-                     command=cmd)
+        return _hold(
+            ctx, prev, prev.message or "healthy", phase=Phase.HEALTHY, next_due=due, apply=obs.drift, command=cmd
+        )
 
     if prev.canary_revision != revision:
-        why = (f"new revision {revision} supersedes canary {prev.canary_revision}: restarting from step 0"
-               if prev.in_flight else f"new revision {revision}: starting canary against stable {prev.stable_revision}")
+        why = (
+            f"new revision {revision} supersedes canary {prev.canary_revision}: restarting from step 0"
+            if prev.in_flight
+            else f"new revision {revision}: starting canary against stable {prev.stable_revision}"
+        )
         return _start_canary(ctx, prev, cmd, why)
 
     if prev.aborted:
         if cmd and cmd.kind is CommandKind.RETRY:
-            return _apply_step(ctx, prev, 0, "retry: restarting the canary from step 0", cmd,
-                               analysis_runs=(), rollout_started_at=format_time(now))
+            return _apply_step(
+                ctx,
+                prev,
+                0,
+                "retry: restarting the canary from step 0",
+                cmd,
+                analysis_runs=(),
+                rollout_started_at=format_time(now),
+            )
         return _settle_aborted(ctx, prev, cmd)
 
     if cmd and cmd.kind is CommandKind.ABORT:
@@ -548,7 +583,13 @@ def decide(
     if note == "abort":
         run = _inline_run(prev, rollout, revision, index)
         message = run.message if run else ""
-        return _abort(ctx, prev, AbortReason.ANALYSIS, f"analysis at step {index} {run.phase.value if run else ''}: {message}", cmd)
+        return _abort(
+            ctx,
+            prev,
+            AbortReason.ANALYSIS,
+            f"analysis at step {index} {run.phase.value if run else ''}: {message}",
+            cmd,
+        )
     if not done:
         return _hold(ctx, prev, note, phase=phase, next_due=due, apply=obs.drift)
     used = cmd if (cmd and cmd.kind is CommandKind.PROMOTE) else None
@@ -594,11 +635,13 @@ def _wait_done(
     return False, Phase.DEGRADED, None, "abort"
 
 
-def _settle_aborted(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
+def _settle_aborted(ctx: _Ctx, prev: RolloutStatus, _cmd: ManualCommand | None) -> Decision:
     if _scale_down_due(ctx, prev):
         return _after_scale_down(ctx, prev, f"aborted; canary {prev.scale_down_revision} scaled down", Phase.ABORTED)
     due = parse_time(prev.scale_down_at) if prev.scale_down_revision else None
-    return _hold(ctx, prev, prev.message, phase=Phase.ABORTED, next_due=due, command=None if cmd is None else None)
+    # A command sent to an aborted rollout (other than retry) has nothing to act on;
+    # it is recorded as handled by the next update that starts a canary.
+    return _hold(ctx, prev, prev.message, phase=Phase.ABORTED, next_due=due)
 
 
 def decide_step(

@@ -108,7 +108,9 @@ def rewrite_rules(
     only sends ``/admin`` to another Service is returned as it was.
     """
     if stable_weight + canary_weight != 100 or min(stable_weight, canary_weight) < 0:
-        raise RouteRewriteError(f"HTTPRoute {route}: weights {stable_weight}/{canary_weight} must be >= 0 and sum to 100")
+        raise RouteRewriteError(
+            f"HTTPRoute {route}: weights {stable_weight}/{canary_weight} must be >= 0 and sum to 100"
+        )
     out: list[dict[str, Any]] = []
     template: Mapping[str, Any] | None = None
     for rule in rules:

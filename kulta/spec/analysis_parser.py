@@ -277,4 +277,3 @@ def parse_analysis_template(
         metrics=tuple(metrics),
         source=source,
     )
-

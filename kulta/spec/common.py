@@ -89,9 +89,7 @@ class Metadata:
     annotations: dict[str, str]
 
 
-def parse_metadata(
-    issues: Issues, value: Any, *, namespaced: bool = True, max_name_length: int = 253
-) -> Metadata:
+def parse_metadata(issues: Issues, value: Any, *, namespaced: bool = True, max_name_length: int = 253) -> Metadata:
     path = "metadata"
     data = read_mapping(issues, value, path)
     if data is None:
@@ -159,8 +157,7 @@ def _parse_value_from(issues: Issues, value: Any, path: str) -> ArgValueFrom | N
         if not field_path.startswith(("metadata.", "spec.")):
             issues.add(
                 child(where, "fieldPath"),
-                f"{show(field_path)} is not a Rollout field path; use e.g. metadata.name or "
-                "metadata.labels['app']",
+                f"{show(field_path)} is not a Rollout field path; use e.g. metadata.name or metadata.labels['app']",
             )
             return None
         return ArgValueFrom(field_ref=field_path)
@@ -217,4 +214,3 @@ def parse_args(issues: Issues, value: Any, path: str, *, value_required: bool) -
         seen.add(name)
         result.append(ArgSpec(name=name, value=text, value_from=value_from))
     return tuple(result)
-

@@ -364,9 +364,7 @@ def _read_file(path: Path, name: str, collected: _Collected) -> str | None:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        collected.errors.append(
-            SpecError(name, 1, "", f"is not UTF-8 text (byte {exc.start}): save the file as UTF-8")
-        )
+        collected.errors.append(SpecError(name, 1, "", f"is not UTF-8 text (byte {exc.start}): save the file as UTF-8"))
         return None
 
 

@@ -416,7 +416,7 @@ def _parse_int_or_percent(issues: Issues, value: Any, path: str, *, max_percent:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
-            issues.add(path, f"{value} is negative; use a count like 1 or a percentage like \"25%\"")
+            issues.add(path, f'{value} is negative; use a count like 1 or a percentage like "25%"')
             return None
         return value
     if isinstance(value, str):
@@ -537,9 +537,7 @@ def _parse_canary(issues: Issues, value: Any, path: str, replicas: int) -> Canar
             issues.add(child(path, "dynamicStableScale"), "needs trafficRouting: add trafficRouting or remove it")
         if "scaleDownDelaySeconds" in data:
             issues.add(child(path, "scaleDownDelaySeconds"), "needs trafficRouting: add trafficRouting or remove it")
-    _check_step_routing(
-        issues, canary=data, items=items or [], path=path, has_routing=has_routing, routing=routing
-    )
+    _check_step_routing(issues, canary=data, items=items or [], path=path, has_routing=has_routing, routing=routing)
     if len(issues) != before:
         return None
     return CanaryStrategy(

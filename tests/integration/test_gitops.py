@@ -88,11 +88,15 @@ def commit(work: Path, ns: str, tag: str, steps: str, message: str) -> str:
 def namespace(cluster, prefix: str) -> str:
     name = unique(prefix)
     kubectl(cluster, "create", "namespace", name)
-    kubectl(cluster, "apply", "-f", "-", stdin=route_yaml(name, name="shop", stable="shop-stable", canary="shop-canary"))
+    kubectl(
+        cluster, "apply", "-f", "-", stdin=route_yaml(name, name="shop", stable="shop-stable", canary="shop-canary")
+    )
     return name
 
 
-def kulta(cluster, state: Path, *args: str, backend: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def kulta(
+    cluster, state: Path, *args: str, backend: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBECONFIG": cluster.kubeconfig, "PYTHONPATH": str(ROOT)}
     if backend is not None:
         env["PULUMI_BACKEND_URL"] = f"file://{backend}"
@@ -111,7 +115,9 @@ def status_of(stacks: StackManager, ns: str) -> RolloutStatus:
 
 
 def live_weights(api, ns: str) -> tuple[int, int] | None:
-    route = client.CustomObjectsApi(api).get_namespaced_custom_object("gateway.networking.k8s.io", "v1", ns, "httproutes", "shop")
+    route = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", "shop"
+    )
     return route_weights(route["spec"]["rules"], "shop-stable", "shop-canary")
 
 
@@ -129,7 +135,9 @@ def test_commit_walks_every_step_and_a_new_commit_restarts_the_canary(cluster, r
         assert live_weights(api, ns) == (st.weights[0].stable, st.weights[0].canary)
         seen.append((st.current_step_index, st.weights[0].canary, live))
 
-    rec = Reconciler(ReconcilerConfig(environment="e2e"), stacks, KubeReader(cluster.kubeconfig), provider=None, on_update=check)  # type: ignore[arg-type]
+    rec = Reconciler(
+        ReconcilerConfig(environment="e2e"), stacks, KubeReader(cluster.kubeconfig), provider=None, on_update=check
+    )  # type: ignore[arg-type]
     source = GitSource(GitSourceConfig(f"file://{bare}", branch="main", path="rollouts", cache_dir=tmp_path / "git"))
 
     def one_pass():
@@ -207,8 +215,22 @@ def test_kill_9_during_an_update_resumes_the_same_step(cluster, repo, tmp_path):
     commit(work, ns, "v2", WALK_STEPS, "v2")
     env = {**os.environ, "KUBECONFIG": cluster.kubeconfig, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kulta.cli", "run", "--repo", f"file://{bare}", "--path", "rollouts",
-         "--state-dir", str(state), "--env", "e2e", "--interval", "1"],
+        [
+            sys.executable,
+            "-m",
+            "kulta.cli",
+            "run",
+            "--repo",
+            f"file://{bare}",
+            "--path",
+            "rollouts",
+            "--state-dir",
+            str(state),
+            "--env",
+            "e2e",
+            "--interval",
+            "1",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -231,7 +253,9 @@ def test_kill_9_during_an_update_resumes_the_same_step(cluster, repo, tmp_path):
     assert st.phase is Phase.HEALTHY, st
     succeeded = [h for h in stacks.history(stack_name_for("e2e", ns, "shop")) if h.result == "succeeded"]
     steps = [h.message.split("step=")[1].split("/")[0] for h in sorted(succeeded, key=lambda h: h.version)]
-    progressing = [s for s, h in zip(steps, sorted(succeeded, key=lambda h: h.version), strict=True) if "Progressing" in h.message]
+    progressing = [
+        s for s, h in zip(steps, sorted(succeeded, key=lambda h: h.version), strict=True) if "Progressing" in h.message
+    ]
     assert progressing == sorted(set(progressing)), steps  # no step applied twice, none skipped
     assert progressing == ["0", "1", "2"], steps
     lock_dir = stacks.lock_dir(stack_name_for("e2e", ns, "shop"))
@@ -247,12 +271,33 @@ def test_two_reconcilers_on_one_backend_drive_each_rollout_once(cluster, repo, t
     args = ("run", "--once", "--repo", f"file://{bare}", "--path", "rollouts")
     assert kulta(cluster, tmp_path / "a", *args, backend=backend).returncode == 0
     commit(work, ns, "v2", WALK_STEPS, "v2")
-    env = {**os.environ, "KUBECONFIG": cluster.kubeconfig, "PYTHONPATH": str(ROOT), "PULUMI_BACKEND_URL": f"file://{backend}"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": cluster.kubeconfig,
+        "PYTHONPATH": str(ROOT),
+        "PULUMI_BACKEND_URL": f"file://{backend}",
+    }
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "kulta.cli", "run", "--once", "--repo", f"file://{bare}", "--path", "rollouts",
-             "--state-dir", str(tmp_path / d), "--env", "e2e"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            [
+                sys.executable,
+                "-m",
+                "kulta.cli",
+                "run",
+                "--once",
+                "--repo",
+                f"file://{bare}",
+                "--path",
+                "rollouts",
+                "--state-dir",
+                str(tmp_path / d),
+                "--env",
+                "e2e",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
         )
         for d in ("a", "b")
     ]
@@ -261,10 +306,15 @@ def test_two_reconcilers_on_one_backend_drive_each_rollout_once(cluster, repo, t
     # whichever lost the lock race finishes the job on its next run
     final = kulta(cluster, tmp_path / "b", *args, backend=backend)
     assert final.returncode == 0, final.stdout
-    stacks = StackManager(StackSettings(state_dir=tmp_path / "a", kubeconfig=cluster.kubeconfig, backend_url=f"file://{backend}"))
+    stacks = StackManager(
+        StackSettings(state_dir=tmp_path / "a", kubeconfig=cluster.kubeconfig, backend_url=f"file://{backend}")
+    )
     st = status_of(stacks, ns)
     assert st.phase is Phase.HEALTHY
-    succeeded = sorted((h for h in stacks.history(stack_name_for("e2e", ns, "shop")) if h.result == "succeeded"), key=lambda h: h.version)
+    succeeded = sorted(
+        (h for h in stacks.history(stack_name_for("e2e", ns, "shop")) if h.result == "succeeded"),
+        key=lambda h: h.version,
+    )
     applied = [h.message.split("step=")[1].split(" ")[0] for h in succeeded if "Progressing" in h.message]
     assert applied == ["0/3", "1/3", "2/3"], [h.message for h in succeeded]
 

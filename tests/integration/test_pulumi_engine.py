@@ -103,9 +103,7 @@ def test_automation_api_creates_reads_back_is_idempotent_and_destroys(cluster, t
 
     def ready_pods():
         pods = core.list_namespaced_pod(NS, label_selector="app=web").items
-        ready = [
-            p for p in pods if any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
-        ]
+        ready = [p for p in pods if any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))]
         return len(ready) == 3 and ready
 
     _wait(ready_pods, what="3 Ready pods (kwok)")
@@ -120,8 +118,10 @@ def test_automation_api_creates_reads_back_is_idempotent_and_destroys(cluster, t
 
     stack.destroy(color="never")
     _wait(
-        lambda: NS not in [n.metadata.name for n in core.list_namespace().items]
-        or core.read_namespace(NS).status.phase == "Terminating",
+        lambda: (
+            NS not in [n.metadata.name for n in core.list_namespace().items]
+            or core.read_namespace(NS).status.phase == "Terminating"
+        ),
         what="namespace removed",
     )
     stack.workspace.remove_stack("engine")

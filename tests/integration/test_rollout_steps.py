@@ -148,7 +148,12 @@ def test_each_step_matches_the_plan_and_survives_foreign_edits(env, cluster):
     )
     rules = live["spec"]["rules"]
     rules[0]["timeouts"] = {"request": "7s"}
-    rules.append({"matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}], "backendRefs": [{"name": "admin", "port": 80}]})
+    rules.append(
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+            "backendRefs": [{"name": "admin", "port": 80}],
+        }
+    )
     client.CustomObjectsApi(api).patch_namespaced_custom_object(
         "gateway.networking.k8s.io", "v1", ns, "httproutes", "web", {"spec": {"rules": rules}}
     )
@@ -177,7 +182,9 @@ def test_each_step_matches_the_plan_and_survives_foreign_edits(env, cluster):
 
     # preview of step 2 shows exactly the canary scale-up and the weight change
     nxt = decide_step(rollout, revision, rollout.spec.template, status, clock(), 2, environment="test")
-    preview = stacks.preview(rec.stack_name(rollout), lambda: deploy(rec.program_inputs(rollout, v2, nxt, nxt.status), kube.route_rules))
+    preview = stacks.preview(
+        rec.stack_name(rollout), lambda: deploy(rec.program_inputs(rollout, v2, nxt, nxt.status), kube.route_rules)
+    )
     updates = {c.urn_name: c for c in preview.changes if c.op == "update"}
     assert set(updates) == {f"web-{revision}", f"httproute-{ns}-web"}, {k: v.diffs for k, v in updates.items()}
     rs_diff = updates[f"web-{revision}"].detailed

@@ -26,8 +26,15 @@ def test_default_spec_dir_is_the_shared_spec_next_to_the_repo() -> None:
 
 def test_conformance_examples_cover_every_event_type_we_emit() -> None:
     names = {p.stem for p in CONFORMANCE}
-    for needed in ("pipelinerun_started", "pipelinerun_finished", "service_deployed", "service_upgraded",
-                   "service_rolledback", "incident_detected", "conformance"):
+    for needed in (
+        "pipelinerun_started",
+        "pipelinerun_finished",
+        "service_deployed",
+        "service_upgraded",
+        "service_rolledback",
+        "incident_detected",
+        "conformance",
+    ):
         assert needed in names
     assert len(CONFORMANCE) > 40
 

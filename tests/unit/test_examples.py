@@ -28,11 +28,16 @@ def test_demo_rollout_plan() -> None:
     assert [s.canary_weight for s in plan] == [25, 25, 50, 50, 75, 75, 100]
     assert [s.canary_replicas for s in plan] == [1, 1, 2, 2, 3, 3, 4]
     assert [s.wait.kind for s in plan] == [
-        WaitKind.NONE, WaitKind.PAUSE_DURATION, WaitKind.NONE, WaitKind.ANALYSIS, WaitKind.NONE,
-        WaitKind.PAUSE_DURATION, WaitKind.NONE,
+        WaitKind.NONE,
+        WaitKind.PAUSE_DURATION,
+        WaitKind.NONE,
+        WaitKind.ANALYSIS,
+        WaitKind.NONE,
+        WaitKind.PAUSE_DURATION,
+        WaitKind.NONE,
     ]
     template = next(t for t in result.templates if t.name == "success-rate")
     (metric,) = template.metrics
     assert (metric.interval_seconds, metric.count, metric.failure_limit) == (5, 3, 1)
     assert metric.provider.address == "http://127.0.0.1:9090"
-    assert '{{args.canary-hash}}' in metric.provider.query
+    assert "{{args.canary-hash}}" in metric.provider.query

@@ -93,9 +93,7 @@ def test_https_token_goes_into_git_config_env_not_the_url(monkeypatch: pytest.Mo
 
 
 def test_ssh_key_is_passed_through_git_ssh_command() -> None:
-    source = GitSource(
-        GitSourceConfig("git@github.com:org/r.git", cache_dir=CACHE, ssh_key_path="/keys/deploy key")
-    )
+    source = GitSource(GitSourceConfig("git@github.com:org/r.git", cache_dir=CACHE, ssh_key_path="/keys/deploy key"))
     env = source._command_env(source._credentials())
     assert env["GIT_SSH_COMMAND"] == "ssh -i '/keys/deploy key' -o IdentitiesOnly=yes -o BatchMode=yes"
     assert env["GIT_CONFIG_COUNT"] == "0"

@@ -106,23 +106,31 @@ def counts(spec: RolloutSpec) -> list[tuple[int, int, int]]:
         (make_spec(3, weight(10), weight(67)), [(10, 3, 1), (67, 3, 3), (100, 0, 3)]),
         (make_spec(10, pause(), weight(5)), [(0, 10, 0), (5, 10, 1), (100, 0, 10)]),
         # dynamicStableScale shrinks the stable as traffic leaves it (rounded up).
-        (make_spec(5, weight(10), weight(50), weight(90), dynamic=True),
-         [(10, 5, 1), (50, 3, 3), (90, 1, 5), (100, 0, 5)]),
+        (
+            make_spec(5, weight(10), weight(50), weight(90), dynamic=True),
+            [(10, 5, 1), (50, 3, 3), (90, 1, 5), (100, 0, 5)],
+        ),
         # setCanaryScale.replicas: fixed canary count, traffic moves independently.
-        (make_spec(10, scale(replicas=1), weight(50), scale(match_traffic_weight=True)),
-         [(0, 10, 1), (50, 10, 1), (50, 10, 5), (100, 0, 10)]),
+        (
+            make_spec(10, scale(replicas=1), weight(50), scale(match_traffic_weight=True)),
+            [(0, 10, 1), (50, 10, 1), (50, 10, 5), (100, 0, 10)],
+        ),
         # ... and with dynamicStableScale the stable keeps full size (Argo: scale weight 0).
         (make_spec(10, scale(replicas=1), weight(50), dynamic=True), [(0, 10, 1), (50, 10, 1), (100, 0, 10)]),
         # setCanaryScale.weight: canary sized for that weight; stable never below its traffic share.
         (make_spec(10, scale(weight=30), weight(10), dynamic=True), [(0, 10, 3), (10, 9, 3), (100, 0, 10)]),
         (make_spec(10, weight(60), scale(weight=20), dynamic=True), [(60, 4, 6), (60, 8, 2), (100, 0, 10)]),
         # Basic canary (no routing): the pod ratio approximates the weight within maxSurge.
-        (make_spec(10, weight(10), weight(30), weight(95), routing=None),
-         [(10, 9, 1), (30, 7, 3), (95, 1, 10), (100, 0, 10)]),
+        (
+            make_spec(10, weight(10), weight(30), weight(95), routing=None),
+            [(10, 9, 1), (30, 7, 3), (95, 1, 10), (100, 0, 10)],
+        ),
         (make_spec(10, weight(95), routing=None, max_surge=0, max_unavailable=1), [(95, 1, 9), (100, 0, 10)]),
         (make_spec(1, weight(5), weight(95), routing=None, max_surge=1), [(5, 1, 1), (95, 1, 1), (100, 0, 1)]),
-        (make_spec(1, weight(5), weight(95), routing=None, max_surge=0, max_unavailable=1),
-         [(5, 1, 0), (95, 0, 1), (100, 0, 1)]),
+        (
+            make_spec(1, weight(5), weight(95), routing=None, max_surge=0, max_unavailable=1),
+            [(5, 1, 0), (95, 0, 1), (100, 0, 1)],
+        ),
         (make_spec(3, weight(50), routing=None), [(50, 2, 2), (100, 0, 3)]),
         (make_spec(0, weight(50)), [(50, 0, 0), (100, 0, 0)]),
         # No steps: straight to promotion.
@@ -165,14 +173,16 @@ def test_basic_canary_replicas(replicas: int, weight_: int, surge: int, expected
         ("100%", "100%", 3, (3, 3)),
     ],
 )
-def test_resolve_surge_and_unavailable(surge: int | str, unavailable: int | str, replicas: int,
-                                       expected: tuple[int, int]) -> None:
+def test_resolve_surge_and_unavailable(
+    surge: int | str, unavailable: int | str, replicas: int, expected: tuple[int, int]
+) -> None:
     strategy = CanaryStrategy(canary_service=None, stable_service=None, max_surge=surge, max_unavailable=unavailable)
     assert (resolve_max_surge(strategy, replicas), resolve_max_unavailable(strategy, replicas)) == expected
 
 
-@pytest.mark.parametrize(("replicas", "weight_", "expected"), [(4, 25, 1), (3, 10, 1), (3, 0, 0), (7, 100, 7),
-                                                               (10, 33, 4), (0, 50, 0)])
+@pytest.mark.parametrize(
+    ("replicas", "weight_", "expected"), [(4, 25, 1), (3, 10, 1), (3, 0, 0), (7, 100, 7), (10, 33, 4), (0, 50, 0)]
+)
 def test_replicas_for_weight_rounds_up(replicas: int, weight_: int, expected: int) -> None:
     assert replicas_for_weight(replicas, weight_) == expected
 
@@ -212,8 +222,9 @@ def test_header_routes_accumulate_in_managed_route_order_and_are_removed() -> No
 
 def test_promotion_and_abort_states() -> None:
     spec = make_spec(6, {**weight(30), **header("first", "x")}, pause())
-    assert desired_state(spec, 0, PlanMode.PROMOTED) == DesiredState(0, 100, 0, 6, (), Wait(WaitKind.NONE),
-                                                                     PlanMode.PROMOTED)
+    assert desired_state(spec, 0, PlanMode.PROMOTED) == DesiredState(
+        0, 100, 0, 6, (), Wait(WaitKind.NONE), PlanMode.PROMOTED
+    )
     assert desired_state(spec, 2) == DesiredState(2, 100, 0, 6, (), Wait(WaitKind.NONE), PlanMode.PROMOTED)
     aborted = desired_state(spec, 1, PlanMode.ABORTED)
     assert aborted == DesiredState(1, 0, 6, 0, (), Wait(WaitKind.NONE), PlanMode.ABORTED)

@@ -96,8 +96,9 @@ def specs(draw: st.DrawFn) -> RolloutSpec:
         steps=tuple(steps),
         traffic_routing=TrafficRouting((HTTPRouteRef("r"),), managed_routes=ROUTES) if routed else None,
     )
-    return RolloutSpec(replicas=draw(st.integers(0, 50)), selector={"matchLabels": {"a": "b"}}, template={},
-                       strategy=strategy)
+    return RolloutSpec(
+        replicas=draw(st.integers(0, 50)), selector={"matchLabels": {"a": "b"}}, template={}, strategy=strategy
+    )
 
 
 def override_in_force(spec: RolloutSpec, index: int) -> bool:

@@ -29,7 +29,10 @@ def load_demo(image: str = "registry.local/demo:v1"):
     assert not loaded.errors
     rollout = loaded.rollouts[0]
     template = dict(resolve_template(rollout, loaded.others))
-    template = {**template, "spec": {**template["spec"], "containers": [{**template["spec"]["containers"][0], "image": image}]}}
+    template = {
+        **template,
+        "spec": {**template["spec"], "containers": [{**template["spec"]["containers"][0], "image": image}]},
+    }
     return rollout, template, pod_template_hash(template)
 
 
@@ -136,7 +139,9 @@ def test_retry_restarts_from_step_zero(healthy_v1):
 def test_failed_inline_analysis_aborts(healthy_v1):
     rollout, r1, t2, r2, st = _in_flight(healthy_v1)
     st = st.with_changes(current_step_index=3)
-    failed = AnalysisRunStatus(name=inline_run_name("demo", r2, 3), phase=AnalysisPhase.FAILED, step_index=3, message="error rate 0.2")
+    failed = AnalysisRunStatus(
+        name=inline_run_name("demo", r2, 3), phase=AnalysisPhase.FAILED, step_index=3, message="error rate 0.2"
+    )
     d, st = step(rollout, t2, r2, st, T0 + timedelta(minutes=2), observation=Observation(analysis_runs=(failed,)))
     assert d.abort_reason is AbortReason.ANALYSIS and st.phase is Phase.ABORTED and d.canary_weight == 0
     assert "error rate 0.2" in st.message

@@ -105,9 +105,9 @@ def test_split_url_credentials(url: str, expected: UrlCredentials) -> None:
 
 
 # The "~S~" prefix keeps a generated value from being a substring of the surrounding text by chance.
-_secret_chars = st.text(
-    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~", min_size=6
-).map(lambda s: "~S~" + s)
+_secret_chars = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~", min_size=6).map(
+    lambda s: "~S~" + s
+)
 _hosts = st.sampled_from(["github.com", "127.0.0.1:8080", "git.example.test", "[::1]:443"])
 
 

@@ -36,10 +36,14 @@ def test_hash_is_stable_short_and_safe() -> None:
     assert value == pod_template_hash(copy.deepcopy(TEMPLATE))
     assert 1 <= len(value) <= 10
     assert set(value) <= set(SAFE_ALPHABET)
-    assert value == safe_encode(str(fnv1a_32(
-        b'{"metadata":{"annotations":{"a":"1"},"labels":{"app":"web"}},"spec":{"containers":[{"image":'
-        b'"registry.local/web:v1","name":"web","ports":[{"containerPort":8080}]}]}}'
-    )))
+    assert value == safe_encode(
+        str(
+            fnv1a_32(
+                b'{"metadata":{"annotations":{"a":"1"},"labels":{"app":"web"}},"spec":{"containers":[{"image":'
+                b'"registry.local/web:v1","name":"web","ports":[{"containerPort":8080}]}]}}'
+            )
+        )
+    )
 
 
 def test_key_order_does_not_matter() -> None:

@@ -42,7 +42,7 @@ def test_weights_set_on_rule_with_both_backends(stable, canary):
 def test_everything_else_is_untouched():
     before = copy.deepcopy(BASE)
     out = rewrite(BASE)
-    assert BASE == before  # input not mutated
+    assert before == BASE  # input not mutated
     assert out[1] == BASE[1]
     assert out[0]["timeouts"] == {"request": "10s"}
     assert out[0]["matches"] == BASE[0]["matches"]

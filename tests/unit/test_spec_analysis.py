@@ -82,7 +82,12 @@ def test_full_template_parses_with_defaults_and_dry_run() -> None:
         dry_run=False,
     )
     assert (once.count, once.interval_seconds, once.dry_run, once.failure_limit, once.consecutive_error_limit) == (
-        1, None, True, 0, 4)
+        1,
+        None,
+        True,
+        0,
+        4,
+    )
     assert (forever.count, forever.interval_seconds, forever.dry_run) == (None, 10, False)
     assert once.provider.timeout_seconds == 30
 
@@ -111,54 +116,88 @@ M0 = f"{FILE}#1 spec.metrics[0]"
     ("spec", "expected"),
     [
         ({"metrics": []}, f"{FILE}#1 spec.metrics: must list at least one metric"),
-        ({"metrics": [metric(provider={"web": {"url": "http://x"}})]},
-         f"{M0}.provider.web: the web metric provider is not supported by KULTA; KULTA queries Prometheus only: use "
-         "provider.prometheus"),
-        ({"metrics": [metric(provider={"datadog": {"query": "x"}})]},
-         f"{M0}.provider.datadog: the datadog metric provider is not supported by KULTA; KULTA queries Prometheus "
-         "only: use provider.prometheus"),
-        ({"metrics": [metric(provider={"job": {"spec": {}}})]},
-         f"{M0}.provider.job: the job metric provider is not supported by KULTA; KULTA queries Prometheus only: use "
-         "provider.prometheus"),
+        (
+            {"metrics": [metric(provider={"web": {"url": "http://x"}})]},
+            f"{M0}.provider.web: the web metric provider is not supported by KULTA; KULTA queries Prometheus only: use "
+            "provider.prometheus",
+        ),
+        (
+            {"metrics": [metric(provider={"datadog": {"query": "x"}})]},
+            f"{M0}.provider.datadog: the datadog metric provider is not supported by KULTA; KULTA queries Prometheus "
+            "only: use provider.prometheus",
+        ),
+        (
+            {"metrics": [metric(provider={"job": {"spec": {}}})]},
+            f"{M0}.provider.job: the job metric provider is not supported by KULTA; KULTA queries Prometheus only: use "
+            "provider.prometheus",
+        ),
         ({"metrics": [metric(provider={})]}, f"{M0}.provider.prometheus: is required: KULTA queries Prometheus"),
         ({"metrics": [{"name": "m"}]}, f"{M0}.provider: is required: add provider.prometheus with address and query"),
-        ({"metrics": [metric(provider={"prometheus": {"query": "x"}})]},
-         f"{M0}.provider.prometheus.address: is required"),
-        ({"metrics": [metric(provider={"prometheus": {"address": "prom:9090", "query": "x"}})]},
-         f'{M0}.provider.prometheus.address: "prom:9090" must start with http:// or https://'),
-        ({"metrics": [metric(provider={"prometheus": {"address": "http://p", "query": "x", "insecure": True}})]},
-         f"{M0}.provider.prometheus.insecure: prometheus.insecure is not supported by KULTA; use an http:// address "
-         "or a trusted certificate"),
-        ({"metrics": [metric(provider={"prometheus": {"address": "http://p", "query": "{{args.svc}}"}})]},
-         f'{M0}.provider.prometheus.query: uses {{{{args.svc}}}} but the template declares no argument "svc": add it '
-         "to spec.args"),
-        ({"metrics": [metric(interval="often")]},
-         f'{M0}.interval: "often" is not a duration; use whole seconds (90) or a duration like 30s, 5m, 1h, 1h30m'),
+        (
+            {"metrics": [metric(provider={"prometheus": {"query": "x"}})]},
+            f"{M0}.provider.prometheus.address: is required",
+        ),
+        (
+            {"metrics": [metric(provider={"prometheus": {"address": "prom:9090", "query": "x"}})]},
+            f'{M0}.provider.prometheus.address: "prom:9090" must start with http:// or https://',
+        ),
+        (
+            {"metrics": [metric(provider={"prometheus": {"address": "http://p", "query": "x", "insecure": True}})]},
+            f"{M0}.provider.prometheus.insecure: prometheus.insecure is not supported by KULTA; use an http:// address "
+            "or a trusted certificate",
+        ),
+        (
+            {"metrics": [metric(provider={"prometheus": {"address": "http://p", "query": "{{args.svc}}"}})]},
+            f'{M0}.provider.prometheus.query: uses {{{{args.svc}}}} but the template declares no argument "svc": add it '  # noqa: E501
+            "to spec.args",
+        ),
+        (
+            {"metrics": [metric(interval="often")]},
+            f'{M0}.interval: "often" is not a duration; use whole seconds (90) or a duration like 30s, 5m, 1h, 1h30m',
+        ),
         ({"metrics": [metric(interval="0s")]}, f"{M0}.interval: must be longer than 0s"),
         ({"metrics": [metric(count=3)]}, f"{M0}.interval: is required when count is 3: add e.g. interval: 30s"),
-        ({"metrics": [metric(count=2, interval="5s", failureLimit=3)]},
-         f"{M0}.failureLimit: 3 is above count (2), so the metric could never fail: lower it"),
+        (
+            {"metrics": [metric(count=2, interval="5s", failureLimit=3)]},
+            f"{M0}.failureLimit: 3 is above count (2), so the metric could never fail: lower it",
+        ),
         ({"metrics": [metric(failureLimit=-1)]}, f"{M0}.failureLimit: -1 is below the minimum 0"),
-        ({"metrics": [metric(count="{{args.n}}", interval="5s")]},
-         f"{M0}.count: an {{{{args.*}}}} placeholder here is not supported by KULTA; write a whole number"),
-        ({"metrics": [metric(consecutiveSuccessLimit=2)]},
-         f"{M0}.consecutiveSuccessLimit: consecutiveSuccessLimit is not supported by KULTA; remove it (docs/spec.md "
-         "lists what KULTA supports)"),
-        ({"metrics": [metric(sucessCondition="result > 1")]},
-         f"{M0}.sucessCondition: unknown field; did you mean successCondition?"),
-        ({"metrics": [metric(), metric()]}, f"{FILE}#1 spec.metrics[1].name: metric \"m\" appears twice"),
-        ({"metrics": [metric()], "dryRun": [{"metricName": "x"}]},
-         f'{FILE}#1 spec.dryRun: names metric "x" which the template does not have'),
-        ({"metrics": [metric()], "measurementRetention": []},
-         f"{FILE}#1 spec.measurementRetention: measurementRetention is not supported by KULTA; remove it "
-         "(docs/spec.md lists what KULTA supports)"),
-        ({"metrics": [metric()], "args": [{"name": "a"}, {"name": "a"}]},
-         f'{FILE}#1 spec.args[1].name: argument "a" is listed twice; keep one'),
-        ({"metrics": [metric()], "args": [{"name": "a b"}]},
-         f"{FILE}#1 spec.args[0].name: \"a b\" may only hold letters, digits, '_', '-' and '.'"),
-        ({"metrics": [metric()], "args": [{"name": "f", "valueFrom": {"fieldRef": {"fieldPath": "status.x"}}}]},
-         f'{FILE}#1 spec.args[0].valueFrom.fieldRef.fieldPath: "status.x" is not a Rollout field path; use e.g. '
-         "metadata.name or metadata.labels['app']"),
+        (
+            {"metrics": [metric(count="{{args.n}}", interval="5s")]},
+            f"{M0}.count: an {{{{args.*}}}} placeholder here is not supported by KULTA; write a whole number",
+        ),
+        (
+            {"metrics": [metric(consecutiveSuccessLimit=2)]},
+            f"{M0}.consecutiveSuccessLimit: consecutiveSuccessLimit is not supported by KULTA; remove it (docs/spec.md "
+            "lists what KULTA supports)",
+        ),
+        (
+            {"metrics": [metric(sucessCondition="result > 1")]},
+            f"{M0}.sucessCondition: unknown field; did you mean successCondition?",
+        ),
+        ({"metrics": [metric(), metric()]}, f'{FILE}#1 spec.metrics[1].name: metric "m" appears twice'),
+        (
+            {"metrics": [metric()], "dryRun": [{"metricName": "x"}]},
+            f'{FILE}#1 spec.dryRun: names metric "x" which the template does not have',
+        ),
+        (
+            {"metrics": [metric()], "measurementRetention": []},
+            f"{FILE}#1 spec.measurementRetention: measurementRetention is not supported by KULTA; remove it "
+            "(docs/spec.md lists what KULTA supports)",
+        ),
+        (
+            {"metrics": [metric()], "args": [{"name": "a"}, {"name": "a"}]},
+            f'{FILE}#1 spec.args[1].name: argument "a" is listed twice; keep one',
+        ),
+        (
+            {"metrics": [metric()], "args": [{"name": "a b"}]},
+            f"{FILE}#1 spec.args[0].name: \"a b\" may only hold letters, digits, '_', '-' and '.'",
+        ),
+        (
+            {"metrics": [metric()], "args": [{"name": "f", "valueFrom": {"fieldRef": {"fieldPath": "status.x"}}}]},
+            f'{FILE}#1 spec.args[0].valueFrom.fieldRef.fieldPath: "status.x" is not a Rollout field path; use e.g. '
+            "metadata.name or metadata.labels['app']",
+        ),
     ],
 )
 def test_template_errors(spec: dict[str, Any], expected: str) -> None:

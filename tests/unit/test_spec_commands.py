@@ -54,8 +54,10 @@ def test_validate_nothing_found(workdir: Path) -> None:
 
 def test_plan_prints_a_table(workdir: Path) -> None:
     steps = [
-        {"setCanaryScale": {"replicas": 1}, "setHeaderRoute": {"name": "beta", "match": [
-            {"headerName": "X-Beta", "headerValue": {"exact": "1"}}]}},
+        {
+            "setCanaryScale": {"replicas": 1},
+            "setHeaderRoute": {"name": "beta", "match": [{"headerName": "X-Beta", "headerValue": {"exact": "1"}}]},
+        },
         {"setWeight": 25},
         {"pause": {"duration": 90}},
         {"analysis": {"templates": [{"templateName": "success-rate"}]}},

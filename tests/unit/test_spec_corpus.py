@@ -46,7 +46,7 @@ def test_whole_corpus_loads_together() -> None:
 
 @pytest.mark.parametrize("path", BAD, ids=[p.name for p in BAD])
 def test_bad_file_gives_exactly_the_expected_errors(path: Path) -> None:
-    expected = [line[len(EXPECT):] for line in path.read_text().splitlines() if line.startswith(EXPECT)]
+    expected = [line[len(EXPECT) :] for line in path.read_text().splitlines() if line.startswith(EXPECT)]
     assert expected, f"{path.name} declares no '# expect: ' lines"
     result = load_paths([path], base=path.parent)
     assert [str(e) for e in result.errors] == expected

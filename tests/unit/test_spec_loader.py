@@ -105,15 +105,23 @@ def test_many_documents_and_kinds_in_one_file() -> None:
     ("text", "expected"),
     [
         ("- a\n- b\n", f"{FILE}#1: must be a Kubernetes object (a mapping with apiVersion and kind), got a list"),
-        ("apiVersion: v1\n", f"{FILE}#1 kind: is required (Rollout, AnalysisTemplate, ClusterAnalysisTemplate or any "
-                             "Kubernetes kind)"),
+        (
+            "apiVersion: v1\n",
+            f"{FILE}#1 kind: is required (Rollout, AnalysisTemplate, ClusterAnalysisTemplate or any Kubernetes kind)",
+        ),
         ("kind: Rollout\n", f"{FILE}#1 apiVersion: is required (e.g. argoproj.io/v1alpha1)"),
-        ("apiVersion: argoproj.io/v1alpha1\nkind: Experiment\n",
-         f"{FILE}#1 kind: experiments are not supported by KULTA: remove this document"),
-        ("apiVersion: argoproj.io/v1alpha1\nkind: AnalysisRun\n",
-         f"{FILE}#1 kind: KULTA creates analysis runs itself: remove this document"),
-        ("apiVersion: kulta.io/v1alpha1\nkind: Canary\n",
-         f'{FILE}#1 kind: "Canary" is not supported; KULTA reads Rollout, AnalysisTemplate, ClusterAnalysisTemplate'),
+        (
+            "apiVersion: argoproj.io/v1alpha1\nkind: Experiment\n",
+            f"{FILE}#1 kind: experiments are not supported by KULTA: remove this document",
+        ),
+        (
+            "apiVersion: argoproj.io/v1alpha1\nkind: AnalysisRun\n",
+            f"{FILE}#1 kind: KULTA creates analysis runs itself: remove this document",
+        ),
+        (
+            "apiVersion: kulta.io/v1alpha1\nkind: Canary\n",
+            f'{FILE}#1 kind: "Canary" is not supported; KULTA reads Rollout, AnalysisTemplate, ClusterAnalysisTemplate',
+        ),
     ],
 )
 def test_document_shape_errors(text: str, expected: str) -> None:
@@ -215,15 +223,21 @@ def test_workload_ref_takes_the_selector_from_the_deployment() -> None:
 @pytest.mark.parametrize(
     ("docs", "expected"),
     [
-        ([workload_rollout()],
-         f'{FILE}#1 spec.workloadRef.name: Deployment "web" in namespace "shop" is not in the files KULTA read: add '
-         "it, or put the pod template in spec.template"),
-        ([deployment(namespace="other"), workload_rollout()],
-         f'{FILE}#2 spec.workloadRef.name: Deployment "web" in namespace "shop" is not in the files KULTA read: add '
-         "it, or put the pod template in spec.template"),
-        ([deployment(labels={"app": "other"}), workload_rollout()],
-         f"{FILE}#1 spec.template.metadata.labels: do not satisfy the selector of Rollout web ({FILE}#2): make them "
-         "match"),
+        (
+            [workload_rollout()],
+            f'{FILE}#1 spec.workloadRef.name: Deployment "web" in namespace "shop" is not in the files KULTA read: add '
+            "it, or put the pod template in spec.template",
+        ),
+        (
+            [deployment(namespace="other"), workload_rollout()],
+            f'{FILE}#2 spec.workloadRef.name: Deployment "web" in namespace "shop" is not in the files KULTA read: add '
+            "it, or put the pod template in spec.template",
+        ),
+        (
+            [deployment(labels={"app": "other"}), workload_rollout()],
+            f"{FILE}#1 spec.template.metadata.labels: do not satisfy the selector of Rollout web ({FILE}#2): make them "
+            "match",
+        ),
     ],
 )
 def test_workload_ref_errors(docs: list[object], expected: str) -> None:
