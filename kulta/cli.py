@@ -11,12 +11,17 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kulta import __version__
 from kulta.errors import KultaError
+
+if TYPE_CHECKING:
+    from kulta.adapters.kube import KubeReader
+    from kulta.adapters.program import ProgramInputs
 
 __all__ = ["main"]
 
@@ -100,7 +105,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_preview(args: argparse.Namespace) -> int:
     from kulta.adapters.kube import KubeReader
-    from kulta.adapters.program import deploy
     from kulta.app.commands import format_preview
     from kulta.app.reconciler import Reconciler, ReconcilerConfig
     from kulta.app.runner import build_stack_manager
@@ -116,7 +120,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         return 1
     stacks = build_stack_manager(args.state_dir, args.kubeconfig)
     kube = KubeReader(args.kubeconfig)
-    rec = Reconciler(ReconcilerConfig(environment=args.env), stacks, kube, provider=_NoProvider())
+    rec = Reconciler(ReconcilerConfig(environment=args.env), stacks, kube, provider=None)
     for rollout in loaded.rollouts:
         name = rec.stack_name(rollout)
         template = resolve_template(rollout, loaded.others)
@@ -136,17 +140,16 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         for step in steps:
             decision = decide_step(rollout, revision, template, prev, _now(), step, environment=args.env)
             inputs = rec.program_inputs(rollout, loaded, decision, decision.status)
-            report = stacks.preview(name, lambda inputs=inputs: deploy(inputs, kube.route_rules))
+            report = stacks.preview(name, _program(inputs, kube))
             label = "promotion" if step >= n else f"step {step}: {rollout.spec.strategy.steps[step].kind.value}"
             format_preview(label, report, sys.stdout)
     return 0
 
 
-class _NoProvider:
-    """Previews take no measurements."""
+def _program(inputs: ProgramInputs, kube: KubeReader) -> Callable[[], None]:
+    from kulta.adapters.program import deploy
 
-    def measure(self, *args: object, **kwargs: object) -> object:
-        raise KultaError("previews do not query metrics")
+    return lambda: deploy(inputs, kube.route_rules)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -52,7 +52,7 @@ class ProgramDirLanguageServer(LanguageServer):
         program_dir = request.info.program_directory or request.pwd or os.getcwd()
         self._program_dir = os.path.abspath(program_dir)
         os.chdir(request.pwd or self._program_dir)
-        return super().Run(request, context)
+        return super().Run(request, context)  # type: ignore[no-untyped-call]
 
     def InstallDependencies(self, request: Any, context: Any) -> Any:  # noqa: N802
         # Dependencies come from requirements.txt installed by the project's

@@ -40,10 +40,7 @@ class KubeReader:
     def __init__(self, kubeconfig: str | None = None) -> None:
         self._kubeconfig = kubeconfig
         try:
-            api_client = config.new_client_from_config(config_file=kubeconfig) if kubeconfig else None
-            if api_client is None:
-                config.load_kube_config()
-                api_client = client.ApiClient()
+            api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
         except (config.ConfigException, OSError) as exc:
             raise ConfigError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}") from exc
         self._custom = client.CustomObjectsApi(api_client)
@@ -59,7 +56,9 @@ class KubeReader:
                     f"HTTPRoute {namespace}/{name} not found: create it (KULTA only changes its backendRef weights)"
                 ) from exc
             raise TemporaryError(f"reading HTTPRoute {namespace}/{name} failed: {exc.status} {exc.reason}") from exc
-        return dict(obj)
+        if not isinstance(obj, dict):
+            raise TemporaryError(f"reading HTTPRoute {namespace}/{name}: unexpected answer {type(obj).__name__}")
+        return obj
 
     def route_rules(self, namespace: str, name: str) -> list[dict[str, Any]]:
         return list(self.get_route(namespace, name).get("spec", {}).get("rules", []) or [])
@@ -104,4 +103,4 @@ class KubeReader:
             rs = self._apps.read_namespaced_replica_set(name, namespace)
         except ApiException as exc:
             raise TemporaryError(f"reading ReplicaSet {namespace}/{name} failed: {exc.status}") from exc
-        return int(rs.status.ready_replicas or 0)
+        return int(rs.status.ready_replicas or 0) if rs.status else 0

@@ -125,7 +125,7 @@ def _container_ports(template: Mapping[str, Any]) -> list[dict[str, Any]]:
     ports: list[dict[str, Any]] = []
     for container in template.get("spec", {}).get("containers", []) or []:
         for p in container.get("ports", []) or []:
-            port = {"port": int(p["containerPort"]), "targetPort": int(p["containerPort"])}
+            port: dict[str, Any] = {"port": int(p["containerPort"]), "targetPort": int(p["containerPort"])}
             if p.get("name"):
                 port["name"] = str(p["name"])
             if p.get("protocol"):

@@ -222,7 +222,7 @@ class StackManager:
                     end_time=h.end_time.isoformat() if h.end_time else "",
                     result=h.result,
                     message=h.message or "",
-                    changes=dict(h.resource_changes or {}),
+                    changes={str(k): int(v) for k, v in (h.resource_changes or {}).items()},
                 )
             )
         return entries
@@ -249,7 +249,7 @@ class StackManager:
         except auto.errors.CommandError as exc:
             raise StepFailedError(f"Pulumi update of stack {name} failed: {_tail(exc)}") from exc
         outputs = {k: v.value for k, v in result.outputs.items()}
-        changes = dict(result.summary.resource_changes or {})
+        changes = {str(getattr(k, "value", k)): int(v) for k, v in (result.summary.resource_changes or {}).items()}
         return UpdateReport(outputs=outputs, changes=changes, seconds=time.monotonic() - start)
 
     def preview(self, name: str, program: Callable[[], None]) -> PreviewReport:

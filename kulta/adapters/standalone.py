@@ -80,13 +80,8 @@ def run_from_config() -> None:
         ReconcilerConfig(environment=environment),
         build_stack_manager(state_dir, os.environ.get("KUBECONFIG")),
         kube,
-        provider=_NoMetrics(),
+        provider=None,
     )
     inputs = helper.program_inputs(rollout, loaded, decision, decision.status)
     log.info("deploying from stack config", extra={"rollout": rollout.name, "revision": revision, "step": step})
     deploy(inputs, kube.route_rules)
-
-
-class _NoMetrics:
-    def measure(self, *args: object, **kwargs: object) -> object:
-        raise ConfigError("analysis runs only in the reconciler (kulta run)")

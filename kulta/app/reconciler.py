@@ -55,8 +55,8 @@ from kulta.core.reconcile import (
 )
 from kulta.core.revision import pod_template_hash, resolve_template
 from kulta.core.routes import HeaderRule, route_weights
-from kulta.errors import KultaError, StackLockedError, StepFailedError
-from kulta.model.rollout import Rollout, SetHeaderRoute
+from kulta.errors import ConfigError, KultaError, StackLockedError, StepFailedError
+from kulta.model.rollout import AnalysisTemplateRef, Rollout, SetHeaderRoute
 from kulta.model.status import AnalysisRunStatus, Phase, RolloutStatus
 from kulta.spec.loader import LoadResult
 
@@ -142,7 +142,7 @@ class Reconciler:
         config: ReconcilerConfig,
         stacks: StackManager,
         kube: KubeReader,
-        provider: MetricProvider,
+        provider: MetricProvider | None,
         outbox: Outbox | None = None,
         deliverer: Deliverer | None = None,
         clock: Callable[[], datetime] = utc_now,
@@ -406,6 +406,9 @@ class Reconciler:
     ) -> tuple[AnalysisRunStatus, ...]:
         if status is None or status.aborted or status.canary_revision != revision or not status.in_flight:
             return ()
+        if self.provider is None:
+            raise ConfigError(f"rollout {rollout.namespace}/{rollout.name} needs analysis: run it with `kulta run`")
+        provider = self.provider
         runs: list[AnalysisRunStatus] = []
         existing = {r.name: r for r in status.analysis_runs}
         steps = rollout.spec.strategy.steps
@@ -417,7 +420,7 @@ class Reconciler:
             "rollout": rollout.name,
             "namespace": rollout.namespace,
             "now": now,
-            "provider": self.provider,
+            "provider": provider,
             "environ": self.config.environ,
         }
         if index < len(steps) and steps[index].analysis is not None:
@@ -477,15 +480,16 @@ class Reconciler:
             for run in status.analysis_runs:
                 if run.phase.completed:
                     continue
-                ref = None
+                refs: tuple[AnalysisTemplateRef, ...] = ()
                 if run.step_index is not None and run.step_index < len(steps):
-                    ref = steps[run.step_index].analysis
-                elif run.step_index is None:
-                    ref = rollout.spec.strategy.analysis
-                if ref is None:
+                    inline = steps[run.step_index].analysis
+                    refs = inline.templates if inline else ()
+                elif run.step_index is None and rollout.spec.strategy.analysis is not None:
+                    refs = rollout.spec.strategy.analysis.templates
+                if not refs:
                     continue
                 try:
-                    templates = select_templates(loaded.templates, ref.templates, rollout.namespace)
+                    templates = select_templates(loaded.templates, refs, rollout.namespace)
                 except KultaError:
                     continue
                 metrics = [m for t in templates for m in t.metrics]

@@ -91,6 +91,14 @@ class _Stopper:
         self.on_stop()
 
 
+def _progress_printer(out: TextIO) -> Callable[[str], None]:
+    def show(message: str) -> None:
+        out.write(f"  → {message}\n")
+        out.flush()
+
+    return show
+
+
 def _report(report: PassReport, out: TextIO) -> None:
     for err in report.spec_errors:
         out.write(f"spec error: {err}\n")
@@ -145,7 +153,7 @@ def run(options: RunOptions, out: TextIO) -> int:
         PrometheusClient(),
         outbox=outbox,
         deliverer=deliverer,
-        on_progress=lambda msg: (out.write(f"  → {msg}\n"), out.flush()),
+        on_progress=_progress_printer(out),
         observe_update=metrics.observe_pulumi_update,
     )
     server = None

@@ -581,13 +581,13 @@ def decide(
     desired = desired_state(spec, index)
     done, phase, due, note = _wait_done(ctx, prev, desired, cmd)
     if note == "abort":
-        run = _inline_run(prev, rollout, revision, index)
-        message = run.message if run else ""
+        inline = _inline_run(prev, rollout, revision, index)
+        message = inline.message if inline else ""
         return _abort(
             ctx,
             prev,
             AbortReason.ANALYSIS,
-            f"analysis at step {index} {run.phase.value if run else ''}: {message}",
+            f"analysis at step {index} {inline.phase.value if inline else ''}: {message}",
             cmd,
         )
     if not done:
