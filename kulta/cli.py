@@ -108,27 +108,33 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     from kulta.app.commands import format_preview
     from kulta.app.reconciler import Reconciler, ReconcilerConfig
     from kulta.app.runner import build_stack_manager
+    from kulta.app.spec_commands import load_file_with_siblings
     from kulta.core.reconcile import decide_step
     from kulta.core.revision import pod_template_hash, resolve_template
     from kulta.model.status import RolloutStatus
-    from kulta.spec.loader import load_paths
 
-    loaded = load_paths([args.file])
-    if loaded.errors:
-        for e in loaded.errors:
+    loaded, errors, rollouts = load_file_with_siblings(args.file)
+    if errors or not rollouts:
+        for e in errors:
             sys.stderr.write(f"{e}\n")
+        sys.stderr.write(f"{args.file}: {'fix the errors above' if errors else 'no Rollout in this file'}\n")
         return 1
     stacks = build_stack_manager(args.state_dir, args.kubeconfig)
     kube = KubeReader(args.kubeconfig)
     rec = Reconciler(ReconcilerConfig(environment=args.env), stacks, kube, provider=None)
-    for rollout in loaded.rollouts:
+    for rollout in rollouts:
         name = rec.stack_name(rollout)
         template = resolve_template(rollout, loaded.others)
         revision = pod_template_hash(template)
         outputs = stacks.outputs(name)
         prev = RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None
         n = len(rollout.spec.strategy.steps)
-        if args.all:
+        if prev is None:
+            sys.stdout.write(
+                "  no stack yet: the first update deploys this revision as stable (steps apply to the next one)\n"
+            )
+            steps = [0]
+        elif args.all:
             steps = list(range(n + 1))
         elif args.step is not None:
             steps = [args.step]
@@ -136,12 +142,16 @@ def _cmd_preview(args: argparse.Namespace) -> int:
             steps = [min(prev.current_step_index + 1, n)]
         else:
             steps = [0]
-        sys.stdout.write(f"{rollout.namespace}/{rollout.name}: revision {revision}, stack {name}\n")
         for step in steps:
             decision = decide_step(rollout, revision, template, prev, _now(), step, environment=args.env)
             inputs = rec.program_inputs(rollout, loaded, decision, decision.status)
             report = stacks.preview(name, _program(inputs, kube))
-            label = "promotion" if step >= n else f"step {step}: {rollout.spec.strategy.steps[step].kind.value}"
+            if prev is None:
+                label = "first deployment"
+            elif step >= n:
+                label = "promotion"
+            else:
+                label = f"step {step}: {rollout.spec.strategy.steps[step].kind.value}"
             format_preview(label, report, sys.stdout)
     return 0
 
@@ -155,8 +165,8 @@ def _program(inputs: ProgramInputs, kube: KubeReader) -> Callable[[], None]:
 def _cmd_status(args: argparse.Namespace) -> int:
     from kulta.app.commands import find_stacks, format_status_detail, format_status_table
     from kulta.app.runner import build_stack_manager
+    from kulta.app.spec_commands import load_file_with_siblings
     from kulta.model.status import RolloutStatus
-    from kulta.spec.loader import load_paths
 
     stacks = build_stack_manager(args.state_dir, args.kubeconfig)
     refs = find_stacks(stacks, args.env, args.rollout)
@@ -173,8 +183,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return 0
     rollout = None
     if args.file:
-        loaded = load_paths([args.file])
-        rollout = next((r for r in loaded.rollouts if r.name == ref.rollout), None)
+        _loaded, _errors, in_file = load_file_with_siblings(args.file)
+        rollout = next((r for r in in_file if r.name == ref.rollout), None)
     format_status_detail(status, rollout, sys.stdout)
     return 0
 

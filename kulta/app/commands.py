@@ -1,9 +1,10 @@
 """Commands a person runs: status, history, promote/abort/retry, preview, run.
 
 Every command works from any machine that reaches the Pulumi backend: reads
-come from stack outputs and history, and manual commands are written as stack
-config (``kulta:command``) that the reconciler applies on its next pass and
-records in the outputs (``lastCommandId``), so a command is applied once.
+come from stack outputs and history, and manual commands are written as a stack
+tag (``kulta-command``; tags are stored in the backend, unlike config files)
+that the reconciler applies on its next pass and records in the outputs
+(``lastCommandId``), so a command is applied once.
 Formatting lives here; the CLI only parses arguments.
 """
 
@@ -12,13 +13,13 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
-from kulta.adapters.stacks import HistoryEntry, PreviewReport, StackManager, stack_name_for
-from kulta.core.constants import CONFIG_COMMAND
+from kulta.adapters.stacks import HistoryEntry, PreviewChange, PreviewReport, StackManager, stack_name_for
+from kulta.core.constants import TAG_COMMAND
 from kulta.core.plan import WaitKind, desired_state
 from kulta.core.reconcile import CommandKind, ManualCommand, format_time
 from kulta.errors import ConfigError
@@ -140,7 +141,7 @@ def format_status_detail(st: RolloutStatus, rollout: Rollout | None, out: TextIO
 
 def send_command(stacks: StackManager, stack: str, kind: CommandKind, now: datetime) -> ManualCommand:
     cmd = ManualCommand(id=uuid.uuid4().hex, kind=kind, issued_at=format_time(now))
-    stacks.set_config(stack, CONFIG_COMMAND, cmd.to_config())
+    stacks.set_tag(stack, TAG_COMMAND, cmd.to_config())
     return cmd
 
 
@@ -182,10 +183,23 @@ def format_preview(step_label: str, report: PreviewReport, out: TextIO) -> None:
         return
     for c in changed:
         kind = c.type.split(":")[-1]
-        out.write(f"   {c.op:<8} {kind} {c.urn_name}\n")
+        out.write(f"   {c.op:<8} {kind} {c.urn_name}{_created_summary(c) if c.op == 'create' else ''}\n")
         for path, (old, new) in sorted(c.detailed.items()):
             if _interesting(path):
                 out.write(f"            {path}: {_short(old)} → {_short(new)}\n")
+
+
+def _created_summary(change: PreviewChange) -> str:
+    spec = change.inputs.get("spec", {}) if isinstance(change.inputs.get("spec"), Mapping) else {}
+    if "replicas" in spec:
+        return f" (replicas {spec['replicas']})"
+    weights = [
+        f"{ref.get('name')}={ref.get('weight')}"
+        for rule in spec.get("rules", []) or []
+        for ref in rule.get("backendRefs", []) or []
+        if "weight" in ref
+    ]
+    return f" (weights {', '.join(weights)})" if weights else ""
 
 
 def _interesting(path: str) -> bool:

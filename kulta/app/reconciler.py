@@ -39,7 +39,7 @@ from kulta.adapters.program import (
 from kulta.adapters.prometheus import MetricProvider
 from kulta.adapters.stacks import StackManager, stack_name_for
 from kulta.core.analysis_run import next_due_at
-from kulta.core.constants import CONFIG_COMMAND
+from kulta.core.constants import TAG_COMMAND
 from kulta.core.events import EndReason, EventContext, build_events, chain_id_for, record_events
 from kulta.core.plan import WaitKind, desired_state
 from kulta.core.reconcile import (
@@ -211,7 +211,7 @@ class Reconciler:
         return RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None
 
     def _read_command(self, name: str) -> ManualCommand | None:
-        raw = self.stacks.get_config(name, CONFIG_COMMAND)
+        raw = self.stacks.get_tag(name, TAG_COMMAND)
         return ManualCommand.from_config(raw) if raw else None
 
     def _reconcile(self, rollout: Rollout, loaded: LoadResult, commit: str, name: str) -> RolloutOutcome:
@@ -406,13 +406,18 @@ class Reconciler:
     ) -> tuple[AnalysisRunStatus, ...]:
         if status is None or status.aborted or status.canary_revision != revision or not status.in_flight:
             return ()
-        if self.provider is None:
-            raise ConfigError(f"rollout {rollout.namespace}/{rollout.name} needs analysis: run it with `kulta run`")
-        provider = self.provider
         runs: list[AnalysisRunStatus] = []
         existing = {r.name: r for r in status.analysis_runs}
         steps = rollout.spec.strategy.steps
         index = status.current_step_index
+        background = rollout.spec.strategy.analysis
+        inline_due = index < len(steps) and steps[index].analysis is not None
+        background_due = background is not None and index >= background.starting_step
+        if not inline_due and not background_due:
+            return ()
+        if self.provider is None:
+            raise ConfigError(f"rollout {rollout.namespace}/{rollout.name} needs analysis: run it with `kulta run`")
+        provider = self.provider
         common = {
             "templates": loaded.templates,
             "stable_hash": status.stable_revision,
@@ -427,8 +432,7 @@ class Reconciler:
             name = inline_run_name(rollout.name, revision, index)
             run = advance_analysis(existing.get(name), name=name, ref=steps[index].analysis, step_index=index, **common)  # type: ignore[arg-type]
             runs.append(run)
-        background = rollout.spec.strategy.analysis
-        if background is not None and index >= background.starting_step:
+        if background is not None and background_due:
             name = background_run_name(rollout.name, revision)
             run = advance_analysis(existing.get(name), name=name, ref=background, step_index=None, **common)  # type: ignore[arg-type]
             runs.append(run)

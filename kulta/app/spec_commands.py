@@ -18,7 +18,7 @@ from kulta.errors import SpecError
 from kulta.model.rollout import OtherDocument, Rollout, Step, StepKind
 from kulta.spec import LoadResult, load_paths
 
-__all__ = ["format_duration", "plan_command", "render_plan", "validate_command"]
+__all__ = ["format_duration", "load_file_with_siblings", "plan_command", "render_plan", "validate_command"]
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,19 @@ def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[
     return lines
 
 
+def load_file_with_siblings(path: str) -> tuple[LoadResult, list[SpecError], list[Rollout]]:
+    """Load ``path`` with the YAML files of its directory (templates, Deployments).
+
+    Returns everything loaded, the errors of ``path`` itself and its Rollouts.
+    """
+    target = Path(path)
+    result = load_paths([target, target.parent], base=Path.cwd())
+    name = result.files[0] if result.files else path
+    errors = [error for error in result.errors if error.file == name]
+    rollouts = [rollout for rollout in result.rollouts if rollout.source.file == name]
+    return result, errors, rollouts
+
+
 def plan_command(path: str, out: TextIO) -> int:
     """Print the whole plan of each Rollout in the file ``path``; 1 when it has errors.
 
@@ -163,11 +176,8 @@ def plan_command(path: str, out: TextIO) -> int:
     if not target.is_file():
         out.write(f"{path}: no such file: pass one YAML file\n")
         return 1
-    base = Path.cwd()
-    result = load_paths([target, target.parent], base=base)
+    result, errors, rollouts = load_file_with_siblings(path)
     name = result.files[0] if result.files else path
-    errors = [error for error in result.errors if error.file == name]
-    rollouts = [rollout for rollout in result.rollouts if rollout.source.file == name]
     if errors:
         _write_errors(errors, out)
         out.write(f"FAILED: {len(errors)} error(s) in {name}\n")

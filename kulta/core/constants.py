@@ -25,6 +25,7 @@ __all__ = [
     "LABEL_ROLLOUT",
     "MANAGED_BY_VALUE",
     "PULUMI_PROJECT",
+    "TAG_COMMAND",
 ]
 
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -50,3 +51,6 @@ CONFIG_NAMESPACE = "kulta"
 CONFIG_ROLLOUT = "kulta:rollout"
 CONFIG_STEP = "kulta:step"
 CONFIG_COMMAND = "kulta:command"
+#: manual commands travel as a stack tag: tags are stored in the backend itself
+#: (config files are local to a workspace), so any machine reaching it can send one
+TAG_COMMAND = "kulta-command"

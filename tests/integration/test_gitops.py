@@ -144,7 +144,9 @@ def test_commit_walks_every_step_and_a_new_commit_restarts_the_canary(cluster, r
         snap = source.sync()
         loaded = load_paths(list(snap.files), base=snap.workdir)
         assert not loaded.errors
-        return snap.commit, rec.reconcile_pass(loaded, snap.commit)
+        report = rec.reconcile_pass(loaded, snap.commit)
+        assert not [o.error for o in report.outcomes if o.error], report.outcomes
+        return snap.commit, report
 
     c1 = commit(work, ns, "v1", WALK_STEPS, "v1")
     _, report = one_pass()
@@ -170,8 +172,9 @@ def test_commit_walks_every_step_and_a_new_commit_restarts_the_canary(cluster, r
     assert st4.stable_revision == st.stable_revision
     assert client.AppsV1Api(api).read_namespaced_replica_set(f"shop-{st3.canary_revision}", ns).spec.replicas == 0
 
-    # `kulta abort` from the command line, applied by the next pass
-    done = kulta(cluster, tmp_path / "state", "abort", f"{ns}/shop")
+    # `kulta abort` from the command line of "another machine" (its own state dir,
+    # the same backend), applied by the next pass
+    done = kulta(cluster, tmp_path / "elsewhere", "abort", f"{ns}/shop", backend=tmp_path / "state" / "backend")
     assert done.returncode == 0, done.stderr
     one_pass()
     ab = status_of(stacks, ns)

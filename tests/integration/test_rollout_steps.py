@@ -17,6 +17,7 @@ from kulta.adapters.kube import KubeReader
 from kulta.adapters.program import deploy
 from kulta.adapters.stacks import StackManager, StackSettings
 from kulta.app.reconciler import Reconciler, ReconcilerConfig
+from kulta.core.constants import TAG_COMMAND
 from kulta.core.plan import desired_state
 from kulta.core.reconcile import CommandKind, ManualCommand, decide_step
 from kulta.core.revision import pod_template_hash, resolve_template
@@ -226,7 +227,7 @@ def test_abort_returns_all_traffic_to_stable_then_scales_canary_down(env):
     revision = pod_template_hash(resolve_template(rollout, v2.others))
     out = rec.reconcile_rollout(rollout, v2)
     assert out.step == 1
-    stacks.set_config(rec.stack_name(rollout), "kulta:command", ManualCommand("abort-1", CommandKind.ABORT).to_config())
+    stacks.set_tag(rec.stack_name(rollout), TAG_COMMAND, ManualCommand("abort-1", CommandKind.ABORT).to_config())
     out = rec.reconcile_rollout(rollout, v2)
     assert out.phase is Phase.ABORTED, out
     live = client.CustomObjectsApi(api).get_namespaced_custom_object(
