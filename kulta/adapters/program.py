@@ -139,7 +139,9 @@ def _replica_set(inputs: ProgramInputs, rs: ReplicaSetInput) -> k8s.apps.v1.Repl
     template = copy.deepcopy(dict(rs.template))
     meta = template.setdefault("metadata", {})
     meta["labels"] = {**dict(meta.get("labels") or {}), LABEL_POD_TEMPLATE_HASH: rs.revision}
-    annotations: dict[str, str] = {}
+    # Force: a hand edit (e.g. `kubectl scale`) takes over spec.replicas; the next
+    # update must take it back to put the current step's state back (drift repair).
+    annotations: dict[str, str] = {ANNOTATION_PATCH_FORCE: "true"}
     if rs.wait_ready and rs.replicas > 0:
         annotations[ANNOTATION_WAIT_FOR] = f"jsonpath={{.status.readyReplicas}}={rs.replicas}"
     deadline = f"{inputs.progress_deadline_seconds}s"
@@ -177,7 +179,7 @@ def _service(inputs: ProgramInputs, svc: ServiceInput, template: Mapping[str, An
             "namespace": inputs.namespace,
             "labels": _base_labels(inputs),
             # A canary Service may have no endpoints (0 replicas): never wait for them.
-            "annotations": {ANNOTATION_SKIP_AWAIT: "true"},
+            "annotations": {ANNOTATION_SKIP_AWAIT: "true", ANNOTATION_PATCH_FORCE: "true"},
         },
         spec=spec,
     )
@@ -208,7 +210,9 @@ def _route_patch(
             "annotations": {ANNOTATION_PATCH_FIELD_MANAGER: FIELD_MANAGER, ANNOTATION_PATCH_FORCE: "true"},
         },
         spec={"rules": rules},
-        opts=pulumi.ResourceOptions(depends_on=list(depends_on)),
+        # The route is the user's: destroying the stack (`kulta run --prune`) must not
+        # take its rules away with KULTA's field manager.
+        opts=pulumi.ResourceOptions(depends_on=list(depends_on), retain_on_delete=True),
     )
 
 

@@ -376,7 +376,15 @@ def _lookup(data: Any, path: str) -> Any:
 
 
 def _tail(exc: auto.errors.CommandError) -> str:
+    """The engine's Diagnostics section (what failed and why), else the last lines."""
     text = str(exc)
+    if "Diagnostics:" in text:
+        section = text.split("Diagnostics:", 1)[1]
+        for end in ("\nOutputs:", "\nResources:"):
+            section = section.split(end, 1)[0]
+        lines = [ln.rstrip() for ln in section.splitlines() if ln.strip()]
+        if lines:
+            return "\n".join(lines[: ERROR_TAIL_LINES * 3])
     lines = [ln for ln in text.splitlines() if ln.strip()]
     return "\n".join(lines[-ERROR_TAIL_LINES:])
 

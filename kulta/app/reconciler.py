@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,6 +72,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_UPDATES_PER_PASS = 64
+ACCEPTANCE_RETRY = timedelta(seconds=2)
+#: how pulumi-kubernetes words a resource that did not get ready within its timeout
+DEADLINE_MARKERS = ("timed out waiting", "failed to fully initialize or become live")
 END_REASONS = {
     AbortReason.MANUAL: EndReason.MANUAL_ABORT,
     AbortReason.ANALYSIS: EndReason.ANALYSIS_FAILED,
@@ -244,20 +247,26 @@ class Reconciler:
             changed = status is None or decision.status.to_outputs() != _comparable(status, decision.status)
             if not decision.apply and not changed:
                 break
+            waiting = self._gateway_pending(rollout, status, decision)
+            if waiting:
+                decision = replace(decision, apply=False, next_due=now + ACCEPTANCE_RETRY, reason=waiting)
+                break
             prev = status
             try:
                 status = self._apply(rollout, loaded, name, prev, decision, refresh=observation.drift)
             except StepFailedError as exc:
+                log.warning("update failed", extra={"stack": name, "error": str(exc)})
                 if failure is not None:
                     raise
-                failure = Observation(update_failed=True, update_error=str(exc).splitlines()[-1][:500])
+                text = str(exc)
+                failure = Observation(
+                    update_failed=True,
+                    update_error=_error_summary(text),
+                    deadline_exceeded=any(m in text for m in DEADLINE_MARKERS),
+                )
                 continue
             updates += 1
             failure = None
-            acceptance_wait = self._route_acceptance(rollout)
-            if acceptance_wait:
-                decision = Decision(**{**decision.__dict__, "next_due": now + timedelta(seconds=2)})
-                break
             if status.phase in (Phase.HEALTHY, Phase.ABORTED, Phase.DEGRADED) and not decision.apply:
                 break
             if not decision.apply:
@@ -457,15 +466,28 @@ class Reconciler:
                 return True
         return False
 
-    def _route_acceptance(self, rollout: Rollout) -> bool:
-        """True while some Gateway has not yet accepted the route's current generation."""
-        waiting = False
+    def _gateway_pending(self, rollout: Rollout, status: RolloutStatus | None, decision: Decision) -> str:
+        """Why the next advance must wait for a Gateway ("" when it need not).
+
+        A step is done only once every Gateway parent that reports status has
+        accepted the route's current generation (the data plane has the weights).
+        Aborts and updates that do not advance are never held back.
+        """
+        if status is None or not status.in_flight or status.aborted or decision.status.aborted:
+            return ""
+        new = decision.status
+        advancing = (
+            new.current_step_index != status.current_step_index or new.stable_revision != status.stable_revision
+        )
+        if not advancing:
+            return ""
         for ns, route in route_targets(rollout):
-            acc = self.kube.route_acceptance(ns, route)
-            if not acc.accepted:
-                waiting = True
-            log.info("route status", extra={"route": f"{ns}/{route}", "detail": acc.detail})
-        return waiting
+            acceptance = self.kube.route_acceptance(ns, route)
+            if not acceptance.has_parent_status:
+                log.info("route status", extra={"route": f"{ns}/{route}", "detail": acceptance.detail})
+            elif not acceptance.accepted:
+                return f"step {status.current_step_index}: HTTPRoute {ns}/{route}: {acceptance.detail}"
+        return ""
 
     def _next_due(
         self, rollout: Rollout, loaded: LoadResult, status: RolloutStatus | None, decision: Decision | None
@@ -509,6 +531,13 @@ def _comparable(prev: RolloutStatus, new: RolloutStatus) -> dict[str, Any]:
     data["message"] = new.message
     data["lastEventId"] = new.last_event_id if not new.last_event_id else data["lastEventId"]
     return data
+
+
+def _error_summary(text: str) -> str:
+    """The engine's most telling line: the last one naming an error, else the last one."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    telling = [ln for ln in lines if "error" in ln.lower() or "timed out" in ln.lower()]
+    return (telling[-1] if telling else lines[-1] if lines else "update failed")[:500]
 
 
 def _header_rules(routes: Sequence[SetHeaderRoute]) -> tuple[HeaderRule, ...]:

@@ -83,6 +83,9 @@ class Observation:
     #: the last update of the current step failed (e.g. the canary never became Ready)
     update_failed: bool = False
     update_error: str = ""
+    #: it failed because Pods did not become Ready within progressDeadlineSeconds
+    #: (the update waits for readiness with the deadline as its timeout)
+    deadline_exceeded: bool = False
     #: the live cluster differs from the last status (weights or replicas edited by hand)
     drift: bool = False
 
@@ -500,6 +503,8 @@ def decide(
     cmd = _pending_command(prev, command)
     spec = rollout.spec
     n = len(spec.strategy.steps)
+    if obs.update_failed:
+        return _failed_update(ctx, prev, obs, cmd)
 
     if revision == prev.stable_revision:
         if prev.in_flight:
@@ -555,14 +560,9 @@ def decide(
 
     if cmd and cmd.kind is CommandKind.ABORT:
         return _abort(ctx, prev, AbortReason.MANUAL, "aborted by a person (kulta abort)", cmd)
-    if obs.update_failed:
-        detail = obs.update_error or "the step's update failed"
-        started = parse_time(prev.step_started_at) or now
-        past_deadline = now >= started + timedelta(seconds=spec.progress_deadline_seconds)
-        if past_deadline and spec.progress_deadline_abort:
-            return _abort(ctx, prev, AbortReason.PROGRESS_DEADLINE, detail, cmd)
-        phase = Phase.DEGRADED if past_deadline else prev.phase
-        return _hold(ctx, prev, f"step {prev.current_step_index}: {detail}", phase=phase)
+    if prev.phase is Phase.DEGRADED:
+        index = min(prev.current_step_index, n - 1) if n else 0
+        return _apply_step(ctx, prev, index, f"retrying step {index} after the progress deadline passed", cmd)
 
     background = background_run_name(rollout.name, revision)
     for run in prev.analysis_runs:
@@ -596,6 +596,37 @@ def decide(
     if index + 1 >= n:
         return _promote(ctx, prev, used, f"all {n} steps done: promoted {revision}")
     return _apply_step(ctx, prev, index + 1, f"step {index} done ({note}); applying step {index + 1}", used)
+
+
+def _failed_update(ctx: _Ctx, prev: RolloutStatus, obs: Observation, cmd: ManualCommand | None) -> Decision:
+    """The update of a step failed: retry later, or past the deadline Degraded / abort.
+
+    A canary whose very first update failed never reached the stack outputs, so
+    the status recorded here is the one of its start (step 0).
+    """
+    spec = ctx.rollout.spec
+    detail = obs.update_error or "the step's update failed"
+    if not obs.deadline_exceeded:
+        return _hold(ctx, prev, f"update failed, retrying on the next pass: {detail}")
+    base = prev
+    if ctx.revision not in (prev.canary_revision, prev.stable_revision):
+        now = format_time(ctx.now)
+        base = prev.with_changes(
+            canary_revision=ctx.revision,
+            current_step_index=0,
+            step_count=len(spec.strategy.steps),
+            rollout_started_at=now,
+            step_started_at=now,
+            analysis_runs=(),
+            chain_id=ctx.chain_id,
+            aborted=False,
+            git_commit=ctx.git_commit,
+            images=_images(ctx.template),
+        )
+    deadline = f"Pods not Ready within progressDeadlineSeconds ({spec.progress_deadline_seconds}s): {detail}"
+    if spec.progress_deadline_abort:
+        return _abort(ctx, base, AbortReason.PROGRESS_DEADLINE, deadline, cmd)
+    return _hold(ctx, base, f"step {base.current_step_index}: {deadline}", phase=Phase.DEGRADED, apply=True)
 
 
 def _inline_run(prev: RolloutStatus, rollout: Rollout, revision: str, index: int) -> AnalysisRunStatus | None:

@@ -243,3 +243,102 @@ def test_abort_returns_all_traffic_to_stable_then_scales_canary_down(env):
     while time.monotonic() < deadline and ready_times(api, ns, revision):
         time.sleep(0.5)
     assert not ready_times(api, ns, revision)
+
+
+def _set_route_status(api, ns: str, generation: int) -> None:
+    status = {
+        "parents": [
+            {
+                "parentRef": {"name": "demo-gateway", "namespace": "demo"},
+                "controllerName": "kulta.io/demo-gateway-controller",
+                "conditions": [
+                    {
+                        "type": "Accepted",
+                        "status": "True",
+                        "reason": "Accepted",
+                        "message": "test",
+                        "observedGeneration": generation,
+                        "lastTransitionTime": "2026-11-25T12:00:00Z",
+                    }
+                ],
+            }
+        ]
+    }
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", "web", {"status": status}
+    )
+
+
+def test_next_step_waits_until_the_gateway_accepts_the_current_generation(env):
+    ns, api, stacks, clock, rec, seen, checks = env
+    v1 = load(ns, "v1")
+    rec.reconcile_rollout(v1.rollouts[0], v1)
+    v2 = load(ns, "v2")
+    rollout = v2.rollouts[0]
+    out = rec.reconcile_rollout(rollout, v2)
+    assert out.step == 1
+    route = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", "web"
+    )
+    generation = route["metadata"]["generation"]
+    _set_route_status(api, ns, generation - 1)  # the Gateway has not seen our weights yet
+    clock.advance(3601)
+    held = rec.reconcile_rollout(rollout, v2)
+    assert held.updates == 0 and held.step == 1 and "waiting for Gateway" in held.message, held
+    _set_route_status(api, ns, generation)
+    moved = rec.reconcile_rollout(rollout, v2)
+    assert moved.updates >= 1 and moved.step > 1, moved
+
+
+def test_hand_edits_are_put_back_on_the_next_pass(env, cluster):
+    ns, api, stacks, clock, rec, seen, checks = env
+    v1 = load(ns, "v1")
+    rec.reconcile_rollout(v1.rollouts[0], v1)
+    v2 = load(ns, "v2")
+    rollout = v2.rollouts[0]
+    revision = pod_template_hash(resolve_template(rollout, v2.others))
+    rec.reconcile_rollout(rollout, v2)
+    kubectl(cluster, "scale", "replicaset", f"web-{revision}", "-n", ns, "--replicas=3")
+    out = rec.reconcile_rollout(rollout, v2)
+    assert out.updates == 1 and out.step == 1, out
+    apps = client.AppsV1Api(api)
+    assert apps.read_namespaced_replica_set(f"web-{revision}", ns).spec.replicas == 1
+    live = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", "web"
+    )
+    rules = live["spec"]["rules"]
+    rules[0]["backendRefs"][0]["weight"], rules[0]["backendRefs"][1]["weight"] = 10, 90
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", "web", {"spec": {"rules": rules}}
+    )
+    out = rec.reconcile_rollout(rollout, v2)
+    assert out.updates == 1, out
+    live = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", "web"
+    )
+    assert route_weights(live["spec"]["rules"], "web-stable", "web-canary") == (75, 25)
+
+
+NEVER_READY = ROLLOUT.replace(
+    "      containers:\n", "      nodeSelector: {{kulta.io/no-such-node: 'true'}}\n      containers:\n", 1
+).replace("  replicas: 4\n", "  replicas: 4\n  progressDeadlineSeconds: 8\n  progressDeadlineAbort: true\n", 1)
+
+
+def test_canary_that_never_becomes_ready_fails_the_step_and_aborts(env):
+    ns, api, stacks, clock, rec, seen, checks = env
+    v1 = load(ns, "v1")
+    rec.reconcile_rollout(v1.rollouts[0], v1)
+    bad = load_text(NEVER_READY.format(ns=ns, tag="v2"), f"{ns}.yaml")
+    assert not bad.errors, bad.errors
+    rollout = bad.rollouts[0]
+    started = time.monotonic()
+    clock.advance(9)  # the deadline is measured from the step's start
+    out = rec.reconcile_rollout(rollout, bad)
+    took = time.monotonic() - started
+    assert out.phase is Phase.ABORTED, out
+    assert "progress-deadline" in out.message, out.message
+    assert took < 60, took
+    live = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", "web"
+    )
+    assert route_weights(live["spec"]["rules"], "web-stable", "web-canary") == (100, 0)

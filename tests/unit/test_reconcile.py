@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -163,13 +164,28 @@ def test_pause_until_promoted_needs_promote(healthy_v1):
     assert st.phase is Phase.HEALTHY and st.stable_revision == r2
 
 
-def test_update_failure_past_deadline_is_degraded(healthy_v1):
+def test_failed_update_retries_and_past_the_deadline_is_degraded_then_retried(healthy_v1):
     rollout, r1, t2, r2, st = _in_flight(healthy_v1)
-    obs = Observation(update_failed=True, update_error="canary never Ready")
-    d, st2 = step(rollout, t2, r2, st, T0 + timedelta(minutes=1, seconds=30), observation=obs)
-    assert st2.phase is Phase.PROGRESSING  # within the deadline: keep trying
-    d, st2 = step(rollout, t2, r2, st, T0 + timedelta(minutes=12), observation=obs)
-    assert st2.phase is Phase.DEGRADED and "canary never Ready" in st2.message
+    other = Observation(update_failed=True, update_error="API server said 500")
+    d, st2 = step(rollout, t2, r2, st, T0 + timedelta(minutes=1, seconds=30), observation=other)
+    assert not d.apply and st2.phase is Phase.PROGRESSING  # not a deadline: retry next pass
+    late = Observation(update_failed=True, update_error="canary never Ready", deadline_exceeded=True)
+    d, st2 = step(rollout, t2, r2, st, T0 + timedelta(minutes=12), observation=late)
+    assert d.apply and st2.phase is Phase.DEGRADED and "canary never Ready" in st2.message
+    # the next pass re-applies the same step instead of advancing
+    d, st3 = step(rollout, t2, r2, st2, T0 + timedelta(minutes=13))
+    assert d.apply and st3.current_step_index == st2.current_step_index and st3.phase is Phase.PROGRESSING
+
+
+def test_first_update_of_a_canary_past_the_deadline_aborts_when_asked(healthy_v1):
+    rollout, _t1, r1, _d, st = healthy_v1
+    spec = replace(rollout.spec, progress_deadline_abort=True)
+    rollout = replace(rollout, spec=spec)
+    _r, t2, r2 = load_demo("registry.local/demo:v2")
+    late = Observation(update_failed=True, update_error="timed out", deadline_exceeded=True)
+    d, st2 = step(rollout, t2, r2, st, T0 + timedelta(minutes=12), observation=late)
+    assert st2.phase is Phase.ABORTED and st2.canary_revision == r2 and d.canary_weight == 0
+    assert d.abort_reason is AbortReason.PROGRESS_DEADLINE
 
 
 def test_preview_decision_for_each_step(healthy_v1):
