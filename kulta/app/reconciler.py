@@ -16,6 +16,7 @@ point and the next pass reads the same outputs and makes the same decision.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
 import os
 import threading
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from kulta.adapters.analysis_runner import advance_analysis, select_templates
@@ -40,7 +42,7 @@ from kulta.adapters.prometheus import MetricProvider
 from kulta.adapters.stacks import StackManager, stack_name_for
 from kulta.core.analysis_run import next_due_at
 from kulta.core.constants import TAG_COMMAND
-from kulta.core.events import EndReason, EventContext, build_events, chain_id_for, record_events
+from kulta.core.events import CDEvent, EndReason, EventContext, build_events, chain_id_for, record_events
 from kulta.core.plan import WaitKind, desired_state
 from kulta.core.reconcile import (
     AbortReason,
@@ -73,6 +75,8 @@ log = logging.getLogger(__name__)
 
 MAX_UPDATES_PER_PASS = 64
 ACCEPTANCE_RETRY = timedelta(seconds=2)
+#: events computed for an update in flight (hidden from the outbox's rollout listing)
+STAGED_DIR = ".staged"
 #: how pulumi-kubernetes words a resource that did not get ready within its timeout
 DEADLINE_MARKERS = ("timed out waiting", "failed to fully initialize or become live")
 END_REASONS = {
@@ -224,6 +228,7 @@ class Reconciler:
         decision: Decision | None = None
         failure: Observation | None = None
         status = self._read_status(name)
+        self._recover_staged(name, status)
         while updates < MAX_UPDATES_PER_PASS and not self.stopping:
             now = self.clock()
             command = self._read_command(name)
@@ -293,7 +298,11 @@ class Reconciler:
         refresh: bool = False,
     ) -> RolloutStatus:
         ctx = self._event_context(prev, decision)
-        planned = record_events(decision.status, build_events(prev, decision.status, ctx))
+        planned_events = build_events(prev, decision.status, ctx)
+        planned = record_events(decision.status, planned_events)
+        # Staged before the update: if the process dies after the engine recorded the
+        # outputs but before the outbox write, the next pass finds the events here.
+        self._stage(name, planned_events)
         inputs = self.program_inputs(rollout, loaded, decision, planned)
         message = _update_message(rollout, planned, decision)
         self.on_progress(f"{rollout.namespace}/{rollout.name}: {message}")
@@ -309,10 +318,54 @@ class Reconciler:
         events = build_events(prev, recorded, ctx)
         if self.outbox is not None and events:
             self.outbox.put(events, rollout_key=name)
+        self._unstage(name)
         self.on_update(recorded)
         if decision.command_applied is not None:
             log.info("manual command applied", extra={"stack": name, "command": decision.command_applied.kind.value})
         return recorded
+
+    # -- staged events ------------------------------------------------------------
+    def _staged_file(self, name: str) -> Path | None:
+        if self.outbox is None:
+            return None
+        return self.outbox.directory / STAGED_DIR / f"{name}.json"
+
+    def _stage(self, name: str, events: Sequence[CDEvent]) -> None:
+        path = self._staged_file(name)
+        if path is None or not events:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump([e.to_json_dict() for e in events], f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+
+    def _unstage(self, name: str) -> None:
+        path = self._staged_file(name)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def _recover_staged(self, name: str, status: RolloutStatus | None) -> None:
+        """Events staged by a process that died during or right after an update.
+
+        They happened exactly when the recorded outputs name their last id; if the
+        update never completed, they never happened and are dropped.
+        """
+        path = self._staged_file(name)
+        if path is None or not path.exists() or self.outbox is None:
+            return
+        try:
+            events = [CDEvent.from_json_dict(e) for e in json.loads(path.read_text(encoding="utf-8"))]
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("unreadable staged events dropped", extra={"stack": name, "error": str(exc)})
+            path.unlink(missing_ok=True)
+            return
+        if events and status is not None and status.last_event_id == events[-1].id:
+            added = self.outbox.put(events, rollout_key=name)
+            log.info("recovered staged events after a crash", extra={"stack": name, "events": added})
+        path.unlink(missing_ok=True)
 
     def _event_context(self, prev: RolloutStatus | None, decision: Decision) -> EventContext:
         new = decision.status

@@ -526,7 +526,7 @@ def decide(
                     cmd,
                 )
                 if not prev.aborted
-                else _settle_aborted(ctx, prev, cmd)
+                else _back_to_stable(ctx, prev, cmd)
             )
         if _scale_down_due(ctx, prev):
             return _after_scale_down(
@@ -596,6 +596,48 @@ def decide(
     if index + 1 >= n:
         return _promote(ctx, prev, used, f"all {n} steps done: promoted {revision}")
     return _apply_step(ctx, prev, index + 1, f"step {index} done ({note}); applying step {index + 1}", used)
+
+
+def _back_to_stable(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
+    """Git points at the stable revision again after an abort: the rollout is Healthy.
+
+    The aborted canary keeps its pending scale-down (abortScaleDownDelaySeconds);
+    its ReplicaSet stays in the history like any older revision.
+    """
+    spec = ctx.rollout.spec
+    n = len(spec.strategy.steps)
+    history = _history(prev, prev.canary_revision, prev.stable_revision, limit=spec.revision_history_limit)
+    replicas = _old_replicas(prev, history, prev.stable_revision)
+    canary_rs = replicaset_name(ctx.rollout.name, prev.canary_revision)
+    if prev.canary_revision:
+        replicas[prev.canary_revision] = prev.replicas.get(canary_rs, 0) if prev.scale_down_revision else 0
+    replicas[prev.stable_revision] = spec.replicas
+    status = prev.with_changes(
+        phase=Phase.HEALTHY,
+        aborted=False,
+        canary_revision="",
+        current_step_index=n,
+        step_count=n,
+        pause_started_at="",
+        step_started_at=format_time(ctx.now),
+        git_commit=ctx.git_commit,
+        images=_images(ctx.template),
+        revision_history=history,
+    )
+    due = parse_time(prev.scale_down_at) if prev.scale_down_revision else None
+    return _finish(
+        ctx,
+        status,
+        replicas,
+        None,
+        0,
+        canary_svc=prev.stable_revision,
+        wait_ready=frozenset(),
+        apply=True,
+        next_due=due,
+        reason=f"Git points at stable {prev.stable_revision} again: aborted canary {prev.canary_revision} dropped",
+        command=cmd,
+    )
 
 
 def _failed_update(ctx: _Ctx, prev: RolloutStatus, obs: Observation, cmd: ManualCommand | None) -> Decision:

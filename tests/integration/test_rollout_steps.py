@@ -14,6 +14,7 @@ import pytest
 from kubernetes import client, config
 
 from kulta.adapters.kube import KubeReader
+from kulta.adapters.outbox import Outbox
 from kulta.adapters.program import deploy
 from kulta.adapters.stacks import StackManager, StackSettings
 from kulta.app.reconciler import Reconciler, ReconcilerConfig
@@ -342,3 +343,33 @@ def test_canary_that_never_becomes_ready_fails_the_step_and_aborts(env):
         "gateway.networking.k8s.io", "v1", ns, "httproutes", "web"
     )
     assert route_weights(live["spec"]["rules"], "web-stable", "web-canary") == (100, 0)
+
+
+def test_events_of_an_update_survive_a_crash_before_the_outbox_write(env, cluster, tmp_path):
+    ns, api, stacks, clock, rec, seen, checks = env
+    outbox = Outbox(tmp_path / "outbox")
+    crashing = Reconciler(
+        ReconcilerConfig(environment="test"), stacks, KubeReader(cluster.kubeconfig), None, outbox=outbox, clock=clock
+    )
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("process died right after the update")
+
+    outbox.put = crash  # type: ignore[method-assign]
+    v1 = load(ns, "v1")
+    with pytest.raises(RuntimeError):
+        crashing.reconcile_rollout(v1.rollouts[0], v1)
+    recorded = RolloutStatus.from_outputs(stacks.outputs(crashing.stack_name(v1.rollouts[0])))
+    assert recorded.phase is Phase.HEALTHY and recorded.last_event_id
+    fresh_outbox = Outbox(tmp_path / "outbox")
+    restarted = Reconciler(
+        ReconcilerConfig(environment="test"), stacks, KubeReader(cluster.kubeconfig), None, outbox=fresh_outbox,
+        clock=clock,
+    )
+    restarted.reconcile_rollout(v1.rollouts[0], v1)
+    pending = fresh_outbox.pending()
+    assert [e.type.value for e in pending][:1] == ["dev.cdevents.pipelinerun.started.0.3.0"]
+    assert pending[-1].id == recorded.last_event_id
+    # a second restart adds nothing (same ids, already in the outbox)
+    restarted.reconcile_rollout(v1.rollouts[0], v1)
+    assert [e.id for e in fresh_outbox.pending()] == [e.id for e in pending]

@@ -195,3 +195,16 @@ def test_preview_decision_for_each_step(healthy_v1):
     assert weights == [25, 25, 50, 50, 75, 75]
     promo = decide_step(rollout, r2, t2, st, T0, 6, environment="dev")
     assert promo.status.stable_revision == r2 and promo.status.phase is Phase.HEALTHY
+
+
+def test_reverting_git_to_stable_mid_canary_rolls_back_then_is_healthy(healthy_v1):
+    rollout, t1, r1, _d, st = healthy_v1
+    _r, t2, r2 = load_demo("registry.local/demo:v2")
+    _d, st = step(rollout, t2, r2, st, T0 + timedelta(minutes=1))
+    d, st = step(rollout, t1, r1, st, T0 + timedelta(minutes=2))
+    assert st.phase is Phase.ABORTED and d.canary_weight == 0
+    d, st = step(rollout, t1, r1, st, T0 + timedelta(minutes=2))
+    assert st.phase is Phase.HEALTHY and not st.in_flight and not st.aborted
+    assert d.replicas[r1] == 4 and st.stable_revision == r1
+    d, st = step(rollout, t1, r1, st, T0 + timedelta(minutes=3))
+    assert st.phase is Phase.HEALTHY and d.replicas.get(r2, 0) == 0
