@@ -5,6 +5,6 @@ rollout file and step taken from stack config (``kulta:rollout``,
 ``kulta:step``). See stacks/README.md.
 """
 
-from kulta.adapters.standalone import run_from_config
+from kulta.app.standalone import run_from_config
 
 run_from_config()

@@ -529,9 +529,7 @@ class Reconciler:
         if status is None or not status.in_flight or status.aborted or decision.status.aborted:
             return ""
         new = decision.status
-        advancing = (
-            new.current_step_index != status.current_step_index or new.stable_revision != status.stable_revision
-        )
+        advancing = new.current_step_index != status.current_step_index or new.stable_revision != status.stable_revision
         if not advancing:
             return ""
         for ns, route in route_targets(rollout):

@@ -208,3 +208,33 @@ def test_reverting_git_to_stable_mid_canary_rolls_back_then_is_healthy(healthy_v
     assert d.replicas[r1] == 4 and st.stable_revision == r1
     d, st = step(rollout, t1, r1, st, T0 + timedelta(minutes=3))
     assert st.phase is Phase.HEALTHY and d.replicas.get(r2, 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("phase", "expected"),
+    [
+        (AnalysisPhase.FAILED, Phase.ABORTED),
+        (AnalysisPhase.ERROR, Phase.ABORTED),
+        (AnalysisPhase.INCONCLUSIVE, Phase.PAUSED),
+    ],
+)
+def test_background_analysis_result_decides(healthy_v1, phase, expected):
+    from kulta.core.reconcile import background_run_name
+    from kulta.model.rollout import AnalysisTemplateRef, BackgroundAnalysis
+
+    rollout, r1, t2, r2, st = _in_flight(healthy_v1)
+    strategy = replace(
+        rollout.spec.strategy, analysis=BackgroundAnalysis(templates=(AnalysisTemplateRef("success-rate"),))
+    )
+    rollout = replace(rollout, spec=replace(rollout.spec, strategy=strategy))
+    run = AnalysisRunStatus(name=background_run_name("demo", r2), phase=phase, message="error ratio 0.3")
+    d, st2 = step(rollout, t2, r2, st, T0 + timedelta(minutes=2), observation=Observation(analysis_runs=(run,)))
+    assert st2.phase is expected
+    if expected is Phase.ABORTED:
+        assert d.canary_weight == 0 and d.abort_reason is AbortReason.ANALYSIS
+    else:
+        assert st2.current_step_index == st.current_step_index
+        promoted, st3 = step(
+            rollout, t2, r2, st2, T0 + timedelta(minutes=3), command=ManualCommand("p", CommandKind.PROMOTE)
+        )
+        assert st3.current_step_index == st.current_step_index + 1
