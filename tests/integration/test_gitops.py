@@ -7,6 +7,7 @@ loop would, including kill -9 and two reconcilers on one backend.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from kubernetes import client, config
 
@@ -22,6 +24,7 @@ from kulta.adapters.kube import KubeReader
 from kulta.adapters.stacks import StackManager, StackSettings, stack_name_for
 from kulta.app.reconciler import Reconciler, ReconcilerConfig
 from kulta.core.routes import route_weights
+from kulta.devcluster import free_port
 from kulta.model.status import Phase, RolloutStatus
 from kulta.spec.loader import load_paths
 from tests.integration.conftest import ROOT, kubectl, route_yaml, unique
@@ -344,3 +347,62 @@ def test_deleted_rollout_file_is_reported_not_destroyed(cluster, repo, tmp_path)
     out = kulta(cluster, state, *args)
     assert out.returncode == 2 and "keeping the current state" in out.stdout
     assert client.AppsV1Api(api).list_namespaced_replica_set(ns).items
+
+
+def test_loop_serves_metrics_and_stops_cleanly_on_sigterm(cluster, repo, tmp_path):
+    bare, work = repo
+    ns = namespace(cluster, "gitops-loop")
+    commit(work, ns, "v1", HOLD_STEPS, "v1")
+    port = free_port()
+    env = {**os.environ, "KUBECONFIG": cluster.kubeconfig, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kulta.cli",
+            "--log-json",
+            "--log-level",
+            "INFO",
+            "run",
+            "--repo",
+            f"file://{bare}",
+            "--path",
+            "rollouts",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--env",
+            "e2e",
+            "--interval",
+            "1",
+            "--metrics-port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        text = ""
+        while time.monotonic() < deadline:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                text = ""
+            if 'kulta_rollouts{phase="Healthy"} 1.0' in text:
+                break
+            time.sleep(0.5)
+        assert 'kulta_rollouts{phase="Healthy"} 1.0' in text, text[-2000:]
+        assert "kulta_pulumi_update_duration_seconds_count" in text
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    json_lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any("signal" in line.get("message", "") for line in json_lines), err[-2000:]
+    stacks = StackManager(StackSettings(state_dir=tmp_path / "state", kubeconfig=cluster.kubeconfig))
+    lock_dir = stacks.lock_dir(stack_name_for("e2e", ns, "shop"))
+    assert lock_dir is None or not list(lock_dir.glob("*.json"))

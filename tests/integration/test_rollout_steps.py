@@ -363,7 +363,11 @@ def test_events_of_an_update_survive_a_crash_before_the_outbox_write(env, cluste
     assert recorded.phase is Phase.HEALTHY and recorded.last_event_id
     fresh_outbox = Outbox(tmp_path / "outbox")
     restarted = Reconciler(
-        ReconcilerConfig(environment="test"), stacks, KubeReader(cluster.kubeconfig), None, outbox=fresh_outbox,
+        ReconcilerConfig(environment="test"),
+        stacks,
+        KubeReader(cluster.kubeconfig),
+        None,
+        outbox=fresh_outbox,
         clock=clock,
     )
     restarted.reconcile_rollout(v1.rollouts[0], v1)
