@@ -203,6 +203,8 @@ def _cmd_manual(args: argparse.Namespace) -> int:
     from kulta.app.commands import find_stacks, send_command
     from kulta.app.runner import build_stack_manager
     from kulta.core.reconcile import CommandKind
+    from kulta.errors import ConfigError
+    from kulta.model.status import RolloutStatus
 
     kind = {
         "promote": CommandKind.PROMOTE_FULL if getattr(args, "full", False) else CommandKind.PROMOTE,
@@ -211,6 +213,14 @@ def _cmd_manual(args: argparse.Namespace) -> int:
     }[args.command]
     stacks = build_stack_manager(args.state_dir, args.kubeconfig)
     ref = find_stacks(stacks, args.env, args.rollout)[0]
+    outputs = stacks.outputs(ref.name)
+    status = RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None
+    in_flight = status is not None and status.in_flight and not status.aborted
+    if kind is CommandKind.RETRY and not (status is not None and status.aborted):
+        raise ConfigError(f"{ref.namespace}/{ref.rollout} is not aborted: nothing to retry")
+    if kind is not CommandKind.RETRY and not in_flight:
+        phase = status.phase.value if status else "not deployed yet"
+        raise ConfigError(f"{ref.namespace}/{ref.rollout} has no canary in flight ({phase}): nothing to {args.command}")
     cmd = send_command(stacks, ref.name, kind, _now())
     sys.stdout.write(
         f"{kind.value} requested for {ref.namespace}/{ref.rollout} (id {cmd.id[:8]}); applied on the next pass\n"
