@@ -3,7 +3,7 @@
 The reconciler calls ``advance_analysis`` once per pass for each inline step
 analysis (``step_index`` set: the step waits until the run completes) and for
 the background analysis (``step_index=None``: the rollout aborts as soon as the
-run is Failed, Error or Inconclusive). Everything that decides the outcome is in
+run is Failed or Error, and pauses for a person when it is Inconclusive). Everything that decides the outcome is in
 ``kulta.core``; this module only wires it to a ``MetricProvider`` and turns setup
 problems (a missing argument, template or secret, duplicate metric names, a
 condition that does not parse) into a run that ends Error with a message saying

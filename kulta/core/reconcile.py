@@ -568,12 +568,15 @@ def decide(
     for run in prev.analysis_runs:
         if run.name == background and run.phase in (AnalysisPhase.FAILED, AnalysisPhase.ERROR):
             return _abort(ctx, prev, AbortReason.ANALYSIS, f"background analysis {run.phase.value}: {run.message}", cmd)
-        promoted = cmd is not None and cmd.kind in (CommandKind.PROMOTE, CommandKind.PROMOTE_FULL)
-        if run.name == background and run.phase is AnalysisPhase.INCONCLUSIVE and not promoted:
-            # Argo pauses on an inconclusive result: a person decides (promote or abort)
-            return _hold(
-                ctx, prev, f"background analysis inconclusive: {run.message}; promote or abort", phase=Phase.PAUSED
-            )
+        if run.name == background and run.phase is AnalysisPhase.INCONCLUSIVE:
+            promoted = cmd is not None and cmd.kind in (CommandKind.PROMOTE, CommandKind.PROMOTE_FULL)
+            if not promoted:
+                # Argo pauses on an inconclusive result: a person decides (promote or abort)
+                reason = f"background analysis inconclusive: {run.message}; promote or abort"
+                return _hold(ctx, prev, reason, phase=Phase.PAUSED)
+            # resumed by a person: like Argo, the background analysis starts over
+            prev = prev.with_changes(analysis_runs=tuple(r for r in prev.analysis_runs if r.name != background))
+            break
 
     if cmd and cmd.kind is CommandKind.PROMOTE_FULL:
         return _promote(ctx, prev, cmd, "fully promoted by a person (kulta promote --full)")

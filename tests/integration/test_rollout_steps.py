@@ -333,7 +333,6 @@ def test_canary_that_never_becomes_ready_fails_the_step_and_aborts(env):
     assert not bad.errors, bad.errors
     rollout = bad.rollouts[0]
     started = time.monotonic()
-    clock.advance(9)  # the deadline is measured from the step's start
     out = rec.reconcile_rollout(rollout, bad)
     took = time.monotonic() - started
     assert out.phase is Phase.ABORTED, out

@@ -238,3 +238,5 @@ def test_background_analysis_result_decides(healthy_v1, phase, expected):
             rollout, t2, r2, st2, T0 + timedelta(minutes=3), command=ManualCommand("p", CommandKind.PROMOTE)
         )
         assert st3.current_step_index == st.current_step_index + 1
+        # the background analysis starts over instead of pausing again at every step
+        assert all(r.name != run.name for r in st3.analysis_runs)
