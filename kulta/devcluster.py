@@ -176,8 +176,9 @@ def _nodes_yaml() -> str:
                         "labels": {"type": "kwok", "kubernetes.io/hostname": f"kwok-node-{i}"},
                     },
                     "status": {
-                        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-                        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                        # fake nodes: room for many test runs' Pods on a long-lived dev cluster
+                        "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "2000"},
+                        "capacity": {"cpu": "1000", "memory": "4Ti", "pods": "2000"},
                     },
                 }
             )

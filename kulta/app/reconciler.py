@@ -229,9 +229,10 @@ class Reconciler:
         failure: Observation | None = None
         status = self._read_status(name)
         self._recover_staged(name, status)
+        # one read per pass: a command sent meanwhile is applied by the next pass
+        command = self._read_command(name)
         while updates < MAX_UPDATES_PER_PASS and not self.stopping:
             now = self.clock()
-            command = self._read_command(name)
             observation = failure or Observation(
                 analysis_runs=self._advance_analysis(rollout, loaded, status, revision, now),
                 drift=self._drifted(rollout, status),

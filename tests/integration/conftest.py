@@ -73,6 +73,21 @@ def cluster(toolchain: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         cluster_down(name, state_dir=state)
 
 
+@pytest.fixture(autouse=True)
+def _delete_namespaces_created_by_the_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Namespaces a cluster test creates are deleted after it, so a long-lived
+    cluster (KULTA_TEST_KUBECONFIG) does not fill its nodes with old Pods."""
+    if "cluster" not in request.fixturenames:
+        yield
+        return
+    c: DevCluster = request.getfixturevalue("cluster")
+    before = set(kubectl(c, "get", "namespaces", "-o", "name").split())
+    yield
+    created = set(kubectl(c, "get", "namespaces", "-o", "name").split()) - before
+    if created:
+        kubectl(c, "delete", "--wait=false", *sorted(created))
+
+
 def unique(prefix: str) -> str:
     """A namespace name no earlier run on the same cluster has used."""
     return f"{prefix}-{uuid.uuid4().hex[:5]}"
