@@ -29,6 +29,7 @@ from typing import Any
 
 from kulta.adapters.analysis_runner import advance_analysis, select_templates
 from kulta.adapters.kube import KubeReader
+from kulta.adapters.metrics import ReconcilerMetrics
 from kulta.adapters.outbox import Deliverer, DeliveryReport, Outbox
 from kulta.adapters.program import (
     ProgramInputs,
@@ -53,6 +54,7 @@ from kulta.core.reconcile import (
     decide,
     format_time,
     inline_run_name,
+    parse_time,
     route_targets,
 )
 from kulta.core.revision import pod_template_hash, resolve_template
@@ -156,6 +158,7 @@ class Reconciler:
         on_progress: Callable[[str], None] | None = None,
         observe_update: Callable[[float, str], None] | None = None,
         on_update: Callable[[RolloutStatus], None] | None = None,
+        metrics: ReconcilerMetrics | None = None,
     ) -> None:
         self.config = config
         self.stacks = stacks
@@ -167,6 +170,7 @@ class Reconciler:
         self.on_progress = on_progress or (lambda _msg: None)
         self.observe_update = observe_update or (lambda _s, _r: None)
         self.on_update = on_update or (lambda _status: None)
+        self.metrics = metrics
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -315,6 +319,7 @@ class Reconciler:
             raise
         self.observe_update(report.seconds, "succeeded")
         recorded = RolloutStatus.from_outputs(report.outputs)
+        self._record_metrics(prev, recorded)
         # Events come from what the engine recorded, not from intent.
         events = build_events(prev, recorded, ctx)
         if self.outbox is not None and events:
@@ -324,6 +329,21 @@ class Reconciler:
         if decision.command_applied is not None:
             log.info("manual command applied", extra={"stack": name, "command": decision.command_applied.kind.value})
         return recorded
+
+    def _record_metrics(self, prev: RolloutStatus | None, new: RolloutStatus) -> None:
+        """Step durations (a step ends when the next starts) and new measurements."""
+        if self.metrics is None or prev is None:
+            return
+        moved = (new.current_step_index, new.stable_revision) != (prev.current_step_index, prev.stable_revision)
+        started = parse_time(prev.step_started_at)
+        ended = parse_time(new.step_started_at)
+        if moved and started is not None and ended is not None and prev.in_flight:
+            self.metrics.observe_step_duration(max(0.0, (ended - started).total_seconds()))
+        seen = {(r.name, m.finished_at, m.metric) for r in prev.analysis_runs for m in r.measurements}
+        for run in new.analysis_runs:
+            for m in run.measurements:
+                if (run.name, m.finished_at, m.metric) not in seen:
+                    self.metrics.count_analysis_result(m.phase)
 
     # -- staged events ------------------------------------------------------------
     def _staged_file(self, name: str) -> Path | None:

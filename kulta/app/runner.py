@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -155,6 +156,7 @@ def run(options: RunOptions, out: TextIO) -> int:
         deliverer=deliverer,
         on_progress=_progress_printer(out),
         observe_update=metrics.observe_pulumi_update,
+        metrics=metrics,
     )
     server = None
     if options.metrics_port is not None and not options.once:
@@ -173,6 +175,7 @@ def run(options: RunOptions, out: TextIO) -> int:
             try:
                 snapshot = git.sync()
                 failures = 0
+                metrics.set_git_last_sync(time.time())
             except TemporaryError as exc:
                 failures += 1
                 metrics.count_git_fetch_failure()

@@ -23,6 +23,7 @@ from kubernetes import client, config
 
 from kulta.adapters.cdevents_schema import validate_event
 from kulta.adapters.kube import KubeReader
+from kulta.adapters.metrics import ReconcilerMetrics
 from kulta.adapters.outbox import Deliverer, Outbox
 from kulta.adapters.prometheus import PrometheusClient
 from kulta.adapters.sinks import HttpSink, SinkConfig
@@ -168,6 +169,7 @@ def world(cluster, tmp_path):
             PrometheusClient(),
             outbox=outbox,
             deliverer=Deliverer(outbox, HttpSink(SinkConfig(url=receiver.url)), base_delay=0.1, max_delay=1.0),
+            metrics=ReconcilerMetrics(),
         )
         api = config.new_client_from_config(config_file=cluster.kubeconfig)
         yield ns, prom, profile, rec, stacks, receiver, api
@@ -220,6 +222,8 @@ def test_good_canary_is_promoted_and_tells_its_story(world):
     run = next(r for r in st.analysis_runs if r.step_index == 1)
     assert run.phase is AnalysisPhase.SUCCESSFUL
     assert [m.phase for m in run.measurements].count(MeasurementPhase.SUCCESSFUL) == 4
+    counted = rec.metrics.registry.get_sample_value("kulta_analysis_measurements_total", {"phase": "Successful"})
+    assert counted == 4
     wait_until(lambda: rec.deliver_events() is not None and rec.outbox.count() == 0, 20, "events delivered")
     types = event_types(receiver)
     assert types[:3] == ["pipelinerun.started", "service.deployed", "pipelinerun.finished"], types

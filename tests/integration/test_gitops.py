@@ -395,6 +395,14 @@ def test_loop_serves_metrics_and_stops_cleanly_on_sigterm(cluster, repo, tmp_pat
             time.sleep(0.5)
         assert 'kulta_rollouts{phase="Healthy"} 1.0' in text, text[-2000:]
         assert "kulta_pulumi_update_duration_seconds_count" in text
+        commit(work, ns, "v2", HOLD_STEPS, "v2")  # step 0, then paused at step 1
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and 'kulta_rollouts{phase="Paused"} 1.0' not in text:
+            time.sleep(0.5)
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        assert 'kulta_rollouts{phase="Paused"} 1.0' in text, text[-2000:]
+        assert "kulta_step_duration_seconds_count 1.0" in text, text[-3000:]
+        assert "kulta_git_last_sync_timestamp_seconds" in text
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -406,3 +414,30 @@ def test_loop_serves_metrics_and_stops_cleanly_on_sigterm(cluster, repo, tmp_pat
     stacks = StackManager(StackSettings(state_dir=tmp_path / "state", kubeconfig=cluster.kubeconfig))
     lock_dir = stacks.lock_dir(stack_name_for("e2e", ns, "shop"))
     assert lock_dir is None or not list(lock_dir.glob("*.json"))
+
+
+def test_prune_destroys_the_stack_of_a_deleted_rollout_but_keeps_the_users_route(cluster, repo, tmp_path):
+    bare, work = repo
+    ns = namespace(cluster, "gitops-prune")
+    state = tmp_path / "state"
+    commit(work, ns, "v1", WALK_STEPS, "v1")
+    args = ("run", "--once", "--repo", f"file://{bare}", "--path", "rollouts")
+    assert kulta(cluster, state, *args).returncode == 0
+    (work / "rollouts" / "shop.yaml").unlink()
+    (work / "rollouts" / "README").write_text("nothing here\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-m", "remove shop")
+    git(work, "push", "origin", "HEAD:main")
+    out = kulta(cluster, state, *args, "--prune")
+    assert "destroying its stack" in out.stdout, out.stdout + out.stderr
+    api = config.new_client_from_config(config_file=cluster.kubeconfig)
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and apps.list_namespaced_replica_set(ns).items:
+        time.sleep(0.5)
+    assert not apps.list_namespaced_replica_set(ns).items
+    assert not [s for s in core.list_namespaced_service(ns).items if s.metadata.name.startswith("shop-")]
+    # the user's HTTPRoute keeps its rules and its Git-declared weights
+    assert live_weights(api, ns) == (100, 0)
+    stacks = StackManager(StackSettings(state_dir=state, kubeconfig=cluster.kubeconfig))
+    assert stack_name_for("e2e", ns, "shop") not in stacks.list_stacks()

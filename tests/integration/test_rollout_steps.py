@@ -108,6 +108,13 @@ def env(cluster, tmp_path, request):
         )
         got = route_weights(route["spec"]["rules"], "web-stable", "web-canary")
         assert got == (status.weights[0].stable, status.weights[0].canary), (got, status.weights)
+        header_rules = [r for r in route["spec"]["rules"] if r.get("name") == "kulta-beta"]
+        if status.in_flight and status.current_step_index >= 3:  # setHeaderRoute is step 3
+            assert header_rules, route["spec"]["rules"]
+            assert header_rules[0]["matches"][0]["headers"] == [{"name": "x-beta", "type": "Exact", "value": "yes"}]
+            assert [b["name"] for b in header_rules[0]["backendRefs"]] == ["web-canary"]
+        elif not status.in_flight:
+            assert not header_rules
         checks.append(f"{status.current_step_index}:{got}")
 
     rec = Reconciler(
