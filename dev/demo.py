@@ -105,7 +105,7 @@ def wait_for(stacks: StackManager, predicate, what: str, timeout: float = 300.0)
 def main() -> int:
     demo = default_state_dir(CLUSTER).parent / "demo-run"
     say("1/6 local cluster: etcd, kube-apiserver, controller-manager, scheduler, kwok nodes, Gateway API, Prometheus")
-    cluster = cluster_up(CLUSTER)
+    cluster = cluster_up(CLUSTER, progress=lambda line: print("  " + line, flush=True))
     kube_env = {**os.environ, "KUBECONFIG": cluster.kubeconfig}
     print(f"KUBECONFIG={cluster.kubeconfig}  Prometheus={cluster.prometheus_url}")
     # a fresh demo each time: forget the previous run's stacks and objects

@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sink-auth-env", help="environment variable holding the sink's Authorization header")
     p.add_argument("--events-file", type=Path, help="JSON-lines file sink for CDEvents")
     p.add_argument("--token-env", help="environment variable holding an https Git token")
+    p.add_argument("--ssh-key", help="private key file for an ssh:// or git@ repository")
     _common_stack_args(p)
 
     p = sub.add_parser("status", help="all rollouts as a table, or one in detail")
@@ -250,15 +251,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sink_auth_env=args.sink_auth_env,
         events_file=args.events_file,
         token_env=args.token_env,
+        ssh_key_path=args.ssh_key,
     )
     return run(options, sys.stdout)
+
+
+def _print_line(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
     from kulta.devcluster import cluster_down, cluster_up
 
     if args.action == "up":
-        cluster = cluster_up(args.name)
+        cluster = cluster_up(args.name, progress=_print_line)
         sys.stdout.write(f"export KUBECONFIG={cluster.kubeconfig}\n# Prometheus: {cluster.prometheus_url}\n")
         return 0
     stopped = cluster_down(args.name)

@@ -20,7 +20,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -127,7 +127,7 @@ def _apiserver_ready(kubeconfig: str) -> bool:
     return proc.returncode == 0 and proc.stdout.strip() == "ok"
 
 
-def _progress(msg: str) -> None:
+def _log_progress(msg: str) -> None:
     log.info(msg)
 
 
@@ -255,8 +255,17 @@ def set_scrape_targets(cluster: DevCluster, targets: Sequence[str]) -> None:
     tmp.replace(cluster.targets_file)
 
 
-def cluster_up(name: str = "kulta-dev", state_dir: Path | None = None, with_prometheus: bool = True) -> DevCluster:
-    """Start (or find running) the local cluster ``name``; return how to reach it."""
+def cluster_up(
+    name: str = "kulta-dev",
+    state_dir: Path | None = None,
+    with_prometheus: bool = True,
+    progress: Callable[[str], None] = _log_progress,
+) -> DevCluster:
+    """Start (or find running) the local cluster ``name``; return how to reach it.
+
+    ``progress`` receives one line per stage (the CLI prints them).
+    """
+    _progress = progress
     state = state_dir or default_state_dir(name)
     state.mkdir(parents=True, exist_ok=True)
     existing = _load(state)

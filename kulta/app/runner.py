@@ -62,6 +62,7 @@ class RunOptions:
     sink_auth_env: str | None = None
     events_file: Path | None = None
     token_env: str | None = None
+    ssh_key_path: str | None = None
     max_passes: int | None = None
 
 
@@ -137,6 +138,7 @@ def run(options: RunOptions, out: TextIO) -> int:
             path=options.path,
             cache_dir=options.state_dir / "git",
             token_env=options.token_env,
+            ssh_key_path=options.ssh_key_path,
         )
     )
     stacks = build_stack_manager(options.state_dir, options.kubeconfig)
