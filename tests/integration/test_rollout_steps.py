@@ -103,6 +103,11 @@ def env(cluster, tmp_path, request):
         for rs, replicas in status.replicas.items():
             live = apps.read_namespaced_replica_set(rs, ns)
             assert live.spec.replicas == replicas, (rs, live.spec.replicas, replicas)
+        for w in status.weights[1:]:  # other routes of a multi-route rollout carry the same split
+            other = client.CustomObjectsApi(api).get_namespaced_custom_object(
+                "gateway.networking.k8s.io", "v1", ns, "httproutes", w.route
+            )
+            assert route_weights(other["spec"]["rules"], "web-stable", "web-canary") == (w.stable, w.canary)
         route = client.CustomObjectsApi(api).get_namespaced_custom_object(
             "gateway.networking.k8s.io", "v1", ns, "httproutes", "web"
         )
@@ -383,3 +388,26 @@ def test_events_of_an_update_survive_a_crash_before_the_outbox_write(env, cluste
     # a second restart adds nothing (same ids, already in the outbox)
     restarted.reconcile_rollout(v1.rollouts[0], v1)
     assert [e.id for e in fresh_outbox.pending()] == [e.id for e in pending]
+
+
+MULTI_ROUTE = ROLLOUT.replace(
+    "        gatewayAPI: {{httpRoute: web}}\n",
+    "        plugins:\n"
+    "          argoproj-labs/gatewayAPI:\n"
+    "            httpRoutes: [{{name: web, useHeaderRoutes: true}}, {{name: web-internal}}]\n",
+)
+
+
+def test_every_route_of_a_multi_route_rollout_gets_the_step_weights(env, cluster):
+    ns, api, stacks, clock, rec, seen, checks = env
+    kubectl(
+        cluster, "apply", "-f", "-", stdin=route_yaml(ns, name="web-internal", stable="web-stable", canary="web-canary")
+    )
+    v1 = load_text(MULTI_ROUTE.format(ns=ns, tag="v1"), f"{ns}.yaml")
+    assert not v1.errors, v1.errors
+    rec.reconcile_rollout(v1.rollouts[0], v1)
+    v2 = load_text(MULTI_ROUTE.format(ns=ns, tag="v2"), f"{ns}.yaml")
+    out = rec.reconcile_rollout(v2.rollouts[0], v2)
+    assert out.step == 1, out
+    assert [(w.route, w.canary) for w in seen[-1].weights] == [("web", 25), ("web-internal", 25)]
+    assert len(checks) >= 3  # every update checked both routes in the API server
