@@ -325,9 +325,10 @@ def test_two_reconcilers_on_one_backend_drive_each_rollout_once(cluster, repo, t
     assert applied == ["0/3", "1/3", "2/3"], [h.message for h in succeeded]
 
 
-def test_deleted_rollout_file_is_reported_not_destroyed(cluster, repo, tmp_path):
+def deployed_then_deleted(cluster, repo, tmp_path, prefix: str):
+    """Deploy v1 of the rollout with `kulta run --once`, then delete its file in Git."""
     bare, work = repo
-    ns = namespace(cluster, "gitops-orphan")
+    ns = namespace(cluster, prefix)
     state = tmp_path / "state"
     commit(work, ns, "v1", WALK_STEPS, "v1")
     args = ("run", "--once", "--repo", f"file://{bare}", "--path", "rollouts")
@@ -337,6 +338,11 @@ def test_deleted_rollout_file_is_reported_not_destroyed(cluster, repo, tmp_path)
     git(work, "add", "-A")
     git(work, "commit", "-m", "remove shop")
     git(work, "push", "origin", "HEAD:main")
+    return bare, ns, state, args
+
+
+def test_deleted_rollout_file_is_reported_not_destroyed(cluster, repo, tmp_path):
+    bare, ns, state, args = deployed_then_deleted(cluster, repo, tmp_path, "gitops-orphan")
     out = kulta(cluster, state, *args)
     assert "orphaned" in out.stdout, out.stdout
     api = config.new_client_from_config(config_file=cluster.kubeconfig)
@@ -417,17 +423,7 @@ def test_loop_serves_metrics_and_stops_cleanly_on_sigterm(cluster, repo, tmp_pat
 
 
 def test_prune_destroys_the_stack_of_a_deleted_rollout_but_keeps_the_users_route(cluster, repo, tmp_path):
-    bare, work = repo
-    ns = namespace(cluster, "gitops-prune")
-    state = tmp_path / "state"
-    commit(work, ns, "v1", WALK_STEPS, "v1")
-    args = ("run", "--once", "--repo", f"file://{bare}", "--path", "rollouts")
-    assert kulta(cluster, state, *args).returncode == 0
-    (work / "rollouts" / "shop.yaml").unlink()
-    (work / "rollouts" / "README").write_text("nothing here\n")
-    git(work, "add", "-A")
-    git(work, "commit", "-m", "remove shop")
-    git(work, "push", "origin", "HEAD:main")
+    bare, ns, state, args = deployed_then_deleted(cluster, repo, tmp_path, "gitops-prune")
     out = kulta(cluster, state, *args, "--prune")
     assert "destroying its stack" in out.stdout, out.stdout + out.stderr
     api = config.new_client_from_config(config_file=cluster.kubeconfig)
