@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -198,6 +198,22 @@ def _templates(prev: RolloutStatus | None, replicas: Mapping[str, int], ctx: _Ct
     return {r: known[r] for r in replicas if r in known}
 
 
+def _prune(status: RolloutStatus, replicas: dict[str, int], limit: int) -> tuple[dict[str, int], tuple[str, ...]]:
+    """Keep the live revisions and the newest ``limit`` old ones (Argo's revisionHistoryLimit).
+
+    Live: the stable, the canary and one waiting for its scale-down delay. Older
+    ReplicaSets beyond the limit are no longer declared, so the update deletes them.
+    """
+    live = {status.stable_revision, status.canary_revision, status.scale_down_revision} - {""}
+    order = [r for r in status.revision_history if r in replicas]
+    order += [r for r in replicas if r not in order]
+    old = [r for r in order if r not in live]
+    keep = set(old[-limit:]) if limit > 0 else set()
+    kept = {r: n for r, n in replicas.items() if r in live or r in keep}
+    history = tuple(r for r in order if r in kept)
+    return kept, history
+
+
 def _finish(
     ctx: _Ctx,
     status: RolloutStatus,
@@ -213,8 +229,10 @@ def _finish(
     abort_reason: AbortReason | None = None,
     command: ManualCommand | None = None,
 ) -> Decision:
+    replicas, history = _prune(status, replicas, ctx.rollout.spec.revision_history_limit)
     templates = _templates(ctx.prev, replicas, ctx)
     status = status.with_changes(
+        revision_history=history,
         replicas=_replicas_status(ctx.rollout, replicas),
         weights=_weights(ctx.rollout, canary_weight),
         templates=templates,
@@ -472,13 +490,15 @@ def _scale_down_due(ctx: _Ctx, prev: RolloutStatus) -> bool:
 
 
 def _after_scale_down(ctx: _Ctx, prev: RolloutStatus, reason: str, phase: Phase) -> Decision:
-    d = _hold(ctx, prev, reason, phase=phase, apply=True)
-    replicas = dict(d.replicas)
-    replicas[prev.scale_down_revision] = 0
-    status = d.status.with_changes(
-        scale_down_revision="", scale_down_at="", replicas=_replicas_status(ctx.rollout, replicas)
-    )
-    return Decision(**{**d.__dict__, "status": status, "replicas": replicas})
+    """The scale-down delay has passed: the waiting revision goes to 0 replicas."""
+    waiting = prev.scale_down_revision
+    cleared = prev.with_changes(scale_down_revision="", scale_down_at="")
+    d = _hold(ctx, cleared, reason, phase=phase, apply=True)
+    if waiting in d.replicas:
+        replicas = {**d.replicas, waiting: 0}
+        status = d.status.with_changes(replicas=_replicas_status(ctx.rollout, replicas))
+        return replace(d, status=status, replicas=replicas)
+    return d
 
 
 def decide(

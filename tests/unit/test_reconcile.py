@@ -240,3 +240,25 @@ def test_background_analysis_result_decides(healthy_v1, phase, expected):
         assert st3.current_step_index == st.current_step_index + 1
         # the background analysis starts over instead of pausing again at every step
         assert all(r.name != run.name for r in st3.analysis_runs)
+
+
+def test_old_revisions_are_pruned_to_revision_history_limit(healthy_v1):
+    rollout, _t1, _r1, _d, st = healthy_v1
+    assert rollout.spec.revision_history_limit == 3
+    now = T0
+    revisions = []
+    for n in range(2, 9):
+        _r, t, r = load_demo(f"registry.local/demo:v{n}")
+        revisions.append(r)
+        now += timedelta(minutes=5)
+        _d, st = step(rollout, t, r, st, now)  # canary starts
+        d, st = step(rollout, t, r, st, now, command=ManualCommand(f"p{n}", CommandKind.PROMOTE_FULL))
+        assert st.stable_revision == r
+        now += timedelta(minutes=1)
+        d, st = step(rollout, t, r, st, now)  # old stable scaled down after the delay
+    declared = set(d.replicas)
+    old = declared - {st.stable_revision}
+    assert len(old) <= 3, d.replicas
+    assert all(d.replicas[r] == 0 for r in old)
+    assert revisions[-2] in old  # the previous stable is kept for a quick look back
+    assert set(st.templates) == declared  # templates kept only for declared revisions
