@@ -1,0 +1,58 @@
+"""Stale Pulumi locks: removed only when their owner was a process of this host that is gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+from kulta.adapters.stacks import StackManager, StackSettings
+
+
+def write_lock(manager: StackManager, name: str, pid: int, host: str) -> str:
+    directory = manager.lock_dir(name)
+    assert directory is not None
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"lock-{pid}-{host}.json"
+    path.write_text(json.dumps({"pid": pid, "username": "ci", "hostname": host, "timestamp": "2026-11-25T12:00:00Z"}))
+    return str(path)
+
+
+def dead_pid() -> int:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    return int(proc.stdout)
+
+
+def manager(tmp_path) -> StackManager:
+    return StackManager(StackSettings(state_dir=tmp_path, backend_url=f"file://{tmp_path / 'backend'}"))
+
+
+def test_lock_of_a_dead_process_on_this_host_is_removed(tmp_path):
+    m = manager(tmp_path)
+    path = write_lock(m, "dev.shop.web", dead_pid(), socket.gethostname())
+    assert m.recover_dead_lock("dev.shop.web") is True
+    assert not os.path.exists(path)
+
+
+def test_lock_of_a_live_process_is_kept(tmp_path):
+    m = manager(tmp_path)
+    path = write_lock(m, "dev.shop.web", os.getpid(), socket.gethostname())
+    assert m.recover_dead_lock("dev.shop.web") is False
+    assert os.path.exists(path)
+
+
+def test_lock_of_another_host_is_kept_even_if_the_pid_is_free_here(tmp_path):
+    m = manager(tmp_path)
+    path = write_lock(m, "dev.shop.web", dead_pid(), "some-other-host")
+    assert m.recover_dead_lock("dev.shop.web") is False
+    assert os.path.exists(path)
+
+
+def test_non_file_backends_are_left_alone(tmp_path):
+    m = StackManager(StackSettings(state_dir=tmp_path, backend_url="s3://bucket/kulta"))
+    assert m.lock_dir("dev.shop.web") is None
+    assert m.recover_dead_lock("dev.shop.web") is False
