@@ -176,6 +176,11 @@ class StackManager:
             stack.workspace.program = program
         return stack
 
+    def open(self, name: str) -> None:
+        """Create or select the stack's workspace now (once per process and stack)."""
+        with self.stack_lock(f"open:{name}"):
+            self._stack(name)
+
     def exists(self, name: str) -> bool:
         return name in self.list_stacks()
 

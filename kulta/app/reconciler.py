@@ -231,10 +231,15 @@ class Reconciler:
         updates = 0
         decision: Decision | None = None
         failure: Observation | None = None
-        status = self._read_status(name)
+        # the status (stack export) and the command (stack tag) are read side by side:
+        # each is one Pulumi CLI process, and both sit before the step's update.
+        # One read per pass: a command sent meanwhile is applied by the next pass.
+        self.stacks.open(name)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="kulta-read") as reads:
+            status_read = reads.submit(self._read_status, name)
+            command_read = reads.submit(self._read_command, name)
+            status, command = status_read.result(), command_read.result()
         self._recover_staged(name, status)
-        # one read per pass: a command sent meanwhile is applied by the next pass
-        command = self._read_command(name)
         while updates < MAX_UPDATES_PER_PASS and not self.stopping:
             now = self.clock()
             observation = failure or Observation(
