@@ -570,24 +570,24 @@ class _Evaluator:
         return ConditionError(self.expression, node.position, message)
 
     def number(self, node: Node, env: _Env, what: str) -> float | int:
-        value = self.eval(node, env)
+        value = self.evaluate(node, env)
         if not _is_number(value):
             raise self.error(node, f"{what} needs a number, got {_type_name(value)}")
         return value  # type: ignore[return-value]
 
     def boolean(self, node: Node, env: _Env, what: str) -> bool:
-        value = self.eval(node, env)
+        value = self.evaluate(node, env)
         if not isinstance(value, bool):
             raise self.error(node, f"{what} needs true or false, got {_type_name(value)}")
         return value
 
     def sequence(self, node: Node, env: _Env, what: str) -> list[object]:
-        value = self.eval(node, env)
+        value = self.evaluate(node, env)
         if not isinstance(value, list):
             raise self.error(node, f"{what} needs a list, got {_type_name(value)}")
         return value
 
-    def eval(self, node: Node, env: _Env) -> object:
+    def evaluate(self, node: Node, env: _Env) -> object:
         if isinstance(node, Literal):
             return node.value
         if isinstance(node, ResultRef):
@@ -595,7 +595,7 @@ class _Evaluator:
         if isinstance(node, ElementRef):
             return env.element
         if isinstance(node, ArrayLiteral):
-            return [self.eval(item, env) for item in node.items]
+            return [self.evaluate(item, env) for item in node.items]
         if isinstance(node, Unary):
             return self.unary(node, env)
         if isinstance(node, Binary):
@@ -608,7 +608,7 @@ class _Evaluator:
             return BUILTIN_FUNCTIONS[node.function].run(self, node, env)
         if isinstance(node, Conditional):
             branch = node.then if self.boolean(node.test, env, "'?:'") else node.otherwise
-            return self.eval(branch, env)
+            return self.evaluate(branch, env)
         if isinstance(node, Predicate):
             raise self.error(node, "a predicate can only be used as the second argument of all/any/...")
         raise self.error(node, f"unsupported expression node {type(node).__name__}")
@@ -625,8 +625,8 @@ class _Evaluator:
             return self.boolean(node.left, env, "'&&'") and self.boolean(node.right, env, "'&&'")
         if op == "||":
             return self.boolean(node.left, env, "'||'") or self.boolean(node.right, env, "'||'")
-        left = self.eval(node.left, env)
-        right = self.eval(node.right, env)
+        left = self.evaluate(node.left, env)
+        right = self.evaluate(node.right, env)
         if op == "==":
             return _equal(left, right)
         if op == "!=":
@@ -680,7 +680,7 @@ class _Evaluator:
             return math.nan
 
     def index(self, node: Index, env: _Env) -> object:
-        target = self.eval(node.target, env)
+        target = self.evaluate(node.target, env)
         position = self.number(node.index, env, "an index")
         if isinstance(position, float):
             if not position.is_integer():
@@ -696,7 +696,7 @@ class _Evaluator:
         raise self.error(node, f"cannot index a {_type_name(target)}")
 
     def slice(self, node: Slice, env: _Env) -> object:
-        target = self.eval(node.target, env)
+        target = self.evaluate(node.target, env)
         if not isinstance(target, list | str):
             raise self.error(node, f"cannot slice a {_type_name(target)}")
         bounds: list[int | None] = []
@@ -746,10 +746,10 @@ class BuiltinFunction:
 def _numbers_of(ev: _Evaluator, node: Call, env: _Env) -> list[float | int]:
     """Arguments of min/max/sum/mean: either one list or several numbers."""
     if len(node.args) == 1:
-        values = ev.eval(node.args[0], env)
+        values = ev.evaluate(node.args[0], env)
         items = values if isinstance(values, list) else [values]
     else:
-        items = [ev.eval(arg, env) for arg in node.args]
+        items = [ev.evaluate(arg, env) for arg in node.args]
     for item in items:
         if not _is_number(item):
             raise ev.error(node, f"{node.function}() needs numbers, got {_type_name(item)}")
@@ -759,7 +759,7 @@ def _numbers_of(ev: _Evaluator, node: Call, env: _Env) -> list[float | int]:
 
 
 def _len(ev: _Evaluator, node: Call, env: _Env) -> object:
-    value = ev.eval(node.args[0], env)
+    value = ev.evaluate(node.args[0], env)
     if not isinstance(value, list | str):
         raise ev.error(node, f"len() needs a list or a string, got {_type_name(value)}")
     return len(value)
@@ -802,7 +802,7 @@ def _mean(ev: _Evaluator, node: Call, env: _Env) -> object:
 
 
 def _to_float(ev: _Evaluator, node: Call, env: _Env) -> object:
-    value = ev.eval(node.args[0], env)
+    value = ev.evaluate(node.args[0], env)
     if _is_number(value):
         return float(value)  # type: ignore[arg-type]
     if isinstance(value, str):
@@ -814,7 +814,7 @@ def _to_float(ev: _Evaluator, node: Call, env: _Env) -> object:
 
 
 def _to_int(ev: _Evaluator, node: Call, env: _Env) -> object:
-    value = ev.eval(node.args[0], env)
+    value = ev.evaluate(node.args[0], env)
     if isinstance(value, str):
         try:
             return int(value.strip(), 10)
@@ -831,7 +831,7 @@ def _predicate_results(ev: _Evaluator, node: Call, env: _Env) -> tuple[list[obje
     items = ev.sequence(node.args[0], env, f"{node.function}()")
     body = node.args[1]
     assert isinstance(body, Predicate)  # the parser only builds Predicate here
-    outputs = [ev.eval(body.body, _Env(env.result, item)) for item in items]
+    outputs = [ev.evaluate(body.body, _Env(env.result, item)) for item in items]
     return items, outputs
 
 
@@ -910,7 +910,7 @@ class Condition:
     def evaluate(self, result: float | Sequence[float]) -> bool:
         """True/False for this measured ``result``; ConditionError if it cannot be decided."""
         value: object = [float(v) for v in result] if isinstance(result, Sequence) else float(result)
-        out = _Evaluator(self.expression).eval(self.root, _Env(value))
+        out = _Evaluator(self.expression).evaluate(self.root, _Env(value))
         if not isinstance(out, bool):
             raise ConditionError(self.expression, 0, f"a condition must give true or false, got {_type_name(out)}")
         return out
