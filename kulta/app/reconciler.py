@@ -244,7 +244,8 @@ class Reconciler:
             now = self.clock()
             observation = failure or Observation(
                 analysis_runs=self._advance_analysis(rollout, loaded, status, revision, now),
-                drift=self._drifted(rollout, status),
+                # only once per pass: right after our own update the cluster matches
+                drift=updates == 0 and self._drifted(rollout, status),
             )
             chain = chain_id_for(self.config.environment, rollout.namespace, rollout.name, revision)
             decision = decide(
