@@ -604,10 +604,9 @@ class Reconciler:
 
 
 def _comparable(prev: RolloutStatus, new: RolloutStatus) -> dict[str, Any]:
-    """Previous outputs with the fields a no-op decision rewrites anyway taken from ``new``."""
+    """Previous outputs with the message taken from ``new``: a new wording alone is no update."""
     data = prev.to_outputs()
     data["message"] = new.message
-    data["lastEventId"] = new.last_event_id if not new.last_event_id else data["lastEventId"]
     return data
 
 
