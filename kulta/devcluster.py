@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+import yaml
 
 from kulta.errors import ConfigError, TemporaryError
 
@@ -166,24 +167,24 @@ def _nodes_yaml() -> str:
     docs = []
     for i in range(NODE_COUNT):
         docs.append(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Node",
-                    "metadata": {
-                        "name": f"kwok-node-{i}",
-                        "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                        "labels": {"type": "kwok", "kubernetes.io/hostname": f"kwok-node-{i}"},
-                    },
-                    "status": {
-                        # fake nodes: room for many test runs' Pods on a long-lived dev cluster
-                        "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "2000"},
-                        "capacity": {"cpu": "1000", "memory": "4Ti", "pods": "2000"},
-                    },
-                }
-            )
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": f"kwok-node-{i}",
+                    "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                    "labels": {"type": "kwok", "kubernetes.io/hostname": f"kwok-node-{i}"},
+                },
+                "status": {
+                    # fake nodes: room for many test runs' Pods on a long-lived dev cluster
+                    "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "2000"},
+                    "capacity": {"cpu": "1000", "memory": "4Ti", "pods": "2000"},
+                },
+            }
         )
-    return "\n---\n".join(docs)
+    # YAML, not JSON documents joined by "---": some kubectl versions read a
+    # stream that starts with "{" as JSON and stop at the separator
+    return yaml.safe_dump_all(docs)
 
 
 def _gateway_yaml() -> str:
@@ -207,7 +208,7 @@ def _gateway_yaml() -> str:
             },
         },
     ]
-    return "\n---\n".join(json.dumps(o) for o in objs)
+    return yaml.safe_dump_all(objs)
 
 
 def _start_prometheus(state: Path, port: int) -> tuple[int, str]:
