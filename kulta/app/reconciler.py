@@ -283,11 +283,8 @@ class Reconciler:
                 continue
             updates += 1
             failure = None
-            if status.phase in (Phase.HEALTHY, Phase.ABORTED, Phase.DEGRADED) and not decision.apply:
-                break
             if not decision.apply:
-                break
-        assert decision is not None or self.stopping
+                break  # an outputs-only update (e.g. new measurements): nothing more to do now
         next_due = self._next_due(rollout, loaded, status, decision)
         return RolloutOutcome(
             key=name,
