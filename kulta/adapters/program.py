@@ -43,6 +43,7 @@ from kulta.core.constants import (
     LABEL_ROLLOUT,
     MANAGED_BY_VALUE,
 )
+from kulta.core.reconcile import replicaset_name
 from kulta.core.routes import HeaderRule, rewrite_rules
 
 __all__ = [
@@ -111,10 +112,6 @@ class ProgramInputs:
     progress_deadline_seconds: int = 600
     min_ready_seconds: int = 0
     labels: Mapping[str, str] = field(default_factory=dict)
-
-
-def replicaset_name(rollout: str, revision: str) -> str:
-    return f"{rollout}-{revision}"
 
 
 def _base_labels(inputs: ProgramInputs) -> dict[str, str]:

@@ -228,16 +228,6 @@ class StackManager:
     def set_tag(self, name: str, key: str, value: str) -> None:
         self._stack(name).workspace.set_tag(name, key, value)
 
-    def get_config(self, name: str, key: str) -> str | None:
-        stack = self._stack(name)
-        try:
-            return stack.get_config(key).value
-        except auto.errors.CommandError:
-            return None
-
-    def set_config(self, name: str, key: str, value: str) -> None:
-        self._stack(name).set_config(key, auto.ConfigValue(value=value))
-
     def history(self, name: str, page_size: int = 100) -> list[HistoryEntry]:
         stack = self._stack(name)
         entries = []

@@ -44,7 +44,6 @@ from kulta.adapters.stacks import StackManager, stack_name_for
 from kulta.core.analysis_run import next_due_at
 from kulta.core.constants import TAG_COMMAND
 from kulta.core.events import CDEvent, EndReason, EventContext, build_events, chain_id_for, record_events
-from kulta.core.plan import WaitKind, desired_state
 from kulta.core.reconcile import (
     AbortReason,
     Decision,
@@ -570,14 +569,9 @@ class Reconciler:
         dues: list[datetime] = []
         if decision is not None and decision.next_due is not None:
             dues.append(decision.next_due)
+        # a pause's end is in the decision; analysis runs bring their own due times
         if status is not None and status.in_flight and not status.aborted:
             steps = rollout.spec.strategy.steps
-            index = status.current_step_index
-            if index < len(steps):
-                wait = desired_state(rollout.spec, index).wait
-                if wait.kind is WaitKind.PAUSE_DURATION and status.pause_started_at:
-                    start = datetime.strptime(status.pause_started_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-                    dues.append(start + timedelta(seconds=wait.seconds or 0))
             for run in status.analysis_runs:
                 if run.phase.completed:
                     continue

@@ -25,6 +25,7 @@ from kulta.adapters.kube import KubeReader
 from kulta.adapters.program import deploy
 from kulta.app.reconciler import Reconciler, ReconcilerConfig
 from kulta.app.runner import build_stack_manager
+from kulta.core.constants import CONFIG_ENVIRONMENT, CONFIG_NAMESPACE, CONFIG_ROLLOUT, CONFIG_STEP
 from kulta.core.events import chain_id_for
 from kulta.core.reconcile import decide, decide_step
 from kulta.core.revision import pod_template_hash, resolve_template
@@ -47,11 +48,11 @@ def _previous_outputs(stack: str) -> dict[str, object]:
 
 
 def run_from_config() -> None:
-    cfg = pulumi.Config("kulta")
-    paths = [Path(p.strip()) for p in cfg.require("rollout").split(",") if p.strip()]
-    step = cfg.get_int("step")
+    cfg = pulumi.Config(CONFIG_NAMESPACE)
+    paths = [Path(p.strip()) for p in cfg.require(CONFIG_ROLLOUT).split(",") if p.strip()]
+    step = cfg.get_int(CONFIG_STEP)
     stack_parts = pulumi.get_stack().split(".")
-    environment = cfg.get("environment") or stack_parts[0]
+    environment = cfg.get(CONFIG_ENVIRONMENT) or stack_parts[0]
     loaded = load_paths(paths)
     if loaded.errors:
         raise ConfigError("\n".join(str(e) for e in loaded.errors))

@@ -11,7 +11,7 @@ __all__ = [
     "ANNOTATION_PATCH_FORCE",
     "ANNOTATION_SKIP_AWAIT",
     "ANNOTATION_WAIT_FOR",
-    "CONFIG_COMMAND",
+    "CONFIG_ENVIRONMENT",
     "CONFIG_NAMESPACE",
     "CONFIG_ROLLOUT",
     "CONFIG_STEP",
@@ -46,11 +46,11 @@ HTTPROUTE_KIND = "HTTPRoute"
 HTTPROUTE_PLURAL = "httproutes"
 
 PULUMI_PROJECT = "kulta"
-#: stack config keys (namespace ``kulta``)
+#: stack config read by the repository's Pulumi program (``kulta:<key>``)
 CONFIG_NAMESPACE = "kulta"
-CONFIG_ROLLOUT = "kulta:rollout"
-CONFIG_STEP = "kulta:step"
-CONFIG_COMMAND = "kulta:command"
+CONFIG_ROLLOUT = "rollout"
+CONFIG_STEP = "step"
+CONFIG_ENVIRONMENT = "environment"
 #: manual commands travel as a stack tag: tags are stored in the backend itself
 #: (config files are local to a workspace), so any machine reaching it can send one
 TAG_COMMAND = "kulta-command"

@@ -20,9 +20,11 @@ import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from kulta.core.analysis_run import format_time
+from kulta.core.analysis_run import parse_time as _parse_rfc3339
 from kulta.core.plan import DesiredState, PlanMode, WaitKind, desired_state
 from kulta.model.rollout import Rollout, SetHeaderRoute
 from kulta.model.status import AnalysisPhase, AnalysisRunStatus, Phase, RolloutStatus, RouteWeight
@@ -111,14 +113,9 @@ class Decision:
     templates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
-def format_time(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def parse_time(s: str) -> datetime | None:
-    if not s:
-        return None
-    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    """An RFC 3339 status time, or ``None`` where the status leaves it unset (``""``)."""
+    return _parse_rfc3339(s) if s else None
 
 
 def replicaset_name(rollout: str, revision: str) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from kulta.adapters.git_source import GitSnapshot, GitSource, GitSourceConfig
+from kulta.devcluster import free_port
 from kulta.errors import ConfigError, PermanentError, TemporaryError
 
 TOKEN = "ghp_s3cretT0kenValue1234567890"
@@ -355,12 +356,6 @@ def test_missing_branch_is_a_config_error_first_then_temporary(upstream: Upstrea
 
 
 # -- HTTP(S) with a token ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class AuthGitServer:
