@@ -25,6 +25,7 @@ from typing import Any
 
 from kulta.core.analysis_run import format_time
 from kulta.core.analysis_run import parse_time as _parse_rfc3339
+from kulta.core.defaults import abort_scale_down_delay_seconds, scale_down_delay_seconds
 from kulta.core.plan import DesiredState, PlanMode, WaitKind, desired_state
 from kulta.model.rollout import Rollout, SetHeaderRoute
 from kulta.model.status import AnalysisPhase, AnalysisRunStatus, Phase, RolloutStatus, RouteWeight
@@ -368,7 +369,7 @@ def _promote(ctx: _Ctx, prev: RolloutStatus, command: ManualCommand | None, reas
     old_stable = prev.stable_revision
     history = _history(prev, old_stable, ctx.revision, limit=spec.revision_history_limit)
     replicas = _old_replicas(prev, history, old_stable, ctx.revision)
-    delay = spec.strategy.scale_down_delay_seconds
+    delay = scale_down_delay_seconds(spec.strategy)
     scale_down_at = ctx.now + timedelta(seconds=delay)
     replicas[old_stable] = spec.replicas if delay > 0 else 0
     replicas[ctx.revision] = spec.replicas
@@ -406,13 +407,15 @@ def _promote(ctx: _Ctx, prev: RolloutStatus, command: ManualCommand | None, reas
 
 def _abort(ctx: _Ctx, prev: RolloutStatus, why: AbortReason, detail: str, command: ManualCommand | None) -> Decision:
     spec = ctx.rollout.spec
-    delay = spec.strategy.abort_scale_down_delay_seconds
+    never = abort_scale_down_delay_seconds(spec.strategy)
+    # None: Argo leaves an aborted canary running (abortScaleDownDelaySeconds: 0)
+    delay = 0 if never is None else never
     at = ctx.now + timedelta(seconds=delay)
     history = _history(prev, prev.stable_revision, ctx.revision, limit=spec.revision_history_limit)
     replicas = _old_replicas(prev, history, prev.stable_revision, ctx.revision)
     current_canary = prev.replicas.get(replicaset_name(ctx.rollout.name, ctx.revision), 0)
     replicas[prev.stable_revision] = spec.replicas
-    replicas[ctx.revision] = current_canary if delay > 0 else 0
+    replicas[ctx.revision] = current_canary if (never is None or delay > 0) else 0
     status = prev.with_changes(
         phase=Phase.ABORTED,
         aborted=True,

@@ -227,8 +227,10 @@ class CanaryStrategy:
     max_surge: int | str = "25%"
     max_unavailable: int | str = "25%"
     dynamic_stable_scale: bool = False
-    scale_down_delay_seconds: int = 30
-    abort_scale_down_delay_seconds: int = 30
+    #: ``None`` when the file does not set it: Argo's default depends on trafficRouting
+    #: (``kulta.core.defaults``); never read these two directly for a delay
+    scale_down_delay_seconds: int | None = None
+    abort_scale_down_delay_seconds: int | None = None
     canary_metadata: PodMetadata = field(default_factory=PodMetadata)
     stable_metadata: PodMetadata = field(default_factory=PodMetadata)
     analysis: BackgroundAnalysis | None = None

@@ -172,7 +172,7 @@ def test_full_spec_fields_and_defaults() -> None:
     assert (spec.progress_deadline_seconds, spec.progress_deadline_abort, spec.paused) == (120, True, True)
     strategy = spec.strategy
     assert (strategy.max_surge, strategy.max_unavailable, strategy.dynamic_stable_scale) == (1, "10%", True)
-    assert (strategy.scale_down_delay_seconds, strategy.abort_scale_down_delay_seconds) == (30, 0)
+    assert (strategy.scale_down_delay_seconds, strategy.abort_scale_down_delay_seconds) == (None, 0)
     assert strategy.canary_metadata.labels == {"role": "canary"}
     assert strategy.stable_metadata.annotations == {"note": "stable"}
     assert strategy.analysis is not None and strategy.analysis.starting_step == 1
