@@ -21,7 +21,7 @@ from kulta.errors import KultaError
 
 if TYPE_CHECKING:
     from kulta.adapters.kube import KubeReader
-    from kulta.adapters.program import ProgramInputs
+    from kulta.model.program import ProgramInputs
 
 __all__ = ["main"]
 
@@ -145,7 +145,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
             steps = [0]
         for step in steps:
             decision = decide_step(rollout, revision, template, prev, _now(), step, environment=args.env)
-            inputs = rec.program_inputs(rollout, loaded, decision, decision.status)
+            inputs = rec.program_inputs(rollout, loaded, decision, decision.status, prev)
             report = stacks.preview(name, _program(inputs, kube))
             if prev is None:
                 label = "first deployment"
@@ -203,7 +203,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
 def _cmd_manual(args: argparse.Namespace) -> int:
     from kulta.app.commands import find_stacks, send_command
     from kulta.app.runner import build_stack_manager
-    from kulta.core.reconcile import CommandKind
+    from kulta.core.commands import CommandKind
     from kulta.errors import ConfigError
     from kulta.model.status import RolloutStatus
 

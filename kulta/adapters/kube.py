@@ -1,10 +1,13 @@
 """Reads from the Kubernetes API that the Pulumi program and the reconciler need.
 
 Writes go through Pulumi (every change is an update with a diff and history);
-this module only reads: the live HTTPRoute rules (``spec.rules`` is atomic, so
-the program must start from them), whether Gateway parents accepted the
-current generation, and live ReplicaSet replicas for drift detection. API
-errors are translated to KULTA's error tree here.
+this module reads the live HTTPRoute rules (``spec.rules`` is atomic, so the
+program must start from them), whether Gateway parents accepted the current
+generation, and live ReplicaSet replicas for drift detection. Its one write is
+Argo's ephemeral pod metadata (``canaryMetadata`` / ``stableMetadata``) on
+running pods, which are not Pulumi resources: new pods get the same labels
+from their ReplicaSet's template, which Pulumi declares. API errors are
+translated to KULTA's error tree here.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kulta.core.constants import GATEWAY_API_VERSION, HTTPROUTE_PLURAL
 from kulta.errors import ConfigError, TemporaryError
+from kulta.model.rollout import PodMetadata
 
 __all__ = ["KubeReader", "RouteAcceptance"]
 
@@ -45,6 +49,7 @@ class KubeReader:
             raise ConfigError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}") from exc
         self._custom = client.CustomObjectsApi(api_client)
         self._apps = client.AppsV1Api(api_client)
+        self._core = client.CoreV1Api(api_client)
 
     def get_route(self, namespace: str, name: str) -> dict[str, Any]:
         group, version = GATEWAY_API_VERSION.split("/")
@@ -104,3 +109,45 @@ class KubeReader:
         except ApiException as exc:
             raise TemporaryError(f"reading ReplicaSet {namespace}/{name} failed: {exc.status}") from exc
         return int(rs.status.ready_replicas or 0) if rs.status else 0
+
+    def sync_pod_metadata(
+        self, namespace: str, selector: Mapping[str, str], wanted: PodMetadata, managed: PodMetadata
+    ) -> int:
+        """Give the selected pods ``wanted``'s labels and annotations and drop the other
+        keys of ``managed`` (both sides' metadata), as Argo's ephemeral metadata does
+        when a canary becomes stable. Returns how many pods were patched."""
+        label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        try:
+            pods = self._core.list_namespaced_pod(namespace, label_selector=label_selector)
+        except ApiException as exc:
+            raise TemporaryError(f"listing pods {label_selector} in {namespace} failed: {exc.status}") from exc
+        patched = 0
+        for pod in pods.items:
+            meta = pod.metadata
+            if meta is None or not meta.name:
+                continue
+            labels, annotations = dict(meta.labels or {}), dict(meta.annotations or {})
+            patch_labels = _metadata_patch(labels, wanted.labels, managed.labels)
+            patch_annotations = _metadata_patch(annotations, wanted.annotations, managed.annotations)
+            if not patch_labels and not patch_annotations:
+                continue
+            body = {"metadata": {"labels": patch_labels, "annotations": patch_annotations}}
+            try:
+                self._core.patch_namespaced_pod(meta.name, namespace, body)
+            except ApiException as exc:
+                if exc.status == NOT_FOUND:
+                    continue  # the pod went away meanwhile
+                raise TemporaryError(f"patching pod {namespace}/{meta.name} failed: {exc.status}") from exc
+            patched += 1
+        if patched:
+            log.info("pod metadata synced", extra={"namespace": namespace, "selector": label_selector, "pods": patched})
+        return patched
+
+
+def _metadata_patch(
+    live: Mapping[str, str], wanted: Mapping[str, str], managed: Mapping[str, str]
+) -> dict[str, str | None]:
+    """A JSON merge patch: set what ``wanted`` says, remove managed keys it does not name."""
+    patch: dict[str, str | None] = {k: v for k, v in wanted.items() if live.get(k) != v}
+    patch.update({k: None for k in managed if k not in wanted and k in live})
+    return patch

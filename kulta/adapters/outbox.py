@@ -6,6 +6,13 @@ loses them. Layout (one writer: the reconciler that owns the stacks)::
 
     <directory>/<rollout key, %-encoded>/000000000042-<event id>.json
     <directory>/<rollout key, %-encoded>/delivered.log
+    <directory>/.staged/<rollout key, %-encoded>.json
+
+Staging covers the window of an update: the events an update will record are
+staged before it runs (``stage``). If the process dies after the engine
+recorded the outputs but before ``put``, the next pass finds them
+(``recover_staged``) and stores them exactly when the recorded outputs name
+the last staged id; otherwise the update never completed and they are dropped.
 
 File names sort by a per-rollout sequence number, so a rollout's events leave
 in the order they were put; a failing head blocks only its own rollout. Files
@@ -49,6 +56,8 @@ DEFAULT_MAX_EVENTS = 10000
 _ENTRY_SUFFIX = ".json"
 _TMP_PREFIX = ".tmp-"
 _LEDGER = "delivered.log"
+#: events computed for an update in flight (hidden from the rollout listing by the dot)
+_STAGED_DIR = ".staged"
 #: Delivered ids remembered per rollout (the ledger is compacted beyond twice this).
 _LEDGER_KEEP = 1000
 _SEQ_WIDTH = 12
@@ -231,6 +240,45 @@ class Outbox:
             _atomic_write(path, entry.to_json())
         log.debug("outbox: stored %d event(s) for %s", len(fresh), rollout_key)
         return len(fresh)
+
+    # -- staging around an update
+
+    def _staged_file(self, rollout_key: str) -> Path:
+        return self.directory / _STAGED_DIR / f"{_encode_key(rollout_key)}{_ENTRY_SUFFIX}"
+
+    def stage(self, events: Sequence[CDEvent], rollout_key: str) -> None:
+        """Keep the events an update is about to record, durably, until ``unstage``."""
+        if not events:
+            return
+        path = self._staged_file(rollout_key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, json.dumps([e.to_json_dict() for e in events]).encode("utf-8"))
+
+    def unstage(self, rollout_key: str) -> None:
+        self._staged_file(rollout_key).unlink(missing_ok=True)
+
+    def recover_staged(self, rollout_key: str, last_event_id: str) -> int:
+        """Store events staged by a process that died during or right after an update.
+
+        They happened exactly when the recorded outputs name their last id
+        (``last_event_id``); otherwise the update never completed and they are
+        dropped. Returns how many were stored.
+        """
+        path = self._staged_file(rollout_key)
+        if not path.exists():
+            return 0
+        try:
+            events = [CDEvent.from_json_dict(e) for e in json.loads(path.read_text(encoding="utf-8"))]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("unreadable staged events dropped", extra={"stack": rollout_key, "error": str(exc)})
+            path.unlink(missing_ok=True)
+            return 0
+        added = 0
+        if events and last_event_id == events[-1].id:
+            added = self.put(events, rollout_key=rollout_key)
+            log.info("recovered staged events after a crash", extra={"stack": rollout_key, "events": added})
+        path.unlink(missing_ok=True)
+        return added
 
     def record_failure(self, entry: OutboxEntry, next_attempt_at: datetime, error: str) -> OutboxEntry:
         updated = OutboxEntry(

@@ -12,18 +12,21 @@ Resources per rollout (all in the rollout's namespace):
 - one ReplicaSet per live revision, ``<rollout>-<pod-template-hash>``;
 - the stable and canary Services, selectors pinned to a revision's hash;
 - one ``CustomResourcePatch`` per HTTPRoute, applied server-side with KULTA's
-  field manager, depending on the canary ReplicaSet so traffic only moves once
-  the canary's Pods are Ready (``pulumi.com/waitFor`` on ``readyReplicas``).
-The stack's outputs are the rollout's status (``RolloutStatus.to_outputs``).
+  field manager.
+
+Order inside the update (``ScaleOrder``): ReplicaSets that grow come first and
+are waited for until their pods are *available* (``pulumi.com/waitFor`` on
+``availableReplicas``, so ``minReadySeconds`` counts, as in Argo); then the
+Services and routes move; ReplicaSets that shrink go last, once traffic has
+left them. The stack's outputs are the rollout's status
+(``RolloutStatus.to_outputs``).
 """
 
 from __future__ import annotations
 
 import copy
-import enum
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -43,75 +46,16 @@ from kulta.core.constants import (
     LABEL_ROLLOUT,
     MANAGED_BY_VALUE,
 )
-from kulta.core.reconcile import replicaset_name
-from kulta.core.routes import HeaderRule, rewrite_rules
+from kulta.core.names import replicaset_name
+from kulta.core.routes import rewrite_rules
+from kulta.model.program import ProgramInputs, ReplicaSetInput, RouteInput, ScaleOrder, ServiceInput
 
-__all__ = [
-    "ProgramInputs",
-    "ReplicaSetInput",
-    "RevisionRole",
-    "RouteInput",
-    "RouteReader",
-    "ServiceInput",
-    "deploy",
-    "replicaset_name",
-]
+__all__ = ["RouteReader", "deploy"]
 
 log = logging.getLogger(__name__)
 
 #: reads the live ``spec.rules`` of an HTTPRoute: (namespace, name) -> rules
 RouteReader = Callable[[str, str], list[dict[str, Any]]]
-
-
-class RevisionRole(enum.Enum):
-    STABLE = "stable"
-    CANARY = "canary"
-    #: an older revision kept (scaled down or waiting for its scale-down delay)
-    OLD = "old"
-
-
-@dataclass(frozen=True)
-class ReplicaSetInput:
-    revision: str
-    template: Mapping[str, Any]
-    replicas: int
-    role: RevisionRole
-    #: wait, within the update, until ``readyReplicas`` reaches ``replicas``
-    wait_ready: bool = False
-
-
-@dataclass(frozen=True)
-class ServiceInput:
-    name: str
-    revision: str
-    #: the Service document from the user's Git files, if any (its spec is kept, selector pinned)
-    spec: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class RouteInput:
-    name: str
-    namespace: str
-    stable_service: str
-    canary_service: str
-    stable_weight: int
-    canary_weight: int
-    header_rules: tuple[HeaderRule, ...] = ()
-    in_flight: bool = False
-
-
-@dataclass(frozen=True)
-class ProgramInputs:
-    rollout: str
-    namespace: str
-    selector: Mapping[str, str]
-    replica_sets: tuple[ReplicaSetInput, ...]
-    services: tuple[ServiceInput, ...]
-    routes: tuple[RouteInput, ...]
-    outputs: Mapping[str, Any]
-    progress_deadline_seconds: int = 600
-    min_ready_seconds: int = 0
-    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def _base_labels(inputs: ProgramInputs) -> dict[str, str]:
@@ -131,16 +75,20 @@ def _container_ports(template: Mapping[str, Any]) -> list[dict[str, Any]]:
     return ports or [{"port": 80, "targetPort": 80}]
 
 
-def _replica_set(inputs: ProgramInputs, rs: ReplicaSetInput) -> k8s.apps.v1.ReplicaSet:
+def _replica_set(
+    inputs: ProgramInputs, rs: ReplicaSetInput, depends_on: Sequence[pulumi.Resource]
+) -> k8s.apps.v1.ReplicaSet:
     name = replicaset_name(inputs.rollout, rs.revision)
     template = copy.deepcopy(dict(rs.template))
     meta = template.setdefault("metadata", {})
-    meta["labels"] = {**dict(meta.get("labels") or {}), LABEL_POD_TEMPLATE_HASH: rs.revision}
+    meta["labels"] = {**dict(meta.get("labels") or {}), **dict(rs.pod_labels), LABEL_POD_TEMPLATE_HASH: rs.revision}
+    if rs.pod_annotations:
+        meta["annotations"] = {**dict(meta.get("annotations") or {}), **dict(rs.pod_annotations)}
     # Force: a hand edit (e.g. `kubectl scale`) takes over spec.replicas; the next
     # update must take it back to put the current step's state back (drift repair).
     annotations: dict[str, str] = {ANNOTATION_PATCH_FORCE: "true"}
-    if rs.wait_ready and rs.replicas > 0:
-        annotations[ANNOTATION_WAIT_FOR] = f"jsonpath={{.status.readyReplicas}}={rs.replicas}"
+    if rs.wait_available and rs.replicas > 0:
+        annotations[ANNOTATION_WAIT_FOR] = f"jsonpath={{.status.availableReplicas}}={rs.replicas}"
     deadline = f"{inputs.progress_deadline_seconds}s"
     return k8s.apps.v1.ReplicaSet(
         name,
@@ -159,11 +107,14 @@ def _replica_set(inputs: ProgramInputs, rs: ReplicaSetInput) -> k8s.apps.v1.Repl
         opts=pulumi.ResourceOptions(
             custom_timeouts=pulumi.CustomTimeouts(create=deadline, update=deadline),
             delete_before_replace=True,
+            depends_on=list(depends_on),
         ),
     )
 
 
-def _service(inputs: ProgramInputs, svc: ServiceInput, template: Mapping[str, Any]) -> k8s.core.v1.Service:
+def _service(
+    inputs: ProgramInputs, svc: ServiceInput, template: Mapping[str, Any], depends_on: Sequence[pulumi.Resource]
+) -> k8s.core.v1.Service:
     spec = copy.deepcopy(dict(svc.spec or {}))
     spec.setdefault("ports", _container_ports(template))
     spec["selector"] = {**dict(inputs.selector), LABEL_POD_TEMPLATE_HASH: svc.revision}
@@ -179,6 +130,8 @@ def _service(inputs: ProgramInputs, svc: ServiceInput, template: Mapping[str, An
             "annotations": {ANNOTATION_SKIP_AWAIT: "true", ANNOTATION_PATCH_FORCE: "true"},
         },
         spec=spec,
+        # the selector moves to a revision only once its pods are available
+        opts=pulumi.ResourceOptions(depends_on=list(depends_on)),
     )
 
 
@@ -214,15 +167,22 @@ def _route_patch(
 
 
 def deploy(inputs: ProgramInputs, read_route: RouteReader) -> None:
-    """Declare every resource of one rollout step and export the status as outputs."""
-    by_revision: dict[str, k8s.apps.v1.ReplicaSet] = {}
-    templates: dict[str, Mapping[str, Any]] = {}
-    for rs in inputs.replica_sets:
-        by_revision[rs.revision] = _replica_set(inputs, rs)
-        templates[rs.revision] = rs.template
-    waiters = [by_revision[rs.revision] for rs in inputs.replica_sets if rs.wait_ready]
-    services = [_service(inputs, s, templates.get(s.revision, {})) for s in inputs.services]
+    """Declare every resource of one rollout step and export the status as outputs.
+
+    Grow, then switch, then shrink: growing ReplicaSets first (waited for until
+    available), then Services and routes (depending on them), then shrinking
+    ReplicaSets (depending on the Services and routes).
+    """
+    templates = {rs.revision: rs.template for rs in inputs.replica_sets}
+    growing = [rs for rs in inputs.replica_sets if rs.order is ScaleOrder.GROW]
+    shrinking = [rs for rs in inputs.replica_sets if rs.order is ScaleOrder.SHRINK]
+    grown = [(rs, _replica_set(inputs, rs, ())) for rs in growing]
+    waiters = [res for rs, res in grown if rs.wait_available]
+    services = [_service(inputs, s, templates.get(s.revision, {}), waiters) for s in inputs.services]
+    switched: list[pulumi.Resource] = [*services]
     for route in inputs.routes:
-        _route_patch(inputs, route, read_route, [*waiters, *services])
+        switched.append(_route_patch(inputs, route, read_route, [*waiters, *services]))
+    for rs in shrinking:
+        _replica_set(inputs, rs, switched)
     for key, value in inputs.outputs.items():
         pulumi.export(key, value)

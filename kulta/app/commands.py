@@ -19,9 +19,10 @@ from datetime import datetime
 from typing import TextIO
 
 from kulta.adapters.stacks import HistoryEntry, PreviewChange, PreviewReport, StackManager, stack_name_for
+from kulta.core.commands import CommandKind, ManualCommand
 from kulta.core.constants import TAG_COMMAND
 from kulta.core.plan import WaitKind, desired_state
-from kulta.core.reconcile import CommandKind, ManualCommand, format_time
+from kulta.core.times import format_time
 from kulta.errors import ConfigError
 from kulta.model.rollout import Rollout
 from kulta.model.status import Phase, RolloutStatus

@@ -16,50 +16,36 @@ point and the next pass reads the same outputs and makes the same decision.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from kulta.adapters.analysis_runner import advance_analysis, select_templates
 from kulta.adapters.kube import KubeReader
 from kulta.adapters.metrics import ReconcilerMetrics
 from kulta.adapters.outbox import Deliverer, DeliveryReport, Outbox
-from kulta.adapters.program import (
-    ProgramInputs,
-    ReplicaSetInput,
-    RevisionRole,
-    RouteInput,
-    ServiceInput,
-    deploy,
-)
+from kulta.adapters.program import deploy
 from kulta.adapters.prometheus import MetricProvider
 from kulta.adapters.stacks import StackManager, stack_name_for
-from kulta.core.analysis_run import next_due_at
-from kulta.core.constants import TAG_COMMAND
-from kulta.core.events import CDEvent, EndReason, EventContext, build_events, chain_id_for, record_events
-from kulta.core.reconcile import (
-    AbortReason,
-    Decision,
-    ManualCommand,
-    Observation,
-    background_run_name,
-    decide,
-    format_time,
-    inline_run_name,
-    parse_time,
-    route_targets,
-)
-from kulta.core.revision import pod_template_hash, resolve_template
-from kulta.core.routes import HeaderRule, route_weights
+from kulta.core.analysis_run import next_due_at, terminate
+from kulta.core.commands import ManualCommand
+from kulta.core.constants import LABEL_POD_TEMPLATE_HASH, TAG_COMMAND
+from kulta.core.decision import AbortReason, Decision, Observation
+from kulta.core.events import EndReason, EventContext, build_events, chain_id_for, record_events
+from kulta.core.names import background_run_name, inline_run_name, replicaset_name, route_targets
+from kulta.core.program_inputs import build_program_inputs, canary_service_name, stable_service_name
+from kulta.core.reconcile import decide
+from kulta.core.revision import pod_template_hash, resolve_template, strategy_hash
+from kulta.core.routes import route_weights
+from kulta.core.times import format_time, parse_status_time
 from kulta.errors import ConfigError, KultaError, StackLockedError, StepFailedError
-from kulta.model.rollout import AnalysisTemplateRef, Rollout, SetHeaderRoute
+from kulta.model.program import ProgramInputs
+from kulta.model.rollout import AnalysisTemplateRef, PodMetadata, Rollout
 from kulta.model.status import AnalysisRunStatus, Phase, RolloutStatus
 from kulta.spec.loader import LoadResult
 
@@ -68,16 +54,12 @@ __all__ = [
     "Reconciler",
     "ReconcilerConfig",
     "RolloutOutcome",
-    "canary_service_name",
-    "stable_service_name",
 ]
 
 log = logging.getLogger(__name__)
 
 MAX_UPDATES_PER_PASS = 64
 ACCEPTANCE_RETRY = timedelta(seconds=2)
-#: events computed for an update in flight (hidden from the outbox's rollout listing)
-STAGED_DIR = ".staged"
 #: how pulumi-kubernetes words a resource that did not get ready within its timeout
 DEADLINE_MARKERS = ("timed out waiting", "failed to fully initialize or become live")
 END_REASONS = {
@@ -89,14 +71,6 @@ END_REASONS = {
 
 def utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def stable_service_name(rollout: Rollout) -> str:
-    return rollout.spec.strategy.stable_service or f"{rollout.name}-stable"
-
-
-def canary_service_name(rollout: Rollout) -> str:
-    return rollout.spec.strategy.canary_service or f"{rollout.name}-canary"
 
 
 @dataclass(frozen=True)
@@ -238,14 +212,12 @@ class Reconciler:
             status_read = reads.submit(self._read_status, name)
             command_read = reads.submit(self._read_command, name)
             status, command = status_read.result(), command_read.result()
-        self._recover_staged(name, status)
+        if self.outbox is not None:
+            self.outbox.recover_staged(name, status.last_event_id if status else "")
         while updates < MAX_UPDATES_PER_PASS and not self.stopping:
             now = self.clock()
-            observation = failure or Observation(
-                analysis_runs=self._advance_analysis(rollout, loaded, status, revision, now),
-                # only once per pass: right after our own update the cluster matches
-                drift=updates == 0 and self._drifted(rollout, status),
-            )
+            # drift only once per pass: right after our own update the cluster matches
+            observation = failure or self.observe(rollout, loaded, status, revision, now, drift=updates == 0)
             chain = chain_id_for(self.config.environment, rollout.namespace, rollout.name, revision)
             decision = decide(
                 rollout,
@@ -282,8 +254,12 @@ class Reconciler:
                 continue
             updates += 1
             failure = None
+            if status.restart_reason and status.restart_reason != (prev.restart_reason if prev else ""):
+                log.warning("canary restarted", extra={"stack": name, "reason": status.restart_reason})
             if not decision.apply:
                 break  # an outputs-only update (e.g. new measurements): nothing more to do now
+        if status is not None:
+            self._sync_pod_metadata(rollout, status)
         next_due = self._next_due(rollout, loaded, status, decision)
         return RolloutOutcome(
             key=name,
@@ -308,10 +284,11 @@ class Reconciler:
         planned_events = build_events(prev, decision.status, ctx)
         planned = record_events(decision.status, planned_events)
         # Staged before the update: if the process dies after the engine recorded the
-        # outputs but before the outbox write, the next pass finds the events here.
-        self._stage(name, planned_events)
-        inputs = self.program_inputs(rollout, loaded, decision, planned)
-        message = _update_message(rollout, planned, decision)
+        # outputs but before the outbox write, the next pass finds them (recover_staged).
+        if self.outbox is not None:
+            self.outbox.stage(planned_events, rollout_key=name)
+        inputs = self.program_inputs(rollout, loaded, decision, planned, prev)
+        message = _update_message(planned, decision)
         self.on_progress(f"{rollout.namespace}/{rollout.name}: {message}")
         started = time.monotonic()
         try:
@@ -324,9 +301,10 @@ class Reconciler:
         self._record_metrics(prev, recorded)
         # Events come from what the engine recorded, not from intent.
         events = build_events(prev, recorded, ctx)
-        if self.outbox is not None and events:
-            self.outbox.put(events, rollout_key=name)
-        self._unstage(name)
+        if self.outbox is not None:
+            if events:
+                self.outbox.put(events, rollout_key=name)
+            self.outbox.unstage(name)
         self.on_update(recorded)
         if decision.command_applied is not None:
             log.info("manual command applied", extra={"stack": name, "command": decision.command_applied.kind.value})
@@ -337,8 +315,8 @@ class Reconciler:
         if self.metrics is None or prev is None:
             return
         moved = (new.current_step_index, new.stable_revision) != (prev.current_step_index, prev.stable_revision)
-        started = parse_time(prev.step_started_at)
-        ended = parse_time(new.step_started_at)
+        started = parse_status_time(prev.step_started_at)
+        ended = parse_status_time(new.step_started_at)
         if moved and started is not None and ended is not None and prev.in_flight:
             self.metrics.observe_step_duration(max(0.0, (ended - started).total_seconds()))
         seen = {(r.name, m.finished_at, m.metric) for r in prev.analysis_runs for m in r.measurements}
@@ -346,49 +324,6 @@ class Reconciler:
             for m in run.measurements:
                 if (run.name, m.finished_at, m.metric) not in seen:
                     self.metrics.count_analysis_result(m.phase)
-
-    # -- staged events ------------------------------------------------------------
-    def _staged_file(self, name: str) -> Path | None:
-        if self.outbox is None:
-            return None
-        return self.outbox.directory / STAGED_DIR / f"{name}.json"
-
-    def _stage(self, name: str, events: Sequence[CDEvent]) -> None:
-        path = self._staged_file(name)
-        if path is None or not events:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump([e.to_json_dict() for e in events], f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-
-    def _unstage(self, name: str) -> None:
-        path = self._staged_file(name)
-        if path is not None:
-            path.unlink(missing_ok=True)
-
-    def _recover_staged(self, name: str, status: RolloutStatus | None) -> None:
-        """Events staged by a process that died during or right after an update.
-
-        They happened exactly when the recorded outputs name their last id; if the
-        update never completed, they never happened and are dropped.
-        """
-        path = self._staged_file(name)
-        if path is None or not path.exists() or self.outbox is None:
-            return
-        try:
-            events = [CDEvent.from_json_dict(e) for e in json.loads(path.read_text(encoding="utf-8"))]
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("unreadable staged events dropped", extra={"stack": name, "error": str(exc)})
-            path.unlink(missing_ok=True)
-            return
-        if events and status is not None and status.last_event_id == events[-1].id:
-            added = self.outbox.put(events, rollout_key=name)
-            log.info("recovered staged events after a crash", extra={"stack": name, "events": added})
-        path.unlink(missing_ok=True)
 
     def _event_context(self, prev: RolloutStatus | None, decision: Decision) -> EventContext:
         new = decision.status
@@ -419,78 +354,45 @@ class Reconciler:
         )
 
     def program_inputs(
-        self, rollout: Rollout, loaded: LoadResult, decision: Decision, status: RolloutStatus
+        self,
+        rollout: Rollout,
+        loaded: LoadResult,
+        decision: Decision,
+        status: RolloutStatus,
+        prev: RolloutStatus | None = None,
     ) -> ProgramInputs:
-        replica_sets = []
-        for rev, n in decision.replicas.items():
-            if rev == status.stable_revision:
-                role = RevisionRole.STABLE
-            elif rev == status.canary_revision:
-                role = RevisionRole.CANARY
-            else:
-                role = RevisionRole.OLD
-            replica_sets.append(
-                ReplicaSetInput(
-                    revision=rev,
-                    template=decision.templates[rev],
-                    replicas=n,
-                    role=role,
-                    wait_ready=rev in decision.wait_ready and n > 0,
-                )
-            )
-        services = (
-            ServiceInput(
-                stable_service_name(rollout),
-                status.stable_revision,
-                _git_service(loaded, rollout, stable_service_name(rollout)),
-            ),
-            ServiceInput(
-                canary_service_name(rollout),
-                decision.canary_service_revision,
-                _git_service(loaded, rollout, canary_service_name(rollout)),
-            ),
-        )
-        in_flight = status.in_flight and not status.aborted
-        routes = []
-        for ns, route in route_targets(rollout):
-            canary_weight = decision.canary_weight
-            if not in_flight:
-                declared = _git_route_weights(
-                    loaded, ns, route, stable_service_name(rollout), canary_service_name(rollout)
-                )
-                stable_w, canary_w = declared if declared else (100, 0)
-            else:
-                stable_w, canary_w = 100 - canary_weight, canary_weight
-            routes.append(
-                RouteInput(
-                    name=route,
-                    namespace=ns,
-                    stable_service=stable_service_name(rollout),
-                    canary_service=canary_service_name(rollout),
-                    stable_weight=stable_w,
-                    canary_weight=canary_w,
-                    header_rules=_header_rules(decision.header_routes) if in_flight else (),
-                    in_flight=in_flight,
-                )
-            )
-        return ProgramInputs(
-            rollout=rollout.name,
-            namespace=rollout.namespace,
-            selector=dict(rollout.spec.selector.get("matchLabels", {}) or {}),
-            replica_sets=tuple(replica_sets),
-            services=services,
-            routes=tuple(routes),
-            outputs=status.to_outputs(),
-            progress_deadline_seconds=rollout.spec.progress_deadline_seconds,
-            min_ready_seconds=rollout.spec.min_ready_seconds,
-        )
+        """The program's inputs to record ``status`` (see ``kulta.core.program_inputs``)."""
+        return build_program_inputs(rollout, loaded.others, decision, status, prev)
 
     # -- observations -----------------------------------------------------------------
+    def observe(
+        self,
+        rollout: Rollout,
+        loaded: LoadResult,
+        status: RolloutStatus | None,
+        revision: str,
+        now: datetime,
+        *,
+        drift: bool,
+    ) -> Observation:
+        """Everything this pass learns from outside before deciding: analysis and drift."""
+        runs, stopped = self._advance_analysis(rollout, loaded, status, revision, now)
+        return Observation(
+            analysis_runs=runs,
+            background_if_stopped=stopped,
+            drift=drift and self._drifted(rollout, status),
+        )
+
     def _advance_analysis(
         self, rollout: Rollout, loaded: LoadResult, status: RolloutStatus | None, revision: str, now: datetime
-    ) -> tuple[AnalysisRunStatus, ...]:
+    ) -> tuple[tuple[AnalysisRunStatus, ...], AnalysisRunStatus | None]:
+        """New measurements of the runs that are due, and the background run as it would end now."""
         if status is None or status.aborted or status.canary_revision != revision or not status.in_flight:
-            return ()
+            return (), None
+        if status.restart_reason or (status.strategy_hash and status.strategy_hash != strategy_hash(rollout)):
+            # the recorded step index belongs to the strategy the canary ran so far: the
+            # canary restarts from step 0 before anything is measured against the new one
+            return (), None
         runs: list[AnalysisRunStatus] = []
         existing = {r.name: r for r in status.analysis_runs}
         steps = rollout.spec.strategy.steps
@@ -499,7 +401,7 @@ class Reconciler:
         inline_due = index < len(steps) and steps[index].analysis is not None
         background_due = background is not None and index >= background.starting_step
         if not inline_due and not background_due:
-            return ()
+            return (), None
         if self.provider is None:
             raise ConfigError(f"rollout {rollout.namespace}/{rollout.name} needs analysis: run it with `kulta run`")
         provider = self.provider
@@ -517,11 +419,39 @@ class Reconciler:
             name = inline_run_name(rollout.name, revision, index)
             run = advance_analysis(existing.get(name), name=name, ref=steps[index].analysis, step_index=index, **common)  # type: ignore[arg-type]
             runs.append(run)
+        stopped: AnalysisRunStatus | None = None
         if background is not None and background_due:
             name = background_run_name(rollout.name, revision)
             run = advance_analysis(existing.get(name), name=name, ref=background, step_index=None, **common)  # type: ignore[arg-type]
             runs.append(run)
-        return tuple(r for r in runs if existing.get(r.name) != r)
+            try:
+                metrics = [
+                    m
+                    for t in select_templates(loaded.templates, background.templates, rollout.namespace)
+                    for m in t.metrics
+                ]
+            except KultaError:
+                metrics = []
+            stopped = terminate(run, metrics, "") if metrics else None
+        return tuple(r for r in runs if existing.get(r.name) != r), stopped
+
+    def _sync_pod_metadata(self, rollout: Rollout, status: RolloutStatus) -> None:
+        """Argo's ephemeral metadata on live pods: new pods get it from the ReplicaSet template."""
+        strategy = rollout.spec.strategy
+        if strategy.canary_metadata == PodMetadata() and strategy.stable_metadata == PodMetadata():
+            return
+        every = PodMetadata(
+            labels={**strategy.canary_metadata.labels, **strategy.stable_metadata.labels},
+            annotations={**strategy.canary_metadata.annotations, **strategy.stable_metadata.annotations},
+        )
+        sides = [(status.stable_revision, strategy.stable_metadata)]
+        if status.in_flight:
+            sides.append((status.canary_revision, strategy.canary_metadata))
+        for revision, wanted in sides:
+            if status.replicas.get(replicaset_name(rollout.name, revision), 0) <= 0:
+                continue
+            selector = {**dict(rollout.spec.selector.get("matchLabels", {}) or {}), LABEL_POD_TEMPLATE_HASH: revision}
+            self.kube.sync_pod_metadata(rollout.namespace, selector, wanted, every)
 
     def _drifted(self, rollout: Rollout, status: RolloutStatus | None) -> bool:
         if status is None or not status.replicas:
@@ -608,31 +538,7 @@ def _error_summary(text: str) -> str:
     return (telling[-1] if telling else lines[-1] if lines else "update failed")[:500]
 
 
-def _header_rules(routes: Sequence[SetHeaderRoute]) -> tuple[HeaderRule, ...]:
-    return tuple(
-        HeaderRule(name=r.name, matches=tuple((m.name, m.value, m.match_type.value) for m in r.matches))
-        for r in routes
-        if r.matches
-    )
-
-
-def _git_service(loaded: LoadResult, rollout: Rollout, name: str) -> Mapping[str, Any] | None:
-    for doc in loaded.others:
-        if doc.kind == "Service" and doc.name == name and doc.namespace == rollout.namespace:
-            spec = doc.body.get("spec")
-            return dict(spec) if isinstance(spec, Mapping) else None
-    return None
-
-
-def _git_route_weights(loaded: LoadResult, ns: str, name: str, stable: str, canary: str) -> tuple[int, int] | None:
-    for doc in loaded.others:
-        if doc.kind == "HTTPRoute" and doc.name == name and doc.namespace == ns:
-            rules = doc.body.get("spec", {}).get("rules", []) or []
-            return route_weights(rules, stable, canary)
-    return None
-
-
-def _update_message(rollout: Rollout, status: RolloutStatus, decision: Decision) -> str:
+def _update_message(status: RolloutStatus, decision: Decision) -> str:
     weight = status.weights[0].canary if status.weights else decision.canary_weight
     commit = status.git_commit[:12] if status.git_commit else "-"
     return (

@@ -83,6 +83,6 @@ def run_from_config() -> None:
         kube,
         provider=None,
     )
-    inputs = helper.program_inputs(rollout, loaded, decision, decision.status)
+    inputs = helper.program_inputs(rollout, loaded, decision, decision.status, prev)
     log.info("deploying from stack config", extra={"rollout": rollout.name, "revision": revision, "step": step})
     deploy(inputs, kube.route_rules)

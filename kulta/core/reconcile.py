@@ -1,7 +1,8 @@
 """The rollout state machine: (spec, last status, what was observed, now) -> next status.
 
 A straight-line, pure decision in the manner of Argo Rollouts'
-``syncRolloutStatusCanary``: compute the whole new status once; the caller
+``syncRolloutStatusCanary``: classify the situation once (``classify`` →
+``Situation``), then one handler computes the whole new status; the caller
 persists it as one Pulumi update whose outputs *are* that status, and derives
 events from the (previous, new) pair. Because the status a step writes is
 recorded by the same update that applies the step, a crash at any moment leaves
@@ -17,126 +18,66 @@ Degraded when the progress deadline passes, plus Aborted.
 from __future__ import annotations
 
 import enum
-import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from kulta.core.analysis_run import format_time
-from kulta.core.analysis_run import parse_time as _parse_rfc3339
+from kulta.core.commands import CommandKind, ManualCommand
+from kulta.core.decision import AbortReason, Decision, Observation, WaitOutcome, WaitResult
 from kulta.core.defaults import abort_scale_down_delay_seconds, scale_down_delay_seconds
+from kulta.core.history import extend_history, keep_old_revisions, live_templates, prune_history
+from kulta.core.names import background_run_name, inline_run_name, replicaset_name, route_targets
 from kulta.core.plan import DesiredState, PlanMode, WaitKind, desired_state
-from kulta.model.rollout import Rollout, SetHeaderRoute
+from kulta.core.revision import strategy_hash
+from kulta.core.times import format_time, parse_status_time
+from kulta.model.rollout import Rollout
 from kulta.model.status import AnalysisPhase, AnalysisRunStatus, Phase, RolloutStatus, RouteWeight
 
-__all__ = [
-    "AbortReason",
-    "CommandKind",
-    "Decision",
-    "ManualCommand",
-    "Observation",
-    "background_run_name",
-    "decide",
-    "decide_step",
-    "format_time",
-    "inline_run_name",
-    "parse_time",
-    "replicaset_name",
-    "route_targets",
-]
+__all__ = ["Situation", "classify", "decide", "decide_step"]
+
+_FAILED_ANALYSIS = (AnalysisPhase.FAILED, AnalysisPhase.ERROR)
 
 
-class CommandKind(enum.Enum):
-    PROMOTE = "promote"
-    PROMOTE_FULL = "promote-full"
-    ABORT = "abort"
-    RETRY = "retry"
+class Situation(enum.Enum):
+    """What kind of pass this is; ``classify`` picks exactly one, in this order."""
 
-
-class AbortReason(enum.Enum):
-    MANUAL = "manual"
-    ANALYSIS = "analysis"
-    PROGRESS_DEADLINE = "progress-deadline"
-
-
-@dataclass(frozen=True)
-class ManualCommand:
-    """A person's command, stored as stack config by ``kulta promote|abort|retry``."""
-
-    id: str
-    kind: CommandKind
-    issued_at: str = ""
-
-    def to_config(self) -> str:
-        return json.dumps({"id": self.id, "kind": self.kind.value, "issuedAt": self.issued_at})
-
-    @classmethod
-    def from_config(cls, raw: str) -> ManualCommand:
-        data = json.loads(raw)
-        return cls(id=str(data["id"]), kind=CommandKind(data["kind"]), issued_at=str(data.get("issuedAt", "")))
+    #: no stable revision recorded yet: deploy straight to stable
+    FIRST_DEPLOYMENT = "first-deployment"
+    #: the last update of this pass failed (fed back by the caller)
+    UPDATE_FAILED = "update-failed"
+    #: Git names the stable revision (at rest, or back from a canary)
+    AT_STABLE = "at-stable"
+    #: Git names a revision that is neither stable nor the canary in flight
+    NEW_REVISION = "new-revision"
+    #: the canary was aborted; only retry (or a new revision) moves it
+    ABORTED = "aborted"
+    #: a person asked for an abort
+    MANUAL_ABORT = "manual-abort"
+    #: the current step's analysis or the background analysis failed
+    ANALYSIS_FAILED = "analysis-failed"
+    #: the strategy in Git differs from the one the canary runs: restart from step 0
+    STRATEGY_CHANGED = "strategy-changed"
+    #: weights are back at stable after a restart: apply step 0
+    RESTART_PENDING = "restart-pending"
+    #: the progress deadline passed on the current step: try it again
+    DEGRADED = "degraded"
+    #: walk the steps
+    STEPPING = "stepping"
 
 
 @dataclass(frozen=True)
-class Observation:
-    """What the caller learned this pass from the outside world."""
-
-    #: analysis runs advanced this pass (inline and background), replacing same-named ones
-    analysis_runs: tuple[AnalysisRunStatus, ...] = ()
-    #: the last update of the current step failed (e.g. the canary never became Ready)
-    update_failed: bool = False
-    update_error: str = ""
-    #: it failed because Pods did not become Ready within progressDeadlineSeconds
-    #: (the update waits for readiness with the deadline as its timeout)
-    deadline_exceeded: bool = False
-    #: the live cluster differs from the last status (weights or replicas edited by hand)
-    drift: bool = False
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The next status and the Kubernetes state that expresses it."""
-
-    status: RolloutStatus
-    #: replicas per revision hash; revisions absent here are not declared (pruned)
-    replicas: Mapping[str, int]
-    canary_weight: int
-    header_routes: tuple[SetHeaderRoute, ...]
-    #: revisions whose Pods must be Ready before traffic moves in this update
-    wait_ready: frozenset[str]
-    #: the revision the canary Service selects (the stable one when nothing is in flight)
-    canary_service_revision: str
-    apply: bool
-    next_due: datetime | None
-    reason: str
-    abort_reason: AbortReason | None = None
-    command_applied: ManualCommand | None = None
-    templates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-
-def parse_time(s: str) -> datetime | None:
-    """An RFC 3339 status time, or ``None`` where the status leaves it unset (``""``)."""
-    return _parse_rfc3339(s) if s else None
-
-
-def replicaset_name(rollout: str, revision: str) -> str:
-    return f"{rollout}-{revision}"
-
-
-def inline_run_name(rollout: str, revision: str, step: int) -> str:
-    return f"{rollout}-{revision}-step{step}"
-
-
-def background_run_name(rollout: str, revision: str) -> str:
-    return f"{rollout}-{revision}-background"
-
-
-def route_targets(rollout: Rollout) -> tuple[tuple[str, str], ...]:
-    """(namespace, name) of every HTTPRoute the rollout weights."""
-    tr = rollout.spec.strategy.traffic_routing
-    if tr is None:
-        return ()
-    return tuple((r.namespace or tr.namespace or rollout.namespace, r.name) for r in tr.http_routes)
+class _Ctx:
+    rollout: Rollout
+    revision: str
+    template: Mapping[str, Any]
+    prev: RolloutStatus | None
+    now: datetime
+    environment: str
+    git_commit: str
+    chain_id: str
+    strategy: str
+    obs: Observation
 
 
 def _images(template: Mapping[str, Any]) -> tuple[str, ...]:
@@ -160,56 +101,8 @@ def _merge_runs(
     return tuple(by_name.values())
 
 
-@dataclass(frozen=True)
-class _Ctx:
-    rollout: Rollout
-    revision: str
-    template: Mapping[str, Any]
-    prev: RolloutStatus | None
-    now: datetime
-    environment: str
-    git_commit: str
-    chain_id: str
-
-
 def _replicas_status(rollout: Rollout, replicas: Mapping[str, int]) -> dict[str, int]:
     return {replicaset_name(rollout.name, rev): n for rev, n in replicas.items()}
-
-
-def _history(prev: RolloutStatus | None, *revisions: str, limit: int) -> tuple[str, ...]:
-    seen = [r for r in (prev.revision_history if prev else ()) if r not in revisions]
-    seen.extend(r for r in revisions if r)
-    keep = max(limit, 0) + len([r for r in revisions if r])
-    return tuple(seen[-keep:])
-
-
-def _old_replicas(prev: RolloutStatus | None, history: tuple[str, ...], *live: str) -> dict[str, int]:
-    """Older revisions kept (at 0) up to revisionHistoryLimit so their ReplicaSets remain for history."""
-    if prev is None:
-        return {}
-    return {r: 0 for r in history if r not in live and r in prev.templates}
-
-
-def _templates(prev: RolloutStatus | None, replicas: Mapping[str, int], ctx: _Ctx) -> dict[str, Mapping[str, Any]]:
-    known: dict[str, Mapping[str, Any]] = dict(prev.templates) if prev else {}
-    known[ctx.revision] = ctx.template
-    return {r: known[r] for r in replicas if r in known}
-
-
-def _prune(status: RolloutStatus, replicas: dict[str, int], limit: int) -> tuple[dict[str, int], tuple[str, ...]]:
-    """Keep the live revisions and the newest ``limit`` old ones (Argo's revisionHistoryLimit).
-
-    Live: the stable, the canary and one waiting for its scale-down delay. Older
-    ReplicaSets beyond the limit are no longer declared, so the update deletes them.
-    """
-    live = {status.stable_revision, status.canary_revision, status.scale_down_revision} - {""}
-    order = [r for r in status.revision_history if r in replicas]
-    order += [r for r in replicas if r not in order]
-    old = [r for r in order if r not in live]
-    keep = set(old[-limit:]) if limit > 0 else set()
-    kept = {r: n for r, n in replicas.items() if r in live or r in keep}
-    history = tuple(r for r in order if r in kept)
-    return kept, history
 
 
 def _finish(
@@ -227,8 +120,8 @@ def _finish(
     abort_reason: AbortReason | None = None,
     command: ManualCommand | None = None,
 ) -> Decision:
-    replicas, history = _prune(status, replicas, ctx.rollout.spec.revision_history_limit)
-    templates = _templates(ctx.prev, replicas, ctx)
+    replicas, history = prune_history(status, replicas, ctx.rollout.spec.revision_history_limit)
+    templates = live_templates(ctx.prev, replicas, ctx.revision, ctx.template)
     status = status.with_changes(
         revision_history=history,
         replicas=_replicas_status(ctx.rollout, replicas),
@@ -253,11 +146,14 @@ def _finish(
     )
 
 
+# --------------------------------------------------------------------------- handlers
+
+
 def _initial(ctx: _Ctx) -> Decision:
     spec = ctx.rollout.spec
     n = len(spec.strategy.steps)
     now = format_time(ctx.now)
-    history = _history(None, ctx.revision, limit=spec.revision_history_limit)
+    history = extend_history(None, ctx.revision, limit=spec.revision_history_limit)
     status = RolloutStatus(
         rollout=ctx.rollout.name,
         namespace=ctx.rollout.namespace,
@@ -273,6 +169,7 @@ def _initial(ctx: _Ctx) -> Decision:
         revision_history=history,
         rollout_started_at=now,
         chain_id=ctx.chain_id,
+        strategy_hash=ctx.strategy,
     )
     replicas = {ctx.revision: spec.replicas}
     return _finish(
@@ -302,6 +199,8 @@ def _step_status(ctx: _Ctx, prev: RolloutStatus, index: int, desired: DesiredSta
         "git_commit": ctx.git_commit,
         "images": _images(ctx.template),
         "aborted": False,
+        "strategy_hash": ctx.strategy,
+        "restart_reason": "",
     }
     base.update(changes)
     return prev.with_changes(**base)
@@ -312,15 +211,17 @@ def _apply_step(
 ) -> Decision:
     spec = ctx.rollout.spec
     desired = desired_state(spec, index)
-    history = _history(prev, prev.stable_revision, ctx.revision, limit=spec.revision_history_limit)
-    replicas = _old_replicas(prev, history, prev.stable_revision, ctx.revision)
+    history = extend_history(prev, prev.stable_revision, ctx.revision, limit=spec.revision_history_limit)
+    replicas = keep_old_revisions(prev, history, prev.stable_revision, ctx.revision)
     if prev.scale_down_revision and prev.scale_down_revision not in (prev.stable_revision, ctx.revision):
-        replicas.pop(prev.scale_down_revision, None)
         replicas[prev.scale_down_revision] = 0
     replicas[prev.stable_revision] = desired.stable_replicas
     replicas[ctx.revision] = desired.canary_replicas
     status = _step_status(ctx, prev, index, desired, revision_history=history, **changes)
-    wait = frozenset({ctx.revision}) if desired.canary_replicas > 0 else frozenset()
+    wait = {ctx.revision} if desired.canary_replicas > 0 else set()
+    stable_before = prev.replicas.get(replicaset_name(ctx.rollout.name, prev.stable_revision), 0)
+    if desired.stable_replicas > stable_before:
+        wait.add(prev.stable_revision)  # e.g. dynamicStableScale coming back up: traffic waits for it
     return _finish(
         ctx,
         status,
@@ -328,17 +229,17 @@ def _apply_step(
         desired,
         desired.canary_weight,
         canary_svc=ctx.revision,
-        wait_ready=wait,
+        wait_ready=frozenset(wait),
         apply=True,
-        next_due=_wait_due(ctx, status, desired),
+        next_due=_pause_due(ctx, status, desired),
         reason=reason,
         command=command,
     )
 
 
-def _wait_due(ctx: _Ctx, status: RolloutStatus, desired: DesiredState) -> datetime | None:
+def _pause_due(ctx: _Ctx, status: RolloutStatus, desired: DesiredState) -> datetime | None:
     if desired.wait.kind is WaitKind.PAUSE_DURATION and desired.wait.seconds is not None:
-        started = parse_time(status.pause_started_at) or ctx.now
+        started = parse_status_time(status.pause_started_at) or ctx.now
         return started + timedelta(seconds=desired.wait.seconds)
     return None
 
@@ -362,13 +263,28 @@ def _start_canary(ctx: _Ctx, prev: RolloutStatus, command: ManualCommand | None,
     return _apply_step(ctx, prev, 0, reason, command, **changes)
 
 
+def _stopped_background(ctx: _Ctx, runs: tuple[AnalysisRunStatus, ...], why: str) -> tuple[AnalysisRunStatus, ...]:
+    """The background run ends with the rollout (Argo terminates it at promotion and abort)."""
+    stopped = ctx.obs.background_if_stopped
+    name = background_run_name(ctx.rollout.name, ctx.revision)
+    out = []
+    for run in runs:
+        if run.name != name or run.phase.completed:
+            out.append(run)
+        elif stopped is not None and stopped.name == name:
+            out.append(replace(stopped, message=f"stopped at {why}: {stopped.message}"))
+        else:
+            out.append(replace(run, phase=AnalysisPhase.SUCCESSFUL, message=f"stopped at {why}"))
+    return tuple(out)
+
+
 def _promote(ctx: _Ctx, prev: RolloutStatus, command: ManualCommand | None, reason: str) -> Decision:
     spec = ctx.rollout.spec
     n = len(spec.strategy.steps)
     now = format_time(ctx.now)
     old_stable = prev.stable_revision
-    history = _history(prev, old_stable, ctx.revision, limit=spec.revision_history_limit)
-    replicas = _old_replicas(prev, history, old_stable, ctx.revision)
+    history = extend_history(prev, old_stable, ctx.revision, limit=spec.revision_history_limit)
+    replicas = keep_old_revisions(prev, history, old_stable, ctx.revision)
     delay = scale_down_delay_seconds(spec.strategy)
     scale_down_at = ctx.now + timedelta(seconds=delay)
     replicas[old_stable] = spec.replicas if delay > 0 else 0
@@ -388,6 +304,9 @@ def _promote(ctx: _Ctx, prev: RolloutStatus, command: ManualCommand | None, reas
         revision_history=history,
         scale_down_revision=old_stable if delay > 0 else "",
         scale_down_at=format_time(scale_down_at) if delay > 0 else "",
+        analysis_runs=_stopped_background(ctx, prev.analysis_runs, "promotion"),
+        strategy_hash=ctx.strategy,
+        restart_reason="",
     )
     desired = desired_state(spec, n, PlanMode.PROMOTED)
     return _finish(
@@ -411,8 +330,8 @@ def _abort(ctx: _Ctx, prev: RolloutStatus, why: AbortReason, detail: str, comman
     # None: Argo leaves an aborted canary running (abortScaleDownDelaySeconds: 0)
     delay = 0 if never is None else never
     at = ctx.now + timedelta(seconds=delay)
-    history = _history(prev, prev.stable_revision, ctx.revision, limit=spec.revision_history_limit)
-    replicas = _old_replicas(prev, history, prev.stable_revision, ctx.revision)
+    history = extend_history(prev, prev.stable_revision, ctx.revision, limit=spec.revision_history_limit)
+    replicas = keep_old_revisions(prev, history, prev.stable_revision, ctx.revision)
     current_canary = prev.replicas.get(replicaset_name(ctx.rollout.name, ctx.revision), 0)
     replicas[prev.stable_revision] = spec.replicas
     replicas[ctx.revision] = current_canary if (never is None or delay > 0) else 0
@@ -424,18 +343,21 @@ def _abort(ctx: _Ctx, prev: RolloutStatus, why: AbortReason, detail: str, comman
         scale_down_revision=ctx.revision if delay > 0 else "",
         scale_down_at=format_time(at) if delay > 0 else "",
         revision_history=history,
+        analysis_runs=_stopped_background(ctx, prev.analysis_runs, "abort"),
+        restart_reason="",
     )
+    kept = "; the canary keeps its pods (abortScaleDownDelaySeconds: 0)" if never is None else ""
     return _finish(
         ctx,
         status,
         replicas,
-        desired_state(spec, prev.current_step_index, PlanMode.ABORTED),
+        desired_state(spec, min(prev.current_step_index, len(spec.strategy.steps)), PlanMode.ABORTED),
         0,
         canary_svc=ctx.revision,
         wait_ready=frozenset({prev.stable_revision}),
         apply=True,
         next_due=at if delay > 0 else None,
-        reason=f"aborted ({why.value}): {detail}; all traffic back on stable {prev.stable_revision}",
+        reason=f"aborted ({why.value}): {detail}; all traffic back on stable {prev.stable_revision}{kept}",
         abort_reason=why,
         command=command,
     )
@@ -458,8 +380,11 @@ def _hold(
     for rs, n in prev.replicas.items():
         if rs in name_to_rev:
             replicas[name_to_rev[rs]] = n
-    in_flight = prev.in_flight and not prev.aborted
-    desired = desired_state(spec, min(prev.current_step_index, len(spec.strategy.steps))) if in_flight else None
+    in_flight = prev.in_flight and not prev.aborted and not prev.restart_reason
+    same_strategy = not prev.strategy_hash or prev.strategy_hash == ctx.strategy
+    desired = None
+    if in_flight and same_strategy:
+        desired = desired_state(spec, min(prev.current_step_index, len(spec.strategy.steps)))
     canary_weight = prev.weights[0].canary if prev.weights else 0
     status = prev.with_changes(phase=phase or prev.phase)
     canary_svc = prev.canary_revision if prev.canary_revision else prev.stable_revision
@@ -485,7 +410,7 @@ def _pending_command(prev: RolloutStatus, command: ManualCommand | None) -> Manu
 
 
 def _scale_down_due(ctx: _Ctx, prev: RolloutStatus) -> bool:
-    at = parse_time(prev.scale_down_at)
+    at = parse_status_time(prev.scale_down_at)
     return bool(prev.scale_down_revision) and at is not None and ctx.now >= at
 
 
@@ -501,93 +426,139 @@ def _after_scale_down(ctx: _Ctx, prev: RolloutStatus, reason: str, phase: Phase)
     return d
 
 
-def decide(
-    rollout: Rollout,
-    revision: str,
-    template: Mapping[str, Any],
-    prev: RolloutStatus | None,
-    now: datetime,
-    *,
-    environment: str,
-    git_commit: str = "",
-    chain_id: str = "",
-    command: ManualCommand | None = None,
-    observation: Observation | None = None,
-) -> Decision:
-    """The next status of ``rollout`` whose Git template hashes to ``revision``."""
-    ctx = _Ctx(rollout, revision, template, prev, now, environment, git_commit, chain_id or revision)
-    obs = observation or Observation()
-    if prev is None or not prev.stable_revision:
-        return _initial(ctx)
-    prev = prev.with_changes(analysis_runs=_merge_runs(prev.analysis_runs, obs.analysis_runs))
-    cmd = _pending_command(prev, command)
-    spec = rollout.spec
+def _at_stable(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
+    if prev.in_flight:
+        if prev.aborted:
+            return _back_to_stable(ctx, prev, cmd)
+        canary_ctx = replace(
+            ctx,
+            revision=prev.canary_revision,
+            template=prev.templates.get(prev.canary_revision, ctx.template),
+            chain_id=prev.chain_id,
+        )
+        return _abort(canary_ctx, prev, AbortReason.MANUAL, "Git points at the stable revision again", cmd)
+    if _scale_down_due(ctx, prev):
+        return _after_scale_down(ctx, prev, f"scaled down previous revision {prev.scale_down_revision}", Phase.HEALTHY)
+    due = parse_status_time(prev.scale_down_at) if prev.scale_down_revision else None
+    return _hold(
+        ctx, prev, prev.message or "healthy", phase=Phase.HEALTHY, next_due=due, apply=ctx.obs.drift, command=cmd
+    )
+
+
+def _new_revision(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
+    why = (
+        f"new revision {ctx.revision} supersedes canary {prev.canary_revision}: restarting from step 0"
+        if prev.in_flight
+        else f"new revision {ctx.revision}: starting canary against stable {prev.stable_revision}"
+    )
+    return _start_canary(ctx, prev, cmd, why)
+
+
+def _aborted(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
+    if cmd and cmd.kind is CommandKind.RETRY:
+        if not ctx.rollout.spec.strategy.steps:
+            return _promote(ctx, prev, cmd, "retry: no steps, promoting")
+        return _apply_step(
+            ctx,
+            prev,
+            0,
+            "retry: restarting the canary from step 0",
+            cmd,
+            analysis_runs=(),
+            rollout_started_at=format_time(ctx.now),
+        )
+    if _scale_down_due(ctx, prev):
+        return _after_scale_down(ctx, prev, f"aborted; canary {prev.scale_down_revision} scaled down", Phase.ABORTED)
+    due = parse_status_time(prev.scale_down_at) if prev.scale_down_revision else None
+    # A command sent to an aborted rollout (other than retry) has nothing to act on;
+    # it is recorded as handled by the next update that starts a canary.
+    return _hold(ctx, prev, prev.message, phase=Phase.ABORTED, next_due=due)
+
+
+def _manual_abort(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
+    return _abort(ctx, prev, AbortReason.MANUAL, "aborted by a person (kulta abort)", cmd)
+
+
+def _failed_run(ctx: _Ctx, prev: RolloutStatus) -> AnalysisRunStatus | None:
+    """The background run, or the current step's inline run, that failed or errored."""
+    names = {background_run_name(ctx.rollout.name, ctx.revision)}
+    if not prev.restart_reason:
+        names.add(inline_run_name(ctx.rollout.name, ctx.revision, prev.current_step_index))
+    for run in prev.analysis_runs:
+        if run.name in names and run.phase in _FAILED_ANALYSIS:
+            return run
+    return None
+
+
+def _analysis_failed(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
+    run = _failed_run(ctx, prev)
+    if run is None:  # classify only picks this situation with a failed run
+        raise ValueError("no failed analysis run")
+    where = "background analysis" if run.step_index is None else f"analysis at step {run.step_index}"
+    return _abort(ctx, prev, AbortReason.ANALYSIS, f"{where} {run.phase.value}: {run.message}", cmd)
+
+
+def _strategy_changed(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
+    """Argo restarts a canary from step 0 when its steps change; first the weights go back to stable.
+
+    The canary keeps its pods behind a traffic router (the restart is quick); without
+    one its pods are the traffic, so they go to 0 until step 0 asks for them again.
+    """
+    spec = ctx.rollout.spec
+    reason = (
+        f"strategy changed in Git (steps, analysis or trafficRouting) at step {prev.current_step_index}: "
+        f"traffic back on stable {prev.stable_revision}, restarting the canary from step 0"
+    )
+    history = extend_history(prev, prev.stable_revision, ctx.revision, limit=spec.revision_history_limit)
+    replicas = keep_old_revisions(prev, history, prev.stable_revision, ctx.revision)
+    routed = spec.strategy.traffic_routing is not None
+    replicas[prev.stable_revision] = spec.replicas
+    replicas[ctx.revision] = prev.replicas.get(replicaset_name(ctx.rollout.name, ctx.revision), 0) if routed else 0
+    status = prev.with_changes(
+        phase=Phase.PROGRESSING,
+        current_step_index=0,
+        step_count=len(spec.strategy.steps),
+        step_started_at=format_time(ctx.now),
+        pause_started_at="",
+        analysis_runs=(),
+        git_commit=ctx.git_commit,
+        revision_history=history,
+        strategy_hash=ctx.strategy,
+        restart_reason=reason,
+    )
+    return _finish(
+        ctx,
+        status,
+        replicas,
+        None,
+        0,
+        canary_svc=ctx.revision,
+        wait_ready=frozenset({prev.stable_revision}),
+        apply=True,
+        next_due=None,
+        reason=reason,
+        command=cmd if cmd and cmd.kind is CommandKind.PROMOTE else None,
+    )
+
+
+def _restart_pending(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
+    if not ctx.rollout.spec.strategy.steps:
+        return _promote(ctx, prev, cmd, "strategy changed and has no steps: promoting")
+    reason = f"applying step 0 of the changed strategy ({prev.restart_reason.split(':')[0]})"
+    return _apply_step(ctx, prev, 0, reason, None, rollout_started_at=format_time(ctx.now))
+
+
+def _degraded(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
+    n = len(ctx.rollout.spec.strategy.steps)
+    index = min(prev.current_step_index, n - 1) if n else 0
+    return _apply_step(ctx, prev, index, f"retrying step {index} after the progress deadline passed", cmd)
+
+
+def _stepping(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
+    rollout, revision, spec = ctx.rollout, ctx.revision, ctx.rollout.spec
     n = len(spec.strategy.steps)
-    if obs.update_failed:
-        return _failed_update(ctx, prev, obs, cmd)
-
-    if revision == prev.stable_revision:
-        if prev.in_flight:
-            return (
-                _abort(
-                    _Ctx(
-                        rollout,
-                        prev.canary_revision,
-                        prev.templates.get(prev.canary_revision, template),
-                        prev,
-                        now,
-                        environment,
-                        git_commit,
-                        prev.chain_id,
-                    ),
-                    prev,
-                    AbortReason.MANUAL,
-                    "Git points at the stable revision again",
-                    cmd,
-                )
-                if not prev.aborted
-                else _back_to_stable(ctx, prev, cmd)
-            )
-        if _scale_down_due(ctx, prev):
-            return _after_scale_down(
-                ctx, prev, f"scaled down previous revision {prev.scale_down_revision}", Phase.HEALTHY
-            )
-        due = parse_time(prev.scale_down_at) if prev.scale_down_revision else None
-        return _hold(
-            ctx, prev, prev.message or "healthy", phase=Phase.HEALTHY, next_due=due, apply=obs.drift, command=cmd
-        )
-
-    if prev.canary_revision != revision:
-        why = (
-            f"new revision {revision} supersedes canary {prev.canary_revision}: restarting from step 0"
-            if prev.in_flight
-            else f"new revision {revision}: starting canary against stable {prev.stable_revision}"
-        )
-        return _start_canary(ctx, prev, cmd, why)
-
-    if prev.aborted:
-        if cmd and cmd.kind is CommandKind.RETRY:
-            return _apply_step(
-                ctx,
-                prev,
-                0,
-                "retry: restarting the canary from step 0",
-                cmd,
-                analysis_runs=(),
-                rollout_started_at=format_time(now),
-            )
-        return _settle_aborted(ctx, prev, cmd)
-
-    if cmd and cmd.kind is CommandKind.ABORT:
-        return _abort(ctx, prev, AbortReason.MANUAL, "aborted by a person (kulta abort)", cmd)
-    if prev.phase is Phase.DEGRADED:
-        index = min(prev.current_step_index, n - 1) if n else 0
-        return _apply_step(ctx, prev, index, f"retrying step {index} after the progress deadline passed", cmd)
-
     background = background_run_name(rollout.name, revision)
     for run in prev.analysis_runs:
-        if run.name == background and run.phase in (AnalysisPhase.FAILED, AnalysisPhase.ERROR):
-            return _abort(ctx, prev, AbortReason.ANALYSIS, f"background analysis {run.phase.value}: {run.message}", cmd)
         if run.name == background and run.phase is AnalysisPhase.INCONCLUSIVE:
             promoted = cmd is not None and cmd.kind in (CommandKind.PROMOTE, CommandKind.PROMOTE_FULL)
             if not promoted:
@@ -605,26 +576,17 @@ def decide(
     if index >= n:
         return _promote(ctx, prev, cmd, f"all {n} steps done: promoted {revision}")
     if spec.paused:
-        return _hold(ctx, prev, "spec.paused is true: holding at step " + str(index), phase=Phase.PAUSED)
+        return _hold(ctx, prev, f"spec.paused is true: holding at step {index}", phase=Phase.PAUSED)
 
-    desired = desired_state(spec, index)
-    done, phase, due, note = _wait_done(ctx, prev, desired, cmd)
-    if note == "abort":
-        inline = _inline_run(prev, rollout, revision, index)
-        message = inline.message if inline else ""
-        return _abort(
-            ctx,
-            prev,
-            AbortReason.ANALYSIS,
-            f"analysis at step {index} {inline.phase.value if inline else ''}: {message}",
-            cmd,
-        )
-    if not done:
-        return _hold(ctx, prev, note, phase=phase, next_due=due, apply=obs.drift)
+    wait = _wait_result(ctx, prev, desired_state(spec, index), cmd)
+    if wait.outcome is WaitOutcome.FAILED:
+        return _analysis_failed(ctx, prev, cmd)
+    if wait.outcome is WaitOutcome.WAITING:
+        return _hold(ctx, prev, wait.note, phase=wait.phase, next_due=wait.due, apply=ctx.obs.drift)
     used = cmd if (cmd and cmd.kind is CommandKind.PROMOTE) else None
     if index + 1 >= n:
         return _promote(ctx, prev, used, f"all {n} steps done: promoted {revision}")
-    return _apply_step(ctx, prev, index + 1, f"step {index} done ({note}); applying step {index + 1}", used)
+    return _apply_step(ctx, prev, index + 1, f"step {index} done ({wait.note}); applying step {index + 1}", used)
 
 
 def _back_to_stable(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
@@ -635,8 +597,8 @@ def _back_to_stable(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -
     """
     spec = ctx.rollout.spec
     n = len(spec.strategy.steps)
-    history = _history(prev, prev.canary_revision, prev.stable_revision, limit=spec.revision_history_limit)
-    replicas = _old_replicas(prev, history, prev.stable_revision)
+    history = extend_history(prev, prev.canary_revision, prev.stable_revision, limit=spec.revision_history_limit)
+    replicas = keep_old_revisions(prev, history, prev.stable_revision)
     canary_rs = replicaset_name(ctx.rollout.name, prev.canary_revision)
     if prev.canary_revision:
         replicas[prev.canary_revision] = prev.replicas.get(canary_rs, 0) if prev.scale_down_revision else 0
@@ -652,8 +614,9 @@ def _back_to_stable(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -
         git_commit=ctx.git_commit,
         images=_images(ctx.template),
         revision_history=history,
+        strategy_hash=ctx.strategy,
     )
-    due = parse_time(prev.scale_down_at) if prev.scale_down_revision else None
+    due = parse_status_time(prev.scale_down_at) if prev.scale_down_revision else None
     return _finish(
         ctx,
         status,
@@ -669,13 +632,14 @@ def _back_to_stable(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -
     )
 
 
-def _failed_update(ctx: _Ctx, prev: RolloutStatus, obs: Observation, cmd: ManualCommand | None) -> Decision:
+def _failed_update(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
     """The update of a step failed: retry later, or past the deadline Degraded / abort.
 
     A canary whose very first update failed never reached the stack outputs, so
     the status recorded here is the one of its start (step 0).
     """
     spec = ctx.rollout.spec
+    obs = ctx.obs
     detail = obs.update_error or "the step's update failed"
     if not obs.deadline_exceeded:
         return _hold(ctx, prev, f"update failed, retrying on the next pass: {detail}")
@@ -693,8 +657,9 @@ def _failed_update(ctx: _Ctx, prev: RolloutStatus, obs: Observation, cmd: Manual
             aborted=False,
             git_commit=ctx.git_commit,
             images=_images(ctx.template),
+            strategy_hash=ctx.strategy,
         )
-    deadline = f"Pods not Ready within progressDeadlineSeconds ({spec.progress_deadline_seconds}s): {detail}"
+    deadline = f"Pods not available within progressDeadlineSeconds ({spec.progress_deadline_seconds}s): {detail}"
     if spec.progress_deadline_abort:
         return _abort(ctx, base, AbortReason.PROGRESS_DEADLINE, deadline, cmd)
     return _hold(ctx, base, f"step {base.current_step_index}: {deadline}", phase=Phase.DEGRADED, apply=True)
@@ -708,42 +673,128 @@ def _inline_run(prev: RolloutStatus, rollout: Rollout, revision: str, index: int
     return None
 
 
-def _wait_done(
-    ctx: _Ctx, prev: RolloutStatus, desired: DesiredState, cmd: ManualCommand | None
-) -> tuple[bool, Phase, datetime | None, str]:
-    """Is the current step's wait over? (done, phase while waiting, when to look again, note)."""
+def _wait_result(ctx: _Ctx, prev: RolloutStatus, desired: DesiredState, cmd: ManualCommand | None) -> WaitResult:
+    """Where the current step's wait stands."""
     promote = cmd is not None and cmd.kind is CommandKind.PROMOTE
     kind = desired.wait.kind
+    step = desired.step_index
     if kind is WaitKind.NONE:
-        return True, Phase.PROGRESSING, None, "applied"
+        return WaitResult(WaitOutcome.DONE, Phase.PROGRESSING, None, "applied")
+    if kind is WaitKind.ANALYSIS:
+        run = _inline_run(prev, ctx.rollout, ctx.revision, step)
+        if run is not None and run.phase in _FAILED_ANALYSIS:
+            # a failed analysis is never promoted past, not even by a person
+            return WaitResult(WaitOutcome.FAILED, Phase.DEGRADED, None, f"step {step}: analysis {run.phase.value}")
     if promote:
-        return True, Phase.PROGRESSING, None, "promoted by a person"
+        return WaitResult(WaitOutcome.DONE, Phase.PROGRESSING, None, "promoted by a person")
     if kind is WaitKind.PAUSE_UNTIL_PROMOTED:
-        return False, Phase.PAUSED, None, f"paused at step {desired.step_index} until promoted (kulta promote)"
+        return WaitResult(
+            WaitOutcome.WAITING, Phase.PAUSED, None, f"paused at step {step} until promoted (kulta promote)"
+        )
     if kind is WaitKind.PAUSE_DURATION:
-        started = parse_time(prev.pause_started_at) or ctx.now
+        started = parse_status_time(prev.pause_started_at) or ctx.now
         end = started + timedelta(seconds=desired.wait.seconds or 0)
         if ctx.now >= end:
-            return True, Phase.PROGRESSING, None, f"paused {desired.wait.seconds}s"
+            return WaitResult(WaitOutcome.DONE, Phase.PROGRESSING, None, f"paused {desired.wait.seconds}s")
         left = int((end - ctx.now).total_seconds())
-        return False, Phase.PROGRESSING, end, f"step {desired.step_index}: pausing, {left}s left"
-    run = _inline_run(prev, ctx.rollout, ctx.revision, desired.step_index)
+        return WaitResult(WaitOutcome.WAITING, Phase.PROGRESSING, end, f"step {step}: pausing, {left}s left")
+    run = _inline_run(prev, ctx.rollout, ctx.revision, step)
     if run is None or not run.phase.completed:
-        return False, Phase.PROGRESSING, None, f"step {desired.step_index}: analysis running"
+        return WaitResult(WaitOutcome.WAITING, Phase.PROGRESSING, None, f"step {step}: analysis running")
     if run.phase is AnalysisPhase.SUCCESSFUL:
-        return True, Phase.PROGRESSING, None, "analysis successful"
-    if run.phase is AnalysisPhase.INCONCLUSIVE:
-        return False, Phase.PAUSED, None, f"step {desired.step_index}: analysis inconclusive; promote or abort"
-    return False, Phase.DEGRADED, None, "abort"
+        return WaitResult(WaitOutcome.DONE, Phase.PROGRESSING, None, "analysis successful")
+    return WaitResult(WaitOutcome.WAITING, Phase.PAUSED, None, f"step {step}: analysis inconclusive; promote or abort")
 
 
-def _settle_aborted(ctx: _Ctx, prev: RolloutStatus, _cmd: ManualCommand | None) -> Decision:
-    if _scale_down_due(ctx, prev):
-        return _after_scale_down(ctx, prev, f"aborted; canary {prev.scale_down_revision} scaled down", Phase.ABORTED)
-    due = parse_time(prev.scale_down_at) if prev.scale_down_revision else None
-    # A command sent to an aborted rollout (other than retry) has nothing to act on;
-    # it is recorded as handled by the next update that starts a canary.
-    return _hold(ctx, prev, prev.message, phase=Phase.ABORTED, next_due=due)
+# --------------------------------------------------------------------------- classification
+
+
+def classify(
+    rollout: Rollout, revision: str, prev: RolloutStatus | None, command: ManualCommand | None, obs: Observation
+) -> Situation:
+    """Which situation this pass is in (``prev`` with this pass's analysis runs merged in)."""
+    if prev is None or not prev.stable_revision:
+        return Situation.FIRST_DEPLOYMENT
+    if obs.update_failed:
+        return Situation.UPDATE_FAILED
+    if revision == prev.stable_revision:
+        return Situation.AT_STABLE
+    if prev.canary_revision != revision:
+        return Situation.NEW_REVISION
+    if prev.aborted:
+        return Situation.ABORTED
+    if command is not None and command.kind is CommandKind.ABORT:
+        return Situation.MANUAL_ABORT
+    ctx_runs = {r.name: r for r in prev.analysis_runs}
+    failed = [
+        name
+        for name in (
+            background_run_name(rollout.name, revision),
+            "" if prev.restart_reason else inline_run_name(rollout.name, revision, prev.current_step_index),
+        )
+        if name in ctx_runs and ctx_runs[name].phase in _FAILED_ANALYSIS
+    ]
+    if failed:
+        # before any Git edit is looked at: a failed analysis always aborts
+        return Situation.ANALYSIS_FAILED
+    if prev.strategy_hash and prev.strategy_hash != strategy_hash(rollout):
+        return Situation.STRATEGY_CHANGED
+    if prev.restart_reason:
+        return Situation.RESTART_PENDING
+    if prev.phase is Phase.DEGRADED:
+        return Situation.DEGRADED
+    return Situation.STEPPING
+
+
+_Handler = Callable[[_Ctx, RolloutStatus, ManualCommand | None], Decision]
+
+_HANDLERS: dict[Situation, _Handler] = {
+    Situation.UPDATE_FAILED: _failed_update,
+    Situation.AT_STABLE: _at_stable,
+    Situation.NEW_REVISION: _new_revision,
+    Situation.ABORTED: _aborted,
+    Situation.MANUAL_ABORT: _manual_abort,
+    Situation.ANALYSIS_FAILED: _analysis_failed,
+    Situation.STRATEGY_CHANGED: _strategy_changed,
+    Situation.RESTART_PENDING: _restart_pending,
+    Situation.DEGRADED: _degraded,
+    Situation.STEPPING: _stepping,
+}
+
+
+def decide(
+    rollout: Rollout,
+    revision: str,
+    template: Mapping[str, Any],
+    prev: RolloutStatus | None,
+    now: datetime,
+    *,
+    environment: str,
+    git_commit: str = "",
+    chain_id: str = "",
+    command: ManualCommand | None = None,
+    observation: Observation | None = None,
+) -> Decision:
+    """The next status of ``rollout`` whose Git template hashes to ``revision``."""
+    obs = observation or Observation()
+    ctx = _Ctx(
+        rollout,
+        revision,
+        template,
+        prev,
+        now,
+        environment,
+        git_commit,
+        chain_id or revision,
+        strategy_hash(rollout),
+        obs,
+    )
+    if prev is None or not prev.stable_revision:
+        return _initial(ctx)
+    prev = prev.with_changes(analysis_runs=_merge_runs(prev.analysis_runs, obs.analysis_runs))
+    cmd = _pending_command(prev, command)
+    situation = classify(rollout, revision, prev, cmd, obs)
+    return _HANDLERS[situation](ctx, prev, cmd)
 
 
 def decide_step(
@@ -764,12 +815,23 @@ def decide_step(
     update is the first deployment; with ``revision`` already stable there is no
     canary, and the decision holds the current state.
     """
-    ctx = _Ctx(rollout, revision, template, prev, now, environment, git_commit, chain_id or revision)
+    ctx = _Ctx(
+        rollout,
+        revision,
+        template,
+        prev,
+        now,
+        environment,
+        git_commit,
+        chain_id or revision,
+        strategy_hash(rollout),
+        Observation(),
+    )
     if prev is None or not prev.stable_revision:
         return _initial(ctx)
     if revision == prev.stable_revision:
         return _hold(ctx, prev, f"{revision} is already stable: no canary to preview")
-    base = prev.with_changes(canary_revision=revision, aborted=False)
+    base = prev.with_changes(canary_revision=revision, aborted=False, restart_reason="")
     if step >= len(rollout.spec.strategy.steps):
         return _promote(ctx, base, None, f"preview: promotion of {revision}")
     return _apply_step(ctx, base, step, f"preview: step {step}", None, canary_revision=revision)

@@ -10,6 +10,8 @@ at most 10 characters that can never form words.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,7 +19,14 @@ from typing import Any
 from kulta.errors import SpecError
 from kulta.model.rollout import OtherDocument, Rollout
 
-__all__ = ["SAFE_ALPHABET", "fnv1a_32", "pod_template_hash", "resolve_template", "safe_encode"]
+__all__ = [
+    "SAFE_ALPHABET",
+    "fnv1a_32",
+    "pod_template_hash",
+    "resolve_template",
+    "safe_encode",
+    "strategy_hash",
+]
 
 #: Kubernetes' rand.SafeEncodeString alphabet.
 SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -48,6 +57,38 @@ def canonical_json(value: Any) -> bytes:
 def pod_template_hash(template: Mapping[str, Any]) -> str:
     """The revision hash of a pod template (at most 10 characters of ``SAFE_ALPHABET``)."""
     return safe_encode(str(fnv1a_32(canonical_json(template))))
+
+
+def _plain(value: Any) -> Any:
+    """A model value as JSON-able data: enums by value, sets sorted, dataclasses by field."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (frozenset, set)):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def strategy_hash(rollout: Rollout) -> str:
+    """Hash of what a canary walks through: its steps, background analysis and traffic routing.
+
+    Argo restarts a canary from step 0 when its steps change
+    (``PodTemplateOrStepsChanged``); KULTA also counts the background analysis
+    and the routed HTTPRoutes, whose change would otherwise silently change a
+    canary in flight. Replicas, surge and metadata are not part of it.
+    """
+    strategy = rollout.spec.strategy
+    parts = {
+        "steps": _plain(strategy.steps),
+        "analysis": _plain(strategy.analysis),
+        "trafficRouting": _plain(strategy.traffic_routing),
+    }
+    return safe_encode(str(fnv1a_32(canonical_json(parts))))
 
 
 def resolve_template(rollout: Rollout, others: Sequence[OtherDocument]) -> Mapping[str, Any]:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from kulta.errors import KultaError
+from kulta.model.program import HeaderRule
 
 __all__ = [
     "HEADER_RULE_PREFIX",
@@ -34,18 +34,6 @@ GATEWAY_MATCH_REGEX = "RegularExpression"
 
 class RouteRewriteError(KultaError):
     """The live route cannot carry this rollout's traffic split (names the route and the fix)."""
-
-
-@dataclass(frozen=True)
-class HeaderRule:
-    """A header match routed wholly to the canary (Argo's ``setHeaderRoute``).
-
-    ``match_type`` is ``exact``, ``prefix`` or ``regex``; Gateway API has no prefix
-    header match, so a prefix becomes the regular expression ``^<escaped prefix>.*``.
-    """
-
-    name: str
-    matches: tuple[tuple[str, str, str], ...]  # (header name, value, match type)
 
 
 def header_rule_name(route_name: str) -> str:

@@ -192,6 +192,11 @@ class RolloutStatus:
     templates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: id of the last manual command (promote/abort/retry) the reconciler applied.
     last_command_id: str = ""
+    #: hash of the strategy the canary runs (steps, background analysis, traffic
+    #: routing): a different one in Git restarts the canary from step 0 (as Argo).
+    strategy_hash: str = ""
+    #: why the canary was reset to stable weights; step 0 is applied next ("" when not).
+    restart_reason: str = ""
 
     def with_changes(self, **changes: Any) -> RolloutStatus:
         """A copy with the given fields changed (the dataclass is frozen)."""
@@ -230,6 +235,8 @@ class RolloutStatus:
             "lastEventId": self.last_event_id,
             "templates": {k: dict(v) for k, v in self.templates.items()},
             "lastCommandId": self.last_command_id,
+            "strategyHash": self.strategy_hash,
+            "restartReason": self.restart_reason,
         }
 
     @classmethod
@@ -261,4 +268,6 @@ class RolloutStatus:
             last_event_id=str(data.get("lastEventId", "")),
             templates={str(k): dict(v) for k, v in dict(data.get("templates", {})).items()},
             last_command_id=str(data.get("lastCommandId", "")),
+            strategy_hash=str(data.get("strategyHash", "")),
+            restart_reason=str(data.get("restartReason", "")),
         )

@@ -20,7 +20,8 @@ from kulta.adapters.stacks import StackManager, StackSettings
 from kulta.app.reconciler import Reconciler, ReconcilerConfig
 from kulta.core.constants import TAG_COMMAND
 from kulta.core.plan import desired_state
-from kulta.core.reconcile import CommandKind, ManualCommand, decide_step
+from kulta.core.commands import CommandKind, ManualCommand
+from kulta.core.reconcile import decide_step
 from kulta.core.revision import pod_template_hash, resolve_template
 from kulta.core.routes import route_weights
 from kulta.model.status import Phase, RolloutStatus

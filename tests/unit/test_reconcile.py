@@ -8,15 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from kulta.core.reconcile import (
-    AbortReason,
-    CommandKind,
-    ManualCommand,
-    Observation,
-    decide,
-    decide_step,
-    inline_run_name,
-)
+from kulta.core.commands import CommandKind, ManualCommand
+from kulta.core.decision import AbortReason, Observation
+from kulta.core.names import inline_run_name
+from kulta.core.reconcile import decide, decide_step
 from kulta.core.revision import pod_template_hash, resolve_template
 from kulta.model.status import AnalysisPhase, AnalysisRunStatus, Phase, RolloutStatus
 from kulta.spec.loader import load_paths
@@ -219,7 +214,8 @@ def test_reverting_git_to_stable_mid_canary_rolls_back_then_is_healthy(healthy_v
     ],
 )
 def test_background_analysis_result_decides(healthy_v1, phase, expected):
-    from kulta.core.reconcile import background_run_name
+    from kulta.core.names import background_run_name
+    from kulta.core.revision import strategy_hash
     from kulta.model.rollout import AnalysisTemplateRef, BackgroundAnalysis
 
     rollout, r1, t2, r2, st = _in_flight(healthy_v1)
@@ -227,6 +223,8 @@ def test_background_analysis_result_decides(healthy_v1, phase, expected):
         rollout.spec.strategy, analysis=BackgroundAnalysis(templates=(AnalysisTemplateRef("success-rate"),))
     )
     rollout = replace(rollout, spec=replace(rollout.spec, strategy=strategy))
+    # the canary started with this strategy (a strategy edited mid-flight restarts it)
+    st = st.with_changes(strategy_hash=strategy_hash(rollout))
     run = AnalysisRunStatus(name=background_run_name("demo", r2), phase=phase, message="error ratio 0.3")
     d, st2 = step(rollout, t2, r2, st, T0 + timedelta(minutes=2), observation=Observation(analysis_runs=(run,)))
     assert st2.phase is expected

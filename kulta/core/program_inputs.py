@@ -1,0 +1,173 @@
+"""A decision → the Pulumi program's inputs, in one pure function.
+
+Everything the program declares is decided here: each ReplicaSet's size, role,
+pod metadata (Argo's ``canaryMetadata`` / ``stableMetadata``) and when it
+changes size inside the update (``ScaleOrder``); which revision each Service
+selects; each HTTPRoute's weights and header rules (only on routes that ask
+for them: ``useHeaderRoutes``). The reconciler, ``kulta preview`` and the CI
+program (``__main__.py``) all call ``build_program_inputs``, so the three ways
+in declare the same resources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kulta.core.decision import Decision
+from kulta.core.names import replicaset_name, route_targets
+from kulta.core.routes import route_weights
+from kulta.model.program import (
+    HeaderRule,
+    ProgramInputs,
+    ReplicaSetInput,
+    RevisionRole,
+    RouteInput,
+    ScaleOrder,
+    ServiceInput,
+)
+from kulta.model.rollout import OtherDocument, PodMetadata, Rollout, SetHeaderRoute
+from kulta.model.status import RolloutStatus
+
+__all__ = ["build_program_inputs", "canary_service_name", "stable_service_name"]
+
+_SERVICE_KIND = "Service"
+_HTTPROUTE_KIND = "HTTPRoute"
+
+
+def stable_service_name(rollout: Rollout) -> str:
+    return rollout.spec.strategy.stable_service or f"{rollout.name}-stable"
+
+
+def canary_service_name(rollout: Rollout) -> str:
+    return rollout.spec.strategy.canary_service or f"{rollout.name}-canary"
+
+
+def _role(revision: str, status: RolloutStatus) -> RevisionRole:
+    if revision == status.stable_revision:
+        return RevisionRole.STABLE
+    if revision == status.canary_revision:
+        # an aborted canary keeps its role (and metadata) until it is retried or dropped
+        return RevisionRole.CANARY
+    return RevisionRole.OLD
+
+
+def _pod_metadata(rollout: Rollout, role: RevisionRole) -> PodMetadata:
+    strategy = rollout.spec.strategy
+    if role is RevisionRole.CANARY:
+        return strategy.canary_metadata
+    if role is RevisionRole.STABLE:
+        return strategy.stable_metadata
+    return PodMetadata()
+
+
+def _order(rollout: Rollout, revision: str, replicas: int, prev: RolloutStatus | None) -> ScaleOrder:
+    """Shrink after traffic moved; everything else grows (or stays) before it moves."""
+    if prev is None:
+        return ScaleOrder.GROW
+    before = prev.replicas.get(replicaset_name(rollout.name, revision))
+    return ScaleOrder.SHRINK if before is not None and replicas < before else ScaleOrder.GROW
+
+
+def _header_rules(routes: Sequence[SetHeaderRoute]) -> tuple[HeaderRule, ...]:
+    return tuple(
+        HeaderRule(name=r.name, matches=tuple((m.name, m.value, m.match_type.value) for m in r.matches))
+        for r in routes
+        if r.matches
+    )
+
+
+def _git_service(others: Sequence[OtherDocument], rollout: Rollout, name: str) -> Mapping[str, Any] | None:
+    for doc in others:
+        if doc.kind == _SERVICE_KIND and doc.name == name and doc.namespace == rollout.namespace:
+            spec = doc.body.get("spec")
+            return dict(spec) if isinstance(spec, Mapping) else None
+    return None
+
+
+def _git_route_weights(
+    others: Sequence[OtherDocument], ns: str, name: str, stable: str, canary: str
+) -> tuple[int, int] | None:
+    for doc in others:
+        if doc.kind == _HTTPROUTE_KIND and doc.name == name and doc.namespace == ns:
+            spec = doc.body.get("spec")
+            rules = (spec.get("rules") if isinstance(spec, Mapping) else None) or []
+            return route_weights(rules, stable, canary)
+    return None
+
+
+def build_program_inputs(
+    rollout: Rollout,
+    others: Sequence[OtherDocument],
+    decision: Decision,
+    status: RolloutStatus,
+    prev: RolloutStatus | None,
+) -> ProgramInputs:
+    """The program's inputs for recording ``status`` (the decision's, with its event ids).
+
+    ``prev`` is the status before this update: a ReplicaSet smaller than it was
+    shrinks only after the Services and routes have moved.
+    """
+    replica_sets = []
+    for rev, n in decision.replicas.items():
+        role = _role(rev, status)
+        metadata = _pod_metadata(rollout, role)
+        replica_sets.append(
+            ReplicaSetInput(
+                revision=rev,
+                template=decision.templates[rev],
+                replicas=n,
+                role=role,
+                wait_available=rev in decision.wait_ready and n > 0,
+                order=_order(rollout, rev, n, prev),
+                pod_labels=dict(metadata.labels),
+                pod_annotations=dict(metadata.annotations),
+            )
+        )
+    stable_svc, canary_svc = stable_service_name(rollout), canary_service_name(rollout)
+    services = (
+        ServiceInput(stable_svc, status.stable_revision, _git_service(others, rollout, stable_svc)),
+        ServiceInput(canary_svc, decision.canary_service_revision, _git_service(others, rollout, canary_svc)),
+    )
+    in_flight = status.in_flight and not status.aborted
+    header_rules = _header_rules(decision.header_routes) if in_flight else ()
+    routing = rollout.spec.strategy.traffic_routing
+    wants_headers = (
+        {
+            (r.namespace or routing.namespace or rollout.namespace, r.name)
+            for r in routing.http_routes
+            if r.use_header_routes
+        }
+        if routing is not None
+        else set()
+    )
+    routes = []
+    for ns, route in route_targets(rollout):
+        if in_flight:
+            stable_w, canary_w = 100 - decision.canary_weight, decision.canary_weight
+        else:
+            declared = _git_route_weights(others, ns, route, stable_svc, canary_svc)
+            stable_w, canary_w = declared if declared else (100, 0)
+        routes.append(
+            RouteInput(
+                name=route,
+                namespace=ns,
+                stable_service=stable_svc,
+                canary_service=canary_svc,
+                stable_weight=stable_w,
+                canary_weight=canary_w,
+                header_rules=header_rules if (ns, route) in wants_headers else (),
+                in_flight=in_flight,
+            )
+        )
+    return ProgramInputs(
+        rollout=rollout.name,
+        namespace=rollout.namespace,
+        selector=dict(rollout.spec.selector.get("matchLabels", {}) or {}),
+        replica_sets=tuple(replica_sets),
+        services=services,
+        routes=tuple(routes),
+        outputs=status.to_outputs(),
+        progress_deadline_seconds=rollout.spec.progress_deadline_seconds,
+        min_ready_seconds=rollout.spec.min_ready_seconds,
+    )

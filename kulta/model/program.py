@@ -1,0 +1,101 @@
+"""The Pulumi program's inputs: one rollout step as plain, frozen data.
+
+``kulta.core.program_inputs`` builds them from a decision (pure);
+``kulta.adapters.program.deploy`` declares them as Kubernetes resources.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "HeaderRule",
+    "ProgramInputs",
+    "ReplicaSetInput",
+    "RevisionRole",
+    "RouteInput",
+    "ScaleOrder",
+    "ServiceInput",
+]
+
+
+class RevisionRole(enum.Enum):
+    STABLE = "stable"
+    CANARY = "canary"
+    #: an older revision kept (scaled down or waiting for its scale-down delay)
+    OLD = "old"
+
+
+class ScaleOrder(enum.Enum):
+    """When, inside one update, a ReplicaSet changes size.
+
+    Grow first (and wait until the new pods are available), then move Service
+    selectors and route weights, then shrink: traffic only ever moves to
+    available pods, and pods lose their traffic before they go away.
+    """
+
+    GROW = "grow"
+    SHRINK = "shrink"
+
+
+@dataclass(frozen=True)
+class HeaderRule:
+    """A header match routed wholly to the canary (Argo's ``setHeaderRoute``).
+
+    ``match_type`` is ``exact``, ``prefix`` or ``regex``; Gateway API has no prefix
+    header match, so a prefix becomes the regular expression ``^<escaped prefix>.*``.
+    """
+
+    name: str
+    matches: tuple[tuple[str, str, str], ...]  # (header name, value, match type)
+
+
+@dataclass(frozen=True)
+class ReplicaSetInput:
+    revision: str
+    template: Mapping[str, Any]
+    replicas: int
+    role: RevisionRole
+    #: wait, within the update, until ``availableReplicas`` reaches ``replicas``
+    wait_available: bool = False
+    order: ScaleOrder = ScaleOrder.GROW
+    #: labels / annotations added to this side's pods (canaryMetadata / stableMetadata)
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServiceInput:
+    name: str
+    revision: str
+    #: the Service document from the user's Git files, if any (its spec is kept, selector pinned)
+    spec: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RouteInput:
+    name: str
+    namespace: str
+    stable_service: str
+    canary_service: str
+    stable_weight: int
+    canary_weight: int
+    header_rules: tuple[HeaderRule, ...] = ()
+    in_flight: bool = False
+
+
+@dataclass(frozen=True)
+class ProgramInputs:
+    rollout: str
+    namespace: str
+    selector: Mapping[str, str]
+    replica_sets: tuple[ReplicaSetInput, ...]
+    services: tuple[ServiceInput, ...]
+    routes: tuple[RouteInput, ...]
+    outputs: Mapping[str, Any]
+    progress_deadline_seconds: int = 600
+    min_ready_seconds: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
