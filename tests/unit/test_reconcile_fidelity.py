@@ -1,0 +1,293 @@
+"""Argo fidelity of the decision: strategy edits, delays, background analysis, program inputs.
+
+Each test is a worked example with the expected values written out by hand from
+Argo Rollouts' rules (``rollout/canary.go``, ``utils/defaults/defaults.go``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from kulta.core.commands import CommandKind, ManualCommand
+from kulta.core.decision import AbortReason, Observation
+from kulta.core.names import background_run_name, inline_run_name
+from kulta.core.program_inputs import build_program_inputs
+from kulta.core.reconcile import Situation, classify, decide
+from kulta.model.program import RevisionRole, ScaleOrder
+from kulta.model.rollout import (
+    AnalysisRef,
+    AnalysisTemplateRef,
+    BackgroundAnalysis,
+    CanaryStrategy,
+    HeaderMatch,
+    HeaderMatchType,
+    HTTPRouteRef,
+    Pause,
+    PodMetadata,
+    Rollout,
+    RolloutSpec,
+    SetHeaderRoute,
+    SourceRef,
+    Step,
+    StepKind,
+    TrafficRouting,
+)
+from kulta.model.status import AnalysisPhase, AnalysisRunStatus, Phase, RolloutStatus
+
+T0 = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+ANALYSIS = AnalysisRef((AnalysisTemplateRef("success-rate"),))
+V1 = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web:1"}]}}
+V2 = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web:2"}]}}
+R1, R2 = "rev1", "rev2"
+
+
+def weight(w: int, i: int) -> Step:
+    return Step(index=i, kinds=frozenset({StepKind.SET_WEIGHT}), set_weight=w)
+
+
+def pause(seconds: int | None, i: int) -> Step:
+    return Step(index=i, kinds=frozenset({StepKind.PAUSE}), pause=Pause(seconds))
+
+
+def analysis(i: int) -> Step:
+    return Step(index=i, kinds=frozenset({StepKind.ANALYSIS}), analysis=ANALYSIS)
+
+
+ROUTED = TrafficRouting(http_routes=(HTTPRouteRef("web"),))
+
+
+def make(steps: tuple[Step, ...], *, routing: TrafficRouting | None = ROUTED, **strategy: object) -> Rollout:
+    canary = CanaryStrategy(
+        canary_service="web-canary" if routing else None,
+        stable_service="web-stable" if routing else None,
+        steps=steps,
+        traffic_routing=routing,
+        **strategy,  # type: ignore[arg-type]
+    )
+    spec = RolloutSpec(replicas=4, selector={"matchLabels": {"app": "web"}}, template=V2, strategy=canary)
+    return Rollout("web", "shop", "argoproj.io/v1alpha1", {}, {}, spec, SourceRef("web.yaml", 1))
+
+
+def run(rollout: Rollout, prev: RolloutStatus | None, now: datetime, revision: str = R2, **kw: object):
+    template = V1 if revision == R1 else V2
+    d = decide(rollout, revision, template, prev, now, environment="dev", **kw)  # type: ignore[arg-type]
+    return d, RolloutStatus.from_outputs(d.status.to_outputs())
+
+
+def at_stable_v1(rollout: Rollout) -> RolloutStatus:
+    return run(rollout, None, T0, revision=R1)[1]
+
+
+def walk_to(rollout: Rollout, index: int) -> RolloutStatus:
+    """Start the v2 canary and walk (with each wait satisfied) until ``index`` is the current step."""
+    st = at_stable_v1(rollout)
+    _, st = run(rollout, st, T0)
+    while st.current_step_index < index:
+        step = rollout.spec.strategy.steps[st.current_step_index]
+        obs = Observation()
+        cmd = None
+        if step.analysis is not None:
+            name = inline_run_name("web", R2, st.current_step_index)
+            obs = Observation(analysis_runs=(AnalysisRunStatus(name, AnalysisPhase.SUCCESSFUL, st.current_step_index),))
+        if step.pause is not None:
+            cmd = ManualCommand(f"promote-{st.current_step_index}", CommandKind.PROMOTE)
+        _, st = run(rollout, st, T0, observation=obs, command=cmd)
+    return st
+
+
+# --------------------------------------------------------------------------- strategy edits
+
+STEPS = (weight(20, 0), pause(None, 1), weight(40, 2), analysis(3), weight(80, 4), pause(60, 5))
+
+
+def test_shortening_steps_during_a_running_analysis_restarts_from_step_0_with_stable_weights_first():
+    original = make(STEPS)
+    st = walk_to(original, 3)
+    assert (st.current_step_index, st.weights[0].canary) == (3, 40)
+    shortened = make(STEPS[:2])  # the analysis step and everything after it are gone
+    running = AnalysisRunStatus(inline_run_name("web", R2, 3), AnalysisPhase.RUNNING, 3)
+    st = st.with_changes(analysis_runs=(running,))
+    assert classify(shortened, R2, st, None, Observation()) is Situation.STRATEGY_CHANGED
+    d, reset = run(shortened, st, T0 + timedelta(minutes=1))
+    # never promoted: traffic back to stable, step 0 next
+    assert reset.phase is Phase.PROGRESSING and reset.stable_revision == R1 and reset.canary_revision == R2
+    assert d.canary_weight == 0 and [(w.stable, w.canary) for w in reset.weights] == [(100, 0)]
+    assert reset.current_step_index == 0 and reset.analysis_runs == ()
+    assert reset.restart_reason.startswith("strategy changed in Git") and "step 3" in reset.restart_reason
+    assert d.reason == reset.message == reset.restart_reason
+    # the next decision applies step 0 of the new steps: 20%, then holds at the indefinite pause
+    d, st0 = run(shortened, reset, T0 + timedelta(minutes=1))
+    assert (st0.current_step_index, d.canary_weight, st0.restart_reason) == (0, 20, "")
+    d, st1 = run(shortened, st0, T0 + timedelta(minutes=1))
+    assert (st1.current_step_index, st1.phase, d.canary_weight) == (1, Phase.PAUSED, 20)
+    d, again = run(shortened, st1, T0 + timedelta(minutes=2))
+    assert not d.apply and again.phase is Phase.PAUSED and again.stable_revision == R1
+
+
+def test_a_failed_analysis_aborts_even_when_the_same_commit_shortens_the_steps():
+    st = walk_to(make(STEPS), 3)
+    failed = AnalysisRunStatus(inline_run_name("web", R2, 3), AnalysisPhase.FAILED, 3, message="error ratio 0.2")
+    shortened = make(STEPS[:1])
+    d, after = run(shortened, st, T0 + timedelta(minutes=1), observation=Observation(analysis_runs=(failed,)))
+    assert after.phase is Phase.ABORTED and d.abort_reason is AbortReason.ANALYSIS
+    assert after.stable_revision == R1 and d.canary_weight == 0
+
+
+def test_a_failed_analysis_is_not_promoted_past_by_a_person():
+    st = walk_to(make(STEPS), 3)
+    failed = AnalysisRunStatus(inline_run_name("web", R2, 3), AnalysisPhase.ERROR, 3, message="no data")
+    promote = ManualCommand("p-1", CommandKind.PROMOTE)
+    d, after = run(make(STEPS), st, T0, observation=Observation(analysis_runs=(failed,)), command=promote)
+    assert after.phase is Phase.ABORTED and after.stable_revision == R1
+
+
+def test_changing_traffic_routing_or_background_analysis_also_restarts():
+    st = walk_to(make(STEPS), 2)
+    other_route = make(STEPS, routing=TrafficRouting(http_routes=(HTTPRouteRef("web"), HTTPRouteRef("web-2"))))
+    assert classify(other_route, R2, st, None, Observation()) is Situation.STRATEGY_CHANGED
+    background = make(STEPS, analysis=BackgroundAnalysis(templates=(AnalysisTemplateRef("latency"),)))
+    assert classify(background, R2, st, None, Observation()) is Situation.STRATEGY_CHANGED
+    # replicas, surge and metadata are not the strategy a canary walks through
+    more = replace(make(STEPS, max_surge=2), spec=replace(make(STEPS, max_surge=2).spec, replicas=9))
+    assert classify(more, R2, st, None, Observation()) is Situation.STEPPING
+
+
+def test_a_status_written_before_strategy_hashes_existed_is_not_restarted():
+    st = walk_to(make(STEPS), 2).with_changes(strategy_hash="")
+    assert classify(make(STEPS), R2, st, None, Observation()) is Situation.STEPPING
+
+
+# --------------------------------------------------------------------------- scale-down delays
+
+
+def test_basic_canary_promotion_scales_the_old_stable_down_at_once():
+    # no trafficRouting: Argo's default scaleDownDelaySeconds is 0 (a Service spans both revisions)
+    rollout = make((weight(50, 0),), routing=None)
+    st = walk_to(rollout, 0)
+    d, done = run(rollout, st, T0 + timedelta(minutes=1))
+    assert done.phase is Phase.HEALTHY and done.stable_revision == R2
+    assert d.replicas == {R1: 0, R2: 4} and done.scale_down_revision == ""
+
+
+def test_routed_canary_promotion_keeps_the_old_stable_for_30_seconds():
+    rollout = make((weight(50, 0),))
+    st = walk_to(rollout, 0)
+    d, done = run(rollout, st, T0)
+    assert d.replicas == {R1: 4, R2: 4}
+    assert (done.scale_down_revision, done.scale_down_at) == (R1, "2026-12-01T12:00:30Z")
+
+
+def test_abort_scale_down_delay_zero_never_scales_the_aborted_canary_down():
+    rollout = make((weight(50, 0), pause(None, 1)), abort_scale_down_delay_seconds=0)
+    st = walk_to(rollout, 1)
+    d, aborted = run(rollout, st, T0, command=ManualCommand("a-1", CommandKind.ABORT))
+    assert aborted.phase is Phase.ABORTED and d.canary_weight == 0
+    assert d.replicas == {R1: 4, R2: 2} and aborted.scale_down_revision == "" and d.next_due is None
+    d, later = run(rollout, aborted, T0 + timedelta(days=1))
+    assert not d.apply and later.replicas == {"web-rev1": 4, "web-rev2": 2}
+
+
+def test_abort_with_the_default_delay_scales_the_canary_down_after_30_seconds():
+    rollout = make((weight(50, 0), pause(None, 1)))
+    st = walk_to(rollout, 1)
+    d, aborted = run(rollout, st, T0, command=ManualCommand("a-1", CommandKind.ABORT))
+    assert d.replicas == {R1: 4, R2: 2} and aborted.scale_down_at == "2026-12-01T12:00:30Z"
+    d, later = run(rollout, aborted, T0 + timedelta(seconds=30))
+    assert d.apply and later.replicas == {"web-rev1": 4, "web-rev2": 0}
+
+
+# --------------------------------------------------------------------------- background analysis
+
+
+def background_rollout() -> Rollout:
+    return make((weight(50, 0), pause(None, 1)), analysis=BackgroundAnalysis(templates=(AnalysisTemplateRef("bg"),)))
+
+
+def test_background_analysis_ends_at_promotion_with_the_phase_it_would_end_with():
+    rollout = background_rollout()
+    st = walk_to(rollout, 1)
+    name = background_run_name("web", R2)
+    running = AnalysisRunStatus(name, AnalysisPhase.RUNNING, None, message="")
+    ended = AnalysisRunStatus(name, AnalysisPhase.SUCCESSFUL, None, message="1 of 1 successful")
+    obs = Observation(analysis_runs=(running,), background_if_stopped=ended)
+    _, done = run(rollout, st, T0, observation=obs, command=ManualCommand("p", CommandKind.PROMOTE))
+    assert done.phase is Phase.HEALTHY
+    assert [(r.name, r.phase) for r in done.analysis_runs] == [(name, AnalysisPhase.SUCCESSFUL)]
+    assert done.analysis_runs[0].message == "stopped at promotion: 1 of 1 successful"
+
+
+def test_background_analysis_ends_at_abort():
+    rollout = background_rollout()
+    st = walk_to(rollout, 1)
+    name = background_run_name("web", R2)
+    running = AnalysisRunStatus(name, AnalysisPhase.RUNNING, None)
+    ended = AnalysisRunStatus(name, AnalysisPhase.INCONCLUSIVE, None, message="no measurement")
+    obs = Observation(analysis_runs=(running,), background_if_stopped=ended)
+    _, aborted = run(rollout, st, T0, observation=obs, command=ManualCommand("a", CommandKind.ABORT))
+    assert aborted.phase is Phase.ABORTED
+    assert [(r.phase, r.message) for r in aborted.analysis_runs] == [
+        (AnalysisPhase.INCONCLUSIVE, "stopped at abort: no measurement")
+    ]
+
+
+# --------------------------------------------------------------------------- program inputs
+
+
+def test_header_rules_go_only_to_routes_with_use_header_routes():
+    routing = TrafficRouting(
+        http_routes=(HTTPRouteRef("public", use_header_routes=True), HTTPRouteRef("internal", use_header_routes=False)),
+        managed_routes=("testers",),
+    )
+    header = SetHeaderRoute("testers", (HeaderMatch("X-Canary", "yes", HeaderMatchType.EXACT),))
+    steps = (
+        Step(index=0, kinds=frozenset({StepKind.SET_HEADER_ROUTE}), set_header_route=header),
+        weight(10, 1),
+        pause(None, 2),
+    )
+    rollout = make(steps, routing=routing)
+    prev = walk_to(rollout, 0)
+    d, st = run(rollout, prev, T0)
+    inputs = build_program_inputs(rollout, (), d, d.status, prev)
+    rules = {r.name: r.header_rules for r in inputs.routes}
+    assert [h.name for h in rules["public"]] == ["testers"]
+    assert rules["internal"] == ()
+
+
+def test_canary_and_stable_metadata_follow_the_role_and_move_at_promotion():
+    rollout = make(
+        (weight(50, 0), pause(None, 1)),
+        canary_metadata=PodMetadata(labels={"role": "canary"}, annotations={"scrape": "true"}),
+        stable_metadata=PodMetadata(labels={"role": "stable"}),
+    )
+    prev = walk_to(rollout, 1)
+    d, _ = run(rollout, prev, T0)  # holding at the pause
+    inputs = build_program_inputs(rollout, (), d, d.status, prev)
+    by_rev = {rs.revision: rs for rs in inputs.replica_sets}
+    assert (by_rev[R2].role, dict(by_rev[R2].pod_labels), dict(by_rev[R2].pod_annotations)) == (
+        RevisionRole.CANARY,
+        {"role": "canary"},
+        {"scrape": "true"},
+    )
+    assert (by_rev[R1].role, dict(by_rev[R1].pod_labels)) == (RevisionRole.STABLE, {"role": "stable"})
+    d, promoted = run(rollout, prev, T0, command=ManualCommand("p", CommandKind.PROMOTE))
+    inputs = build_program_inputs(rollout, (), d, d.status, prev)
+    by_rev = {rs.revision: rs for rs in inputs.replica_sets}
+    assert (by_rev[R2].role, dict(by_rev[R2].pod_labels), dict(by_rev[R2].pod_annotations)) == (
+        RevisionRole.STABLE,
+        {"role": "stable"},
+        {},
+    )
+    assert by_rev[R1].role is RevisionRole.OLD and dict(by_rev[R1].pod_labels) == {}
+
+
+def test_shrinking_replica_sets_are_ordered_after_the_switch():
+    # basic canary promotion: the new revision grows (waited for), the old one shrinks last
+    rollout = make((weight(50, 0),), routing=None)
+    prev = walk_to(rollout, 0)
+    assert prev.replicas == {"web-rev1": 2, "web-rev2": 2}
+    d, _ = run(rollout, prev, T0)
+    inputs = build_program_inputs(rollout, (), d, d.status, prev)
+    order = {rs.revision: (rs.replicas, rs.order, rs.wait_available) for rs in inputs.replica_sets}
+    assert order == {R1: (0, ScaleOrder.SHRINK, False), R2: (4, ScaleOrder.GROW, True)}
+    assert {s.name: s.revision for s in inputs.services} == {"web-stable": R2, "web-canary": R2}
