@@ -45,7 +45,7 @@ from kulta.core.routes import route_weights
 from kulta.core.times import format_time, parse_status_time
 from kulta.errors import ConfigError, KultaError, StackLockedError, StepFailedError
 from kulta.model.program import ProgramInputs
-from kulta.model.rollout import AnalysisTemplateRef, PodMetadata, Rollout
+from kulta.model.rollout import AnalysisRef, AnalysisTemplateRef, PodMetadata, Rollout
 from kulta.model.status import AnalysisRunStatus, Phase, RolloutStatus
 from kulta.spec.loader import LoadResult
 
@@ -386,54 +386,70 @@ class Reconciler:
     def _advance_analysis(
         self, rollout: Rollout, loaded: LoadResult, status: RolloutStatus | None, revision: str, now: datetime
     ) -> tuple[tuple[AnalysisRunStatus, ...], AnalysisRunStatus | None]:
-        """New measurements of the runs that are due, and the background run as it would end now."""
+        """New measurements of the runs that are due, and the background run as it would end now.
+
+        Each run records the analysis it measures (``ref``). After a strategy edit in
+        Git the current step's run goes on with its recorded analysis until it ends:
+        a running analysis is never skipped; the canary restarts after it.
+        """
         if status is None or status.aborted or status.canary_revision != revision or not status.in_flight:
             return (), None
-        if status.restart_reason or (status.strategy_hash and status.strategy_hash != strategy_hash(rollout)):
-            # the recorded step index belongs to the strategy the canary ran so far: the
-            # canary restarts from step 0 before anything is measured against the new one
+        if status.restart_reason:
             return (), None
-        runs: list[AnalysisRunStatus] = []
         existing = {r.name: r for r in status.analysis_runs}
-        steps = rollout.spec.strategy.steps
         index = status.current_step_index
-        background = rollout.spec.strategy.analysis
-        inline_due = index < len(steps) and steps[index].analysis is not None
-        background_due = background is not None and index >= background.starting_step
-        if not inline_due and not background_due:
+        steps = rollout.spec.strategy.steps
+        due: list[tuple[str, AnalysisRef, int | None]] = []
+        if status.strategy_hash and status.strategy_hash != strategy_hash(rollout):
+            name = inline_run_name(rollout.name, revision, index)
+            current = existing.get(name)
+            if current is not None and current.ref is not None and not current.phase.completed:
+                due.append((name, current.ref, index))
+        else:
+            inline = steps[index].analysis if index < len(steps) else None
+            if inline is not None:
+                due.append((inline_run_name(rollout.name, revision, index), inline, index))
+            background = rollout.spec.strategy.analysis
+            if background is not None and index >= background.starting_step:
+                ref = AnalysisRef(templates=background.templates, args=background.args)
+                due.append((background_run_name(rollout.name, revision), ref, None))
+        if not due:
             return (), None
         if self.provider is None:
             raise ConfigError(f"rollout {rollout.namespace}/{rollout.name} needs analysis: run it with `kulta run`")
-        provider = self.provider
-        common = {
-            "templates": loaded.templates,
-            "stable_hash": status.stable_revision,
-            "canary_hash": revision,
-            "rollout": rollout.name,
-            "namespace": rollout.namespace,
-            "now": now,
-            "provider": provider,
-            "environ": self.config.environ,
-        }
-        if index < len(steps) and steps[index].analysis is not None:
-            name = inline_run_name(rollout.name, revision, index)
-            run = advance_analysis(existing.get(name), name=name, ref=steps[index].analysis, step_index=index, **common)  # type: ignore[arg-type]
-            runs.append(run)
+        runs: list[AnalysisRunStatus] = []
         stopped: AnalysisRunStatus | None = None
-        if background is not None and background_due:
-            name = background_run_name(rollout.name, revision)
-            run = advance_analysis(existing.get(name), name=name, ref=background, step_index=None, **common)  # type: ignore[arg-type]
+        for name, ref, step_index in due:
+            run = advance_analysis(
+                existing.get(name),
+                name=name,
+                ref=ref,
+                step_index=step_index,
+                templates=loaded.templates,
+                stable_hash=status.stable_revision,
+                canary_hash=revision,
+                rollout=rollout.name,
+                namespace=rollout.namespace,
+                now=now,
+                provider=self.provider,
+                environ=self.config.environ,
+            )
+            run = replace(run, ref=ref)
             runs.append(run)
-            try:
-                metrics = [
-                    m
-                    for t in select_templates(loaded.templates, background.templates, rollout.namespace)
-                    for m in t.metrics
-                ]
-            except KultaError:
-                metrics = []
-            stopped = terminate(run, metrics, "") if metrics else None
+            if step_index is None:
+                stopped = self._as_if_stopped(run, ref, loaded, rollout.namespace)
         return tuple(r for r in runs if existing.get(r.name) != r), stopped
+
+    @staticmethod
+    def _as_if_stopped(
+        run: AnalysisRunStatus, ref: AnalysisRef, loaded: LoadResult, namespace: str
+    ) -> AnalysisRunStatus | None:
+        try:
+            templates = select_templates(loaded.templates, ref.templates, namespace)
+        except KultaError:
+            return None
+        metrics = [m for t in templates for m in t.metrics]
+        return terminate(run, metrics, "") if metrics else None
 
     def _sync_pod_metadata(self, rollout: Rollout, status: RolloutStatus) -> None:
         """Argo's ephemeral metadata on live pods: new pods get it from the ReplicaSet template."""
@@ -506,7 +522,9 @@ class Reconciler:
                 if run.phase.completed:
                     continue
                 refs: tuple[AnalysisTemplateRef, ...] = ()
-                if run.step_index is not None and run.step_index < len(steps):
+                if run.ref is not None:
+                    refs = run.ref.templates
+                elif run.step_index is not None and run.step_index < len(steps):
                     inline = steps[run.step_index].analysis
                     refs = inline.templates if inline else ()
                 elif run.step_index is None and rollout.spec.strategy.analysis is not None:

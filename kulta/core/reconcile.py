@@ -56,6 +56,8 @@ class Situation(enum.Enum):
     MANUAL_ABORT = "manual-abort"
     #: the current step's analysis or the background analysis failed
     ANALYSIS_FAILED = "analysis-failed"
+    #: the strategy in Git changed while the current step's analysis runs: it finishes first
+    STRATEGY_CHANGED_ANALYSIS_RUNNING = "strategy-changed-analysis-running"
     #: the strategy in Git differs from the one the canary runs: restart from step 0
     STRATEGY_CHANGED = "strategy-changed"
     #: weights are back at stable after a restart: apply step 0
@@ -541,6 +543,15 @@ def _strategy_changed(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None)
     )
 
 
+def _finish_analysis_first(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
+    """A running analysis is never skipped by a Git edit: it ends (and may abort) before the restart."""
+    reason = (
+        f"strategy changed in Git: the analysis of step {prev.current_step_index} finishes first, "
+        "then the canary restarts from step 0"
+    )
+    return _hold(ctx, prev, reason, phase=Phase.PROGRESSING, apply=ctx.obs.drift)
+
+
 def _restart_pending(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
     if not ctx.rollout.spec.strategy.steps:
         return _promote(ctx, prev, cmd, "strategy changed and has no steps: promoting")
@@ -738,6 +749,10 @@ def classify(
         # before any Git edit is looked at: a failed analysis always aborts
         return Situation.ANALYSIS_FAILED
     if prev.strategy_hash and prev.strategy_hash != strategy_hash(rollout):
+        if not prev.restart_reason:
+            current = ctx_runs.get(inline_run_name(rollout.name, revision, prev.current_step_index))
+            if current is not None and not current.phase.completed:
+                return Situation.STRATEGY_CHANGED_ANALYSIS_RUNNING
         return Situation.STRATEGY_CHANGED
     if prev.restart_reason:
         return Situation.RESTART_PENDING
@@ -755,6 +770,7 @@ _HANDLERS: dict[Situation, _Handler] = {
     Situation.ABORTED: _aborted,
     Situation.MANUAL_ABORT: _manual_abort,
     Situation.ANALYSIS_FAILED: _analysis_failed,
+    Situation.STRATEGY_CHANGED_ANALYSIS_RUNNING: _finish_analysis_first,
     Situation.STRATEGY_CHANGED: _strategy_changed,
     Situation.RESTART_PENDING: _restart_pending,
     Situation.DEGRADED: _degraded,

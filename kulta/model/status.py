@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from kulta.model.rollout import AnalysisArg, AnalysisRef, AnalysisTemplateRef, ArgValueFrom, PodTemplateHashValue
+
 __all__ = [
     "AnalysisPhase",
     "AnalysisRunStatus",
@@ -91,9 +93,62 @@ class Measurement:
         )
 
 
+def _ref_to_outputs(ref: AnalysisRef) -> dict[str, Any]:
+    def arg(a: AnalysisArg) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": a.name}
+        if a.value is not None:
+            out["value"] = a.value
+        vf = a.value_from
+        if vf is not None:
+            source: dict[str, Any] = {}
+            if vf.pod_template_hash_value is not None:
+                source["podTemplateHashValue"] = vf.pod_template_hash_value.value
+            if vf.field_ref is not None:
+                source["fieldRef"] = {"fieldPath": vf.field_ref}
+            if vf.secret_key_ref is not None:
+                source["secretKeyRef"] = {"name": vf.secret_key_ref[0], "key": vf.secret_key_ref[1]}
+            out["valueFrom"] = source
+        return out
+
+    return {
+        "templates": [{"templateName": t.name, "clusterScope": t.cluster_scope} for t in ref.templates],
+        "args": [arg(a) for a in ref.args],
+    }
+
+
+def _ref_from_outputs(data: Mapping[str, Any]) -> AnalysisRef:
+    def arg(a: Mapping[str, Any]) -> AnalysisArg:
+        vf = a.get("valueFrom")
+        value_from = None
+        if isinstance(vf, Mapping):
+            hash_value = vf.get("podTemplateHashValue")
+            field_ref = vf.get("fieldRef")
+            secret = vf.get("secretKeyRef")
+            value_from = ArgValueFrom(
+                pod_template_hash_value=PodTemplateHashValue(hash_value) if hash_value else None,
+                field_ref=str(field_ref["fieldPath"]) if isinstance(field_ref, Mapping) else None,
+                secret_key_ref=(str(secret["name"]), str(secret["key"])) if isinstance(secret, Mapping) else None,
+            )
+        value = a.get("value")
+        return AnalysisArg(name=str(a["name"]), value=None if value is None else str(value), value_from=value_from)
+
+    return AnalysisRef(
+        templates=tuple(
+            AnalysisTemplateRef(str(t["templateName"]), bool(t.get("clusterScope", False)))
+            for t in data.get("templates", [])
+        ),
+        args=tuple(arg(a) for a in data.get("args", [])),
+    )
+
+
 @dataclass(frozen=True)
 class AnalysisRunStatus:
-    """An analysis run: an inline step (``step_index``) or background (``None``)."""
+    """An analysis run: an inline step (``step_index``) or background (``None``).
+
+    ``ref`` is the analysis the run measures (templates and arguments, never
+    secret values), so a run started under one strategy can finish after the
+    strategy in Git changed.
+    """
 
     name: str
     phase: AnalysisPhase
@@ -101,9 +156,10 @@ class AnalysisRunStatus:
     started_at: str = ""
     measurements: tuple[Measurement, ...] = ()
     message: str = ""
+    ref: AnalysisRef | None = None
 
     def to_outputs(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "phase": self.phase.value,
             "stepIndex": self.step_index,
@@ -111,10 +167,14 @@ class AnalysisRunStatus:
             "measurements": [m.to_outputs() for m in self.measurements],
             "message": self.message,
         }
+        if self.ref is not None:
+            out["analysis"] = _ref_to_outputs(self.ref)
+        return out
 
     @classmethod
     def from_outputs(cls, data: Mapping[str, Any]) -> AnalysisRunStatus:
         step = data.get("stepIndex")
+        ref = data.get("analysis")
         return cls(
             name=str(data["name"]),
             phase=AnalysisPhase(data["phase"]),
@@ -122,6 +182,7 @@ class AnalysisRunStatus:
             started_at=str(data.get("startedAt", "")),
             measurements=tuple(Measurement.from_outputs(m) for m in data.get("measurements", [])),
             message=str(data.get("message", "")),
+            ref=_ref_from_outputs(ref) if isinstance(ref, Mapping) else None,
         )
 
 

@@ -18,9 +18,9 @@ from kulta.adapters.outbox import Outbox
 from kulta.adapters.program import deploy
 from kulta.adapters.stacks import StackManager, StackSettings
 from kulta.app.reconciler import Reconciler, ReconcilerConfig
+from kulta.core.commands import CommandKind, ManualCommand
 from kulta.core.constants import TAG_COMMAND
 from kulta.core.plan import desired_state
-from kulta.core.commands import CommandKind, ManualCommand
 from kulta.core.reconcile import decide_step
 from kulta.core.revision import pod_template_hash, resolve_template
 from kulta.core.routes import route_weights

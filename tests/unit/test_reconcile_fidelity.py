@@ -101,28 +101,56 @@ def walk_to(rollout: Rollout, index: int) -> RolloutStatus:
 STEPS = (weight(20, 0), pause(None, 1), weight(40, 2), analysis(3), weight(80, 4), pause(60, 5))
 
 
-def test_shortening_steps_during_a_running_analysis_restarts_from_step_0_with_stable_weights_first():
+def test_shortening_steps_during_a_running_analysis_lets_it_finish_then_restarts_with_stable_weights_first():
     original = make(STEPS)
     st = walk_to(original, 3)
     assert (st.current_step_index, st.weights[0].canary) == (3, 40)
     shortened = make(STEPS[:2])  # the analysis step and everything after it are gone
-    running = AnalysisRunStatus(inline_run_name("web", R2, 3), AnalysisPhase.RUNNING, 3)
+    running = AnalysisRunStatus(inline_run_name("web", R2, 3), AnalysisPhase.RUNNING, 3, ref=ANALYSIS)
     st = st.with_changes(analysis_runs=(running,))
-    assert classify(shortened, R2, st, None, Observation()) is Situation.STRATEGY_CHANGED
-    d, reset = run(shortened, st, T0 + timedelta(minutes=1))
-    # never promoted: traffic back to stable, step 0 next
+    # the running analysis is never skipped: it finishes before anything moves
+    assert classify(shortened, R2, st, None, Observation()) is Situation.STRATEGY_CHANGED_ANALYSIS_RUNNING
+    d, held = run(shortened, st, T0 + timedelta(minutes=1))
+    assert not d.apply and held.current_step_index == 3 and held.weights[0].canary == 40
+    assert "finishes first" in d.reason
+    # it succeeds: now the canary restarts, traffic back to stable first
+    done = AnalysisRunStatus(inline_run_name("web", R2, 3), AnalysisPhase.SUCCESSFUL, 3, ref=ANALYSIS)
+    d, reset = run(shortened, held, T0 + timedelta(minutes=2), observation=Observation(analysis_runs=(done,)))
     assert reset.phase is Phase.PROGRESSING and reset.stable_revision == R1 and reset.canary_revision == R2
     assert d.canary_weight == 0 and [(w.stable, w.canary) for w in reset.weights] == [(100, 0)]
     assert reset.current_step_index == 0 and reset.analysis_runs == ()
     assert reset.restart_reason.startswith("strategy changed in Git") and "step 3" in reset.restart_reason
     assert d.reason == reset.message == reset.restart_reason
     # the next decision applies step 0 of the new steps: 20%, then holds at the indefinite pause
-    d, st0 = run(shortened, reset, T0 + timedelta(minutes=1))
+    d, st0 = run(shortened, reset, T0 + timedelta(minutes=2))
     assert (st0.current_step_index, d.canary_weight, st0.restart_reason) == (0, 20, "")
-    d, st1 = run(shortened, st0, T0 + timedelta(minutes=1))
+    d, st1 = run(shortened, st0, T0 + timedelta(minutes=2))
     assert (st1.current_step_index, st1.phase, d.canary_weight) == (1, Phase.PAUSED, 20)
-    d, again = run(shortened, st1, T0 + timedelta(minutes=2))
+    d, again = run(shortened, st1, T0 + timedelta(minutes=3))
     assert not d.apply and again.phase is Phase.PAUSED and again.stable_revision == R1
+
+
+def test_an_analysis_that_fails_after_the_steps_were_shortened_aborts():
+    st = walk_to(make(STEPS), 3)
+    running = AnalysisRunStatus(inline_run_name("web", R2, 3), AnalysisPhase.RUNNING, 3, ref=ANALYSIS)
+    st = st.with_changes(analysis_runs=(running,))
+    shortened = make(STEPS[:1])
+    _, held = run(shortened, st, T0)
+    failed = replace(running, phase=AnalysisPhase.FAILED, message="error ratio 0.2")
+    d, after = run(shortened, held, T0 + timedelta(minutes=1), observation=Observation(analysis_runs=(failed,)))
+    assert after.phase is Phase.ABORTED and d.abort_reason is AbortReason.ANALYSIS
+    assert after.stable_revision == R1 and d.canary_weight == 0
+
+
+def test_the_analysis_a_run_measures_is_kept_in_the_outputs():
+    ref = AnalysisRef((AnalysisTemplateRef("a"), AnalysisTemplateRef("b", cluster_scope=True)), ())
+    run_ = AnalysisRunStatus("r", AnalysisPhase.RUNNING, 2, ref=ref)
+    outputs = run_.to_outputs()
+    assert outputs["analysis"] == {
+        "templates": [{"templateName": "a", "clusterScope": False}, {"templateName": "b", "clusterScope": True}],
+        "args": [],
+    }
+    assert AnalysisRunStatus.from_outputs(outputs) == run_
 
 
 def test_a_failed_analysis_aborts_even_when_the_same_commit_shortens_the_steps():
