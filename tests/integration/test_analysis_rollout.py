@@ -271,3 +271,52 @@ def test_prometheus_killed_mid_analysis_aborts_never_promotes(world):
     assert run.phase is AnalysisPhase.ERROR
     errors = [m for m in run.measurements if m.phase is MeasurementPhase.ERROR]
     assert len(errors) == 3  # consecutiveErrorLimit 2 exceeded
+
+
+def test_a_strategy_edit_during_analysis_lets_it_finish_then_restarts_from_step_0(world):
+    """Issue 10, item 1: shortening the steps while the canary sits on an analysis step."""
+    ns, prom, profile, rec, stacks, receiver, api = world
+    v2, r2, h1, h2 = start_canary(world, 0.0)
+    running = drive(rec, v2, r2, lambda s: any(r.measurements and not r.phase.completed for r in s.analysis_runs))
+    assert running.current_step_index == 1 and running.stable_revision == h1
+    # the same revision, the analysis step and everything after it removed, a pause added
+    shortened_doc = DOCS.replace(
+        "        - analysis: {{templates: [{{templateName: errors}}]}}\n        - setWeight: 80\n",
+        "        - pause: {{}}\n",
+    )
+    assert shortened_doc != DOCS
+    loaded = load_text(shortened_doc.format(ns=ns, prom=prom.url, tag="v2"), f"{ns}.yaml")
+    assert not loaded.errors, loaded.errors
+    rollout = loaded.rollouts[0]
+    seen: list[RolloutStatus] = []
+    rec.on_update = seen.append
+    st = drive(rec, loaded, rollout, lambda s: s.phase is Phase.PAUSED, timeout=60)
+    # never promoted: paused at the new step 1 with the new step 0's weight
+    assert st.stable_revision == h1 and st.canary_revision == h2 and st.current_step_index == 1
+    route = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", "pay"
+    )
+    assert route_weights(route["spec"]["rules"], "pay-stable", "pay-canary") == (50, 50)
+    # the recorded sequence: the analysis ran to its end, then stable weights, then step 0
+    restart = next(i for i, s in enumerate(seen) if s.restart_reason)
+    assert [(w.stable, w.canary) for w in seen[restart].weights] == [(100, 0)]
+    assert seen[restart].current_step_index == 0 and "strategy changed in Git" in seen[restart].message
+    assert seen[restart + 1].current_step_index == 0 and seen[restart + 1].weights[0].canary == 50
+    before = seen[restart - 1] if restart > 0 else running
+    old_run = next(r for r in before.analysis_runs if r.step_index == 1)
+    assert old_run.phase is AnalysisPhase.SUCCESSFUL and len(old_run.measurements) == 4, old_run
+    messages = [h.message for h in reversed(stacks.history(rec.stack_name(rollout)))]
+    assert any("strategy changed in Git" in m and "canary=0%" in m for m in messages), messages
+
+
+def test_an_analysis_failing_after_a_strategy_edit_aborts(world):
+    ns, prom, profile, rec, stacks, receiver, api = world
+    v2, r2, h1, h2 = start_canary(world, 0.2)
+    drive(rec, v2, r2, lambda s: any(r.measurements and not r.phase.completed for r in s.analysis_runs))
+    shortened_doc = DOCS.replace(
+        "        - analysis: {{templates: [{{templateName: errors}}]}}\n        - setWeight: 80\n", ""
+    )
+    loaded = load_text(shortened_doc.format(ns=ns, prom=prom.url, tag="v2"), f"{ns}.yaml")
+    assert not loaded.errors, loaded.errors
+    st = drive(rec, loaded, loaded.rollouts[0], lambda s: s.phase in (Phase.ABORTED, Phase.HEALTHY), timeout=60)
+    assert st.phase is Phase.ABORTED and st.stable_revision == h1

@@ -412,3 +412,16 @@ def test_every_route_of_a_multi_route_rollout_gets_the_step_weights(env, cluster
     assert out.step == 1, out
     assert [(w.route, w.canary) for w in seen[-1].weights] == [("web", 25), ("web-internal", 25)]
     assert len(checks) >= 3  # every update checked both routes in the API server
+    # past the setHeaderRoute step: the header rule is only on the route with useHeaderRoutes
+    clock.advance(3601)
+    out = rec.reconcile_rollout(v2.rollouts[0], v2)
+    assert out.step >= 4, out
+    custom = client.CustomObjectsApi(api)
+    rules = {
+        name: custom.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", ns, "httproutes", name)["spec"][
+            "rules"
+        ]
+        for name in ("web", "web-internal")
+    }
+    assert [r.get("name") for r in rules["web"] if r.get("name")] == ["kulta-beta"]
+    assert not [r for r in rules["web-internal"] if r.get("name")], rules["web-internal"]
