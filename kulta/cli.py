@@ -20,7 +20,6 @@ from kulta import __version__
 from kulta.errors import KultaError
 
 if TYPE_CHECKING:
-    from kulta.adapters.kube import KubeReader
     from kulta.model.program import ProgramInputs
 
 __all__ = ["main"]
@@ -146,7 +145,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         for step in steps:
             decision = decide_step(rollout, revision, template, prev, _now(), step, environment=args.env)
             inputs = rec.program_inputs(rollout, loaded, decision, decision.status, prev)
-            report = stacks.preview(name, _program(inputs, kube))
+            report = stacks.preview(name, _program(inputs))
             if prev is None:
                 label = "first deployment"
             elif step >= n:
@@ -157,10 +156,10 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def _program(inputs: ProgramInputs, kube: KubeReader) -> Callable[[], None]:
+def _program(inputs: ProgramInputs) -> Callable[[], None]:
     from kulta.adapters.program import deploy
 
-    return lambda: deploy(inputs, kube.route_rules)
+    return lambda: deploy(inputs)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -6,7 +6,9 @@
     ├── ConfigError                 a command-line flag, env var or stack config is wrong
     ├── TemporaryError              retry later; state is unchanged (Git unreachable,
     │   │                           stack locked by another KULTA, sink down)
-    │   └── StackLockedError        another process holds the Pulumi stack's lock
+    │   ├── StackLockedError        another process holds the Pulumi stack's lock
+    │   └── DependencyError         a dependency did not answer (API server, Pulumi
+    │                               backend, Prometheus, sink, Git): names it
     └── PermanentError              retrying will not help without a human
         ├── StepFailedError         a Pulumi update for a step failed
         └── OutboxFullError         the durable event outbox reached its size bound
@@ -16,10 +18,13 @@ Library errors are translated where the library is called (in ``adapters``).
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 __all__ = [
     "ConfigError",
+    "Dependency",
+    "DependencyError",
     "KultaError",
     "OutboxFullError",
     "PermanentError",
@@ -103,3 +108,21 @@ class StepFailedError(PermanentError):
 
 class OutboxFullError(PermanentError):
     """The durable CDEvents outbox is full; the sink must drain it first."""
+
+
+class Dependency(enum.Enum):
+    """What KULTA depends on at run time; the value is how messages name it."""
+
+    KUBERNETES = "Kubernetes API server"
+    PULUMI_BACKEND = "Pulumi backend"
+    PROMETHEUS = "Prometheus"
+    EVENT_SINK = "event sink"
+    GIT = "Git remote"
+
+
+class DependencyError(TemporaryError):
+    """A dependency did not answer or answered nonsense; the same call may work later."""
+
+    def __init__(self, dependency: Dependency, message: str) -> None:
+        super().__init__(f"{dependency.value} unreachable: {message}")
+        self.dependency = dependency

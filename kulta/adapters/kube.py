@@ -13,15 +13,16 @@ translated to KULTA's error tree here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from kulta.core.constants import GATEWAY_API_VERSION, HTTPROUTE_PLURAL
-from kulta.errors import ConfigError, TemporaryError
+from kulta.errors import ConfigError, Dependency, DependencyError
 from kulta.model.rollout import PodMetadata
 
 __all__ = ["KubeReader", "RouteAcceptance"]
@@ -29,6 +30,24 @@ __all__ = ["KubeReader", "RouteAcceptance"]
 log = logging.getLogger(__name__)
 
 NOT_FOUND = 404
+#: seconds to connect and to read one answer: an API server that does not answer
+#: must fail the pass quickly (it is retried), never hang a worker
+REQUEST_TIMEOUT = (5.0, 30.0)
+
+_T = TypeVar("_T")
+
+
+def _call(what: str, call: Callable[[], _T], *, missing: Callable[[], _T] | None = None) -> _T:
+    """Run one API call; every failure becomes KULTA's error (404 → ``missing()`` when given)."""
+    try:
+        return call()
+    except ApiException as exc:
+        if exc.status == NOT_FOUND and missing is not None:
+            return missing()
+        raise DependencyError(Dependency.KUBERNETES, f"{what}: {exc.status} {exc.reason}") from exc
+    except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        # connection refused, timeouts, TLS and protocol errors, undecodable answers
+        raise DependencyError(Dependency.KUBERNETES, f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -53,16 +72,23 @@ class KubeReader:
 
     def get_route(self, namespace: str, name: str) -> dict[str, Any]:
         group, version = GATEWAY_API_VERSION.split("/")
-        try:
-            obj = self._custom.get_namespaced_custom_object(group, version, namespace, HTTPROUTE_PLURAL, name)
-        except ApiException as exc:
-            if exc.status == NOT_FOUND:
-                raise ConfigError(
-                    f"HTTPRoute {namespace}/{name} not found: create it (KULTA only changes its backendRef weights)"
-                ) from exc
-            raise TemporaryError(f"reading HTTPRoute {namespace}/{name} failed: {exc.status} {exc.reason}") from exc
+
+        def missing() -> dict[str, Any]:
+            raise ConfigError(
+                f"HTTPRoute {namespace}/{name} not found: create it (KULTA only changes its backendRef weights)"
+            )
+
+        obj = _call(
+            f"reading HTTPRoute {namespace}/{name}",
+            lambda: self._custom.get_namespaced_custom_object(
+                group, version, namespace, HTTPROUTE_PLURAL, name, _request_timeout=REQUEST_TIMEOUT
+            ),
+            missing=missing,
+        )
         if not isinstance(obj, dict):
-            raise TemporaryError(f"reading HTTPRoute {namespace}/{name}: unexpected answer {type(obj).__name__}")
+            raise DependencyError(
+                Dependency.KUBERNETES, f"reading HTTPRoute {namespace}/{name}: unexpected answer {type(obj).__name__}"
+            )
         return obj
 
     def route_rules(self, namespace: str, name: str) -> list[dict[str, Any]]:
@@ -93,22 +119,15 @@ class KubeReader:
         """Live ``spec.replicas`` of the named ReplicaSets (None when missing)."""
         out: dict[str, int | None] = {}
         for name in names:
-            try:
-                rs = self._apps.read_namespaced_replica_set(name, namespace)
-                out[name] = int(rs.spec.replicas or 0)
-            except ApiException as exc:
-                if exc.status == NOT_FOUND:
-                    out[name] = None
-                    continue
-                raise TemporaryError(f"reading ReplicaSet {namespace}/{name} failed: {exc.status}") from exc
+            rs = _call(
+                f"reading ReplicaSet {namespace}/{name}",
+                lambda name=name: self._apps.read_namespaced_replica_set(  # type: ignore[misc]
+                    name, namespace, _request_timeout=REQUEST_TIMEOUT
+                ),
+                missing=lambda: None,
+            )
+            out[name] = None if rs is None else int(rs.spec.replicas or 0)
         return out
-
-    def ready_replicas(self, namespace: str, name: str) -> int:
-        try:
-            rs = self._apps.read_namespaced_replica_set(name, namespace)
-        except ApiException as exc:
-            raise TemporaryError(f"reading ReplicaSet {namespace}/{name} failed: {exc.status}") from exc
-        return int(rs.status.ready_replicas or 0) if rs.status else 0
 
     def sync_pod_metadata(
         self, namespace: str, selector: Mapping[str, str], wanted: PodMetadata, managed: PodMetadata
@@ -117,10 +136,12 @@ class KubeReader:
         keys of ``managed`` (both sides' metadata), as Argo's ephemeral metadata does
         when a canary becomes stable. Returns how many pods were patched."""
         label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-        try:
-            pods = self._core.list_namespaced_pod(namespace, label_selector=label_selector)
-        except ApiException as exc:
-            raise TemporaryError(f"listing pods {label_selector} in {namespace} failed: {exc.status}") from exc
+        pods = _call(
+            f"listing pods {label_selector} in {namespace}",
+            lambda: self._core.list_namespaced_pod(
+                namespace, label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT
+            ),
+        )
         patched = 0
         for pod in pods.items:
             meta = pod.metadata
@@ -132,13 +153,15 @@ class KubeReader:
             if not patch_labels and not patch_annotations:
                 continue
             body = {"metadata": {"labels": patch_labels, "annotations": patch_annotations}}
-            try:
-                self._core.patch_namespaced_pod(meta.name, namespace, body)
-            except ApiException as exc:
-                if exc.status == NOT_FOUND:
-                    continue  # the pod went away meanwhile
-                raise TemporaryError(f"patching pod {namespace}/{meta.name} failed: {exc.status}") from exc
-            patched += 1
+            pod_name = meta.name
+            done = _call(
+                f"patching pod {namespace}/{pod_name}",
+                lambda pod_name=pod_name, body=body: self._core.patch_namespaced_pod(  # type: ignore[misc]
+                    pod_name, namespace, body, _request_timeout=REQUEST_TIMEOUT
+                ),
+                missing=lambda: None,  # the pod went away meanwhile
+            )
+            patched += done is not None
         if patched:
             log.info("pod metadata synced", extra={"namespace": namespace, "selector": label_selector, "pods": patched})
         return patched

@@ -4,9 +4,9 @@
 the Automation API; the top-level ``__main__.py`` runs the very same function
 from stack config, so ``pulumi preview --diff`` and ``pulumi up`` work from CI
 without the reconciler. Everything it declares comes from ``ProgramInputs``
-(computed by the reconciler from Git plus the last stack outputs); the only
-thing it reads at run time is the live HTTPRoute, because ``spec.rules`` is an
-atomic list and must be re-sent whole with only the weights changed.
+(computed by the reconciler from Git plus the last stack outputs); even the
+live HTTPRoute rules it re-sends (``spec.rules`` is an atomic list) were read
+by the caller just before the update, so the program itself does no I/O.
 
 Resources per rollout (all in the rollout's namespace):
 - one ReplicaSet per live revision, ``<rollout>-<pod-template-hash>``;
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
@@ -50,13 +50,30 @@ from kulta.core.names import replicaset_name
 from kulta.core.routes import rewrite_rules
 from kulta.model.program import ProgramInputs, ReplicaSetInput, RouteInput, ScaleOrder, ServiceInput
 
-__all__ = ["RouteReader", "deploy"]
+__all__ = ["deploy", "preload"]
 
 log = logging.getLogger(__name__)
 
-#: reads the live ``spec.rules`` of an HTTPRoute: (namespace, name) -> rules
-RouteReader = Callable[[str, str], list[dict[str, Any]]]
 
+def preload() -> None:
+    """Load every pulumi-kubernetes module the program touches, once, in this thread.
+
+    pulumi-kubernetes imports its modules lazily on first attribute access; two
+    worker threads doing that at once for the first time have seen a half-loaded
+    module (``module 'pulumi_kubernetes.meta.v1' has no attribute
+    'ObjectMetaArgs'``). Called at import, before any worker starts.
+    """
+    for module, names in (
+        (k8s.apps.v1, ("ReplicaSet", "ReplicaSetSpecArgs")),
+        (k8s.core.v1, ("Service", "ServiceSpecArgs", "PodTemplateSpecArgs", "PodSpecArgs", "ContainerArgs")),
+        (k8s.meta.v1, ("ObjectMetaArgs", "LabelSelectorArgs")),
+        (k8s.apiextensions, ("CustomResourcePatch",)),
+    ):
+        for name in names:
+            getattr(module, name)
+
+
+preload()
 
 def _base_labels(inputs: ProgramInputs) -> dict[str, str]:
     return {LABEL_MANAGED_BY: MANAGED_BY_VALUE, LABEL_ROLLOUT: inputs.rollout, **dict(inputs.labels)}
@@ -136,11 +153,10 @@ def _service(
 
 
 def _route_patch(
-    inputs: ProgramInputs, route: RouteInput, read_route: RouteReader, depends_on: Sequence[pulumi.Resource]
+    inputs: ProgramInputs, route: RouteInput, depends_on: Sequence[pulumi.Resource]
 ) -> k8s.apiextensions.CustomResourcePatch:
-    live_rules = read_route(route.namespace, route.name)
     rules = rewrite_rules(
-        live_rules,
+        [dict(r) for r in route.live_rules],
         route=f"{route.namespace}/{route.name}",
         stable_service=route.stable_service,
         canary_service=route.canary_service,
@@ -166,7 +182,7 @@ def _route_patch(
     )
 
 
-def deploy(inputs: ProgramInputs, read_route: RouteReader) -> None:
+def deploy(inputs: ProgramInputs) -> None:
     """Declare every resource of one rollout step and export the status as outputs.
 
     Grow, then switch, then shrink: growing ReplicaSets first (waited for until
@@ -181,7 +197,7 @@ def deploy(inputs: ProgramInputs, read_route: RouteReader) -> None:
     services = [_service(inputs, s, templates.get(s.revision, {}), waiters) for s in inputs.services]
     switched: list[pulumi.Resource] = [*services]
     for route in inputs.routes:
-        switched.append(_route_patch(inputs, route, read_route, [*waiters, *services]))
+        switched.append(_route_patch(inputs, route, [*waiters, *services]))
     for rs in shrinking:
         _replica_set(inputs, rs, switched)
     for key, value in inputs.outputs.items():

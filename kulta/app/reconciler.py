@@ -289,10 +289,10 @@ class Reconciler:
             self.outbox.stage(planned_events, rollout_key=name)
         inputs = self.program_inputs(rollout, loaded, decision, planned, prev)
         message = _update_message(planned, decision)
-        self.on_progress(f"{rollout.namespace}/{rollout.name}: {message}")
+        self.on_progress(f"{rollout.namespace}/{rollout.name}: {_progress_line(planned, decision)}")
         started = time.monotonic()
         try:
-            report = self.stacks.up(name, lambda: deploy(inputs, self.kube.route_rules), message, refresh=refresh)
+            report = self.stacks.up(name, lambda: deploy(inputs), message, refresh=refresh)
         except StepFailedError:
             self.observe_update(time.monotonic() - started, "failed")
             raise
@@ -361,8 +361,13 @@ class Reconciler:
         status: RolloutStatus,
         prev: RolloutStatus | None = None,
     ) -> ProgramInputs:
-        """The program's inputs to record ``status`` (see ``kulta.core.program_inputs``)."""
-        return build_program_inputs(rollout, loaded.others, decision, status, prev)
+        """The program's inputs to record ``status`` (see ``kulta.core.program_inputs``).
+
+        The routes' live rules are read here, before the update: an API server
+        that does not answer fails the pass before Pulumi starts.
+        """
+        live = {(ns, route): self.kube.route_rules(ns, route) for ns, route in route_targets(rollout)}
+        return build_program_inputs(rollout, loaded.others, decision, status, prev, live)
 
     # -- observations -----------------------------------------------------------------
     def observe(
@@ -554,6 +559,12 @@ def _error_summary(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     telling = [ln for ln in lines if "error" in ln.lower() or "timed out" in ln.lower()]
     return (telling[-1] if telling else lines[-1] if lines else "update failed")[:500]
+
+
+def _progress_line(status: RolloutStatus, decision: Decision) -> str:
+    """The line shown as an update starts: where it goes, not a phase it has not recorded yet."""
+    weight = status.weights[0].canary if status.weights else decision.canary_weight
+    return f"updating to step={status.current_step_index}/{status.step_count} canary={weight}% :: {decision.reason}"
 
 
 def _update_message(status: RolloutStatus, decision: Decision) -> str:

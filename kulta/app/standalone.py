@@ -85,4 +85,4 @@ def run_from_config() -> None:
     )
     inputs = helper.program_inputs(rollout, loaded, decision, decision.status, prev)
     log.info("deploying from stack config", extra={"rollout": rollout.name, "revision": revision, "step": step})
-    deploy(inputs, kube.route_rules)
+    deploy(inputs)

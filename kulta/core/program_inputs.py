@@ -29,7 +29,7 @@ from kulta.model.program import (
 from kulta.model.rollout import OtherDocument, PodMetadata, Rollout, SetHeaderRoute
 from kulta.model.status import RolloutStatus
 
-__all__ = ["build_program_inputs", "canary_service_name", "stable_service_name"]
+__all__ = ["LiveRules", "build_program_inputs", "canary_service_name", "stable_service_name"]
 
 _SERVICE_KIND = "Service"
 _HTTPROUTE_KIND = "HTTPRoute"
@@ -96,17 +96,24 @@ def _git_route_weights(
     return None
 
 
+#: the live ``spec.rules`` of each routed HTTPRoute, by (namespace, name)
+LiveRules = Mapping[tuple[str, str], Sequence[Mapping[str, Any]]]
+
+
 def build_program_inputs(
     rollout: Rollout,
     others: Sequence[OtherDocument],
     decision: Decision,
     status: RolloutStatus,
     prev: RolloutStatus | None,
+    live_rules: LiveRules,
 ) -> ProgramInputs:
     """The program's inputs for recording ``status`` (the decision's, with its event ids).
 
     ``prev`` is the status before this update: a ReplicaSet smaller than it was
-    shrinks only after the Services and routes have moved.
+    shrinks only after the Services and routes have moved. ``live_rules`` are
+    read by the caller before the update, so an unreachable API server fails
+    the pass before Pulumi starts.
     """
     replica_sets = []
     for rev, n in decision.replicas.items():
@@ -158,6 +165,7 @@ def build_program_inputs(
                 canary_weight=canary_w,
                 header_rules=header_rules if (ns, route) in wants_headers else (),
                 in_flight=in_flight,
+                live_rules=tuple(dict(r) for r in live_rules.get((ns, route), ())),
             )
         )
     return ProgramInputs(

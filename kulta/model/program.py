@@ -85,6 +85,9 @@ class RouteInput:
     canary_weight: int
     header_rules: tuple[HeaderRule, ...] = ()
     in_flight: bool = False
+    #: the route's live ``spec.rules``, read before the update (an atomic list: KULTA
+    #: re-sends it whole with only its weights and its own header rules changed)
+    live_rules: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -189,16 +189,15 @@ def test_each_step_matches_the_plan_and_survives_foreign_edits(env, cluster):
     assert again.updates == 0 and len(stacks.history(rec.stack_name(rollout))) == history_len
 
     # re-applying the current step through the engine changes no resource
-    kube = KubeReader(cluster.kubeconfig)
     same = decide_step(rollout, revision, rollout.spec.template, status, clock(), 1, environment="test")
-    inputs = rec.program_inputs(rollout, v2, same, status)
-    report = stacks.up(rec.stack_name(rollout), lambda: deploy(inputs, kube.route_rules), "re-apply step 1")
+    inputs = rec.program_inputs(rollout, v2, same, status, status)
+    report = stacks.up(rec.stack_name(rollout), lambda: deploy(inputs), "re-apply step 1")
     assert set(report.changes) <= {"same"}, report.changes
 
     # preview of step 2 shows exactly the canary scale-up and the weight change
     nxt = decide_step(rollout, revision, rollout.spec.template, status, clock(), 2, environment="test")
     preview = stacks.preview(
-        rec.stack_name(rollout), lambda: deploy(rec.program_inputs(rollout, v2, nxt, nxt.status), kube.route_rules)
+        rec.stack_name(rollout), lambda: deploy(rec.program_inputs(rollout, v2, nxt, nxt.status, status))
     )
     updates = {c.urn_name: c for c in preview.changes if c.op == "update"}
     assert set(updates) == {f"web-{revision}", f"httproute-{ns}-web"}, {k: v.diffs for k, v in updates.items()}

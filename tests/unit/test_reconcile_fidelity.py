@@ -276,7 +276,7 @@ def test_header_rules_go_only_to_routes_with_use_header_routes():
     rollout = make(steps, routing=routing)
     prev = walk_to(rollout, 0)
     d, st = run(rollout, prev, T0)
-    inputs = build_program_inputs(rollout, (), d, d.status, prev)
+    inputs = build_program_inputs(rollout, (), d, d.status, prev, {})
     rules = {r.name: r.header_rules for r in inputs.routes}
     assert [h.name for h in rules["public"]] == ["testers"]
     assert rules["internal"] == ()
@@ -290,7 +290,7 @@ def test_canary_and_stable_metadata_follow_the_role_and_move_at_promotion():
     )
     prev = walk_to(rollout, 1)
     d, _ = run(rollout, prev, T0)  # holding at the pause
-    inputs = build_program_inputs(rollout, (), d, d.status, prev)
+    inputs = build_program_inputs(rollout, (), d, d.status, prev, {})
     by_rev = {rs.revision: rs for rs in inputs.replica_sets}
     assert (by_rev[R2].role, dict(by_rev[R2].pod_labels), dict(by_rev[R2].pod_annotations)) == (
         RevisionRole.CANARY,
@@ -299,7 +299,7 @@ def test_canary_and_stable_metadata_follow_the_role_and_move_at_promotion():
     )
     assert (by_rev[R1].role, dict(by_rev[R1].pod_labels)) == (RevisionRole.STABLE, {"role": "stable"})
     d, promoted = run(rollout, prev, T0, command=ManualCommand("p", CommandKind.PROMOTE))
-    inputs = build_program_inputs(rollout, (), d, d.status, prev)
+    inputs = build_program_inputs(rollout, (), d, d.status, prev, {})
     by_rev = {rs.revision: rs for rs in inputs.replica_sets}
     assert (by_rev[R2].role, dict(by_rev[R2].pod_labels), dict(by_rev[R2].pod_annotations)) == (
         RevisionRole.STABLE,
@@ -315,7 +315,7 @@ def test_shrinking_replica_sets_are_ordered_after_the_switch():
     prev = walk_to(rollout, 0)
     assert prev.replicas == {"web-rev1": 2, "web-rev2": 2}
     d, _ = run(rollout, prev, T0)
-    inputs = build_program_inputs(rollout, (), d, d.status, prev)
+    inputs = build_program_inputs(rollout, (), d, d.status, prev, {})
     order = {rs.revision: (rs.replicas, rs.order, rs.wait_available) for rs in inputs.replica_sets}
     assert order == {R1: (0, ScaleOrder.SHRINK, False), R2: (4, ScaleOrder.GROW, True)}
     assert {s.name: s.revision for s in inputs.services} == {"web-stable": R2, "web-canary": R2}
