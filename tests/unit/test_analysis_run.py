@@ -273,6 +273,41 @@ def test_a_failing_metric_stops_every_other_metric() -> None:
     assert next_due_at(run, [a, b], at(5)) is None
 
 
+def test_one_pass_crossing_several_limits_ends_the_run_with_the_worst() -> None:
+    """Argo's assessRunStatus + IsWorse: Failed > Error > Inconclusive; dry-run metrics are skipped."""
+    inconclusive = metric("i", interval_seconds=1, count=5)
+    error = metric("e", interval_seconds=1, count=5, consecutive_error_limit=0)
+    failed = metric("f", interval_seconds=1, count=5)
+    dry = metric("dry", interval_seconds=1, count=5, dry_run=True)
+    metrics = [inconclusive, error, dry, failed]
+    run = start_run("r", step_index=None, now=T0)
+    run = record(
+        run,
+        metrics,
+        [
+            took("i", MeasurementPhase.INCONCLUSIVE, 0),
+            took("e", MeasurementPhase.ERROR, 0),
+            took("dry", MeasurementPhase.FAILED, 0),
+            took("f", MeasurementPhase.FAILED, 0),
+        ],
+    )
+    assert run.phase is AnalysisPhase.FAILED
+    assert run.message == 'metric "f" assessed Failed: failed (1) > failureLimit (0)'
+    assert due_metrics(run, metrics, at(10)) == ()
+    # without the Failed metric the same pass ends Error (named "e"), not Inconclusive
+    run = record(
+        start_run("r", step_index=None, now=T0),
+        [inconclusive, error, dry],
+        [
+            took("i", MeasurementPhase.INCONCLUSIVE, 0),
+            took("e", MeasurementPhase.ERROR, 0),
+            took("dry", MeasurementPhase.FAILED, 0),
+        ],
+    )
+    assert run.phase is AnalysisPhase.ERROR
+    assert run.message == 'metric "e" assessed Error: consecutive errors (1) > consecutiveErrorLimit (0)'
+
+
 def test_record_on_a_completed_run_changes_nothing() -> None:
     m = metric()
     run = record(start_run("r", step_index=None, now=T0), [m], [took("m", MeasurementPhase.FAILED, 0)])
