@@ -21,6 +21,7 @@ every character other than A-Z and 0-9 replaced by ``_``); see
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -43,7 +44,9 @@ __all__ = [
     "DEFAULT_ERROR_RETRY_SECONDS",
     "SECRET_ENV_PREFIX",
     "AnalysisSetupError",
+    "RUN_TERMINATED",
     "ResolvedArgs",
+    "TerminationReason",
     "builtin_values",
     "check_template",
     "due_metrics",
@@ -57,13 +60,15 @@ __all__ = [
     "resolve_args",
     "secret_env_name",
     "start_run",
-    "terminate",
+    "terminate_run",
 ]
 
 log = logging.getLogger(__name__)
 
 #: a metric without ``interval`` whose measurement errored is retried after this (Argo's value).
 DEFAULT_ERROR_RETRY_SECONDS = 10
+#: Argo's message for a run stopped from outside (``assessRunStatus``).
+RUN_TERMINATED = "Run Terminated"
 SECRET_ENV_PREFIX = "KULTA_SECRET_"  # noqa: S105 (a variable-name prefix, not a secret)
 ARGS_PREFIX = "args."
 BUILTIN_NAME = "rollout.name"
@@ -366,16 +371,35 @@ def record(run: AnalysisRunStatus, metrics: Sequence[Metric], measurements: Sequ
     return replace(run, measurements=combined, phase=phase, message=message)
 
 
-def terminate(run: AnalysisRunStatus, metrics: Sequence[Metric], reason: str) -> AnalysisRunStatus:
-    """Stop a run from outside (e.g. background analysis when the rollout completes).
+class TerminationReason(enum.Enum):
+    """Why a run is stopped from outside; Argo cancels a rollout's runs in these cases
+    (``reconcileAnalysisRuns`` / ``cancelAnalysisRuns`` in rollout/analysis.go)."""
 
-    Metrics still running end Successful only if they had at least one successful
-    measurement and broke no limit; a metric never measured ends Inconclusive.
+    PROMOTED = "rollout promoted"
+    ABORTED = "rollout aborted"
+    STEP_LEFT = "the rollout left the analysis step"
+
+
+def terminate_run(run: AnalysisRunStatus, reason: TerminationReason) -> AnalysisRunStatus:
+    """Stop a run from outside (promotion, abort, a step left): its final phase and message.
+
+    Argo sets ``spec.terminate`` on the AnalysisRun (``cancelAnalysisRuns``) and
+    the run's next assessment decides the phase (``assessRunStatus`` with
+    ``IsTerminating``; ``assessMetricStatus`` with ``terminating``): a metric
+    that crossed a limit keeps Failed/Error/Inconclusive, every other metric
+    (never measured, count not reached, or measured "until stopped") ends
+    Successful, and the run message is "Run Terminated" unless a limit was
+    crossed. A run KULTA still has Running has no binding metric past a limit
+    (``record`` would have ended it), and dry-run metrics never count, so such a
+    run ends **Successful** with the message ``Run Terminated: <reason>``. A
+    completed run is returned unchanged: a background run that already Failed
+    keeps Failed. No metric definitions are needed, and no measurement is taken.
     """
     if run.phase.completed:
         return run
-    phase, message = explain_run(metrics, run.measurements, terminating=True)
-    return replace(run, phase=phase, message=f"{reason}: {message}" if reason else message)
+    message = f"{RUN_TERMINATED}: {reason.value}"
+    log.info("analysis run %s: %s -> %s (%s)", run.name, run.phase.value, AnalysisPhase.SUCCESSFUL.value, message)
+    return replace(run, phase=AnalysisPhase.SUCCESSFUL, message=message)
 
 
 def failed_setup(run: AnalysisRunStatus, error: AnalysisSetupError) -> AnalysisRunStatus:

@@ -39,7 +39,8 @@ further measurement, which is what makes background analysis abort the
 rollout "the moment it fails". Otherwise the run is Running until every metric
 (dry-run ones included) completes, then Successful. Dry-run metrics are
 measured and reported but never change the run's phase (``IsTerminating`` and
-``assessRunStatus`` skip them).
+``assessRunStatus`` skip them). A run stopped from outside (promotion, abort)
+is decided by ``kulta.core.analysis_run.terminate_run``.
 """
 
 from __future__ import annotations
@@ -136,20 +137,16 @@ def limits_crossed(metric: Metric, t: MetricTally) -> tuple[AnalysisPhase, str] 
     return None
 
 
-def explain_metric(
-    metric: Metric, measurements: Sequence[Measurement], *, terminating: bool = False
-) -> tuple[AnalysisPhase, str]:
-    """The metric's phase and why. ``terminating``: the run is being stopped from outside."""
+def explain_metric(metric: Metric, measurements: Sequence[Measurement]) -> tuple[AnalysisPhase, str]:
+    """The metric's phase and why (Argo's ``assessMetricStatus``, with KULTA's rule 5)."""
     t = tally(metric.name, measurements)
     if t.counted + t.errors == 0:
-        if terminating:
-            return AnalysisPhase.INCONCLUSIVE, "stopped before any measurement was taken"
         return AnalysisPhase.PENDING, ""
     crossed = limits_crossed(metric, t)
     if crossed is not None:
         return crossed
     wanted = effective_count(metric)
-    if (wanted is not None and t.counted >= wanted) or terminating:
+    if wanted is not None and t.counted >= wanted:
         # KULTA's rule: never Successful without a single successful measurement.
         if t.successful == 0 and t.failed > 0:
             return AnalysisPhase.FAILED, f"no successful measurement ({t.failed} failed, {t.inconclusive} inconclusive)"
@@ -158,10 +155,9 @@ def explain_metric(
                 AnalysisPhase.INCONCLUSIVE,
                 f"no successful measurement ({t.inconclusive} inconclusive, {t.errors} errors)",
             )
-        done = f"count ({wanted}) reached" if not terminating else "stopped"
         return (
             AnalysisPhase.SUCCESSFUL,
-            f"{done}: {t.successful} successful, {t.failed} failed, {t.inconclusive} inconclusive",
+            f"count ({wanted}) reached: {t.successful} successful, {t.failed} failed, {t.inconclusive} inconclusive",
         )
     return AnalysisPhase.RUNNING, ""
 
@@ -171,9 +167,7 @@ def assess_metric(metric: Metric, measurements: Sequence[Measurement]) -> Analys
     return explain_metric(metric, measurements)[0]
 
 
-def explain_run(
-    metrics: Sequence[Metric], measurements: Sequence[Measurement], *, terminating: bool = False
-) -> tuple[AnalysisPhase, str]:
+def explain_run(metrics: Sequence[Metric], measurements: Sequence[Measurement]) -> tuple[AnalysisPhase, str]:
     """The run's phase and a one-line reason naming the deciding metric."""
     if not metrics:
         return AnalysisPhase.ERROR, "the analysis has no metrics: nothing could show the canary is healthy"
@@ -181,7 +175,7 @@ def explain_run(
     waiting: list[str] = []
     dry_notes: list[str] = []
     for metric in metrics:
-        phase, reason = explain_metric(metric, measurements, terminating=terminating)
+        phase, reason = explain_metric(metric, measurements)
         if metric.dry_run:
             if phase.completed and phase is not AnalysisPhase.SUCCESSFUL:
                 dry_notes.append(f'dry-run metric "{metric.name}" assessed {phase.value} ({reason}), ignored')

@@ -7,15 +7,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kulta.adapters.analysis_runner import advance_analysis
 from kulta.core.analysis_run import (
     DEFAULT_ERROR_RETRY_SECONDS,
     AnalysisSetupError,
     ResolvedArgs,
+    TerminationReason,
     builtin_values,
     check_template,
     due_metrics,
+    failed_setup,
     format_time,
     next_due_at,
     parse_time,
@@ -24,7 +28,7 @@ from kulta.core.analysis_run import (
     resolve_args,
     secret_env_name,
     start_run,
-    terminate,
+    terminate_run,
 )
 from kulta.errors import PermanentError
 from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvider, TemplateArg
@@ -315,14 +319,114 @@ def test_record_on_a_completed_run_changes_nothing() -> None:
     assert record(run, [m], [took("m", MeasurementPhase.SUCCESSFUL, 1)]) is run
 
 
-def test_terminate_background_run() -> None:
-    forever = metric("f", interval_seconds=60)
+# Stopping a run from outside. Argo's cancelAnalysisRuns sets spec.terminate; assessRunStatus
+# then ends the run Successful with "Run Terminated" unless a non-dry-run metric crossed a limit
+# (assessMetricStatus with terminating: never measured -> Successful, "until stopped" ->
+# Successful); a completed run is never touched (reconcileAnalysisRun returns it as it is).
+FOREVER = metric("f", interval_seconds=60)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "measurements"),
+    [
+        # background metric measured "until stopped", two successes
+        ([FOREVER], [took("f", MeasurementPhase.SUCCESSFUL, 0), took("f", MeasurementPhase.SUCCESSFUL, 60)]),
+        # stopped before the first measurement (initialDelay not over): Argo still says Successful
+        ([metric("late", interval_seconds=60, initial_delay_seconds=300)], []),
+        # only Errors, fewer than consecutiveErrorLimit (4): no limit crossed, Successful
+        ([FOREVER], [took("f", MeasurementPhase.ERROR, 0), took("f", MeasurementPhase.ERROR, 10)]),
+        # a failure within failureLimit and an inconclusive within inconclusiveLimit
+        (
+            [metric("f", interval_seconds=60, failure_limit=1, inconclusive_limit=1)],
+            [took("f", MeasurementPhase.FAILED, 0), took("f", MeasurementPhase.INCONCLUSIVE, 60)],
+        ),
+        # count not reached yet
+        ([metric("c", interval_seconds=60, count=5)], [took("c", MeasurementPhase.SUCCESSFUL, 0)]),
+        # a dry-run metric that crossed every limit does not count
+        (
+            [FOREVER, metric("dry", interval_seconds=60, dry_run=True, consecutive_error_limit=0)],
+            [
+                took("f", MeasurementPhase.SUCCESSFUL, 0),
+                took("dry", MeasurementPhase.FAILED, 0),
+                took("dry", MeasurementPhase.ERROR, 60),
+            ],
+        ),
+    ],
+)
+@pytest.mark.parametrize("reason", list(TerminationReason))
+def test_terminating_a_running_run_ends_it_successful_run_terminated(
+    metrics: list[Metric], measurements: list[Measurement], reason: TerminationReason
+) -> None:
+    run = record(start_run("bg", step_index=None, now=T0), metrics, measurements)
+    assert run.phase is AnalysisPhase.RUNNING
+    stopped = terminate_run(run, reason)
+    assert stopped.phase is AnalysisPhase.SUCCESSFUL
+    assert stopped.message == f"Run Terminated: {reason.value}"
+    assert stopped.measurements == run.measurements
+    assert (stopped.name, stopped.step_index, stopped.started_at) == ("bg", None, run.started_at)
+    # a terminated run takes no more measurements and keeps its verdict
+    assert due_metrics(stopped, metrics, at(10_000)) == ()
+    assert next_due_at(stopped, metrics, at(10_000)) is None
+    assert record(stopped, metrics, [took(metrics[0].name, MeasurementPhase.FAILED, 9_000)]) is stopped
+    assert AnalysisRunStatus.from_outputs(stopped.to_outputs()) == stopped
+
+
+@pytest.mark.parametrize(
+    ("phase", "message"),
+    [
+        (AnalysisPhase.FAILED, 'metric "f" assessed Failed: failed (1) > failureLimit (0)'),
+        (AnalysisPhase.ERROR, 'metric "f" assessed Error: consecutive errors (5) > consecutiveErrorLimit (4)'),
+        (AnalysisPhase.INCONCLUSIVE, 'metric "f" assessed Inconclusive: inconclusive (1) > inconclusiveLimit (0)'),
+        (AnalysisPhase.SUCCESSFUL, "all 1 metrics completed"),
+    ],
+)
+def test_terminating_a_completed_run_changes_nothing(phase: AnalysisPhase, message: str) -> None:
+    run = AnalysisRunStatus(name="bg", phase=phase, started_at=format_time(T0), message=message)
+    for reason in TerminationReason:
+        assert terminate_run(run, reason) is run
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "dry"]),
+            st.sampled_from(list(MeasurementPhase)),
+        ),
+        max_size=12,
+    ),
+    st.sampled_from(list(TerminationReason)),
+)
+def test_terminate_run_ends_running_runs_successful_and_leaves_completed_ones(
+    events: list[tuple[str, MeasurementPhase]], reason: TerminationReason
+) -> None:
+    """Whatever was measured, one pass at a time: Running -> Successful, completed -> unchanged."""
+    metrics = [
+        metric("a", interval_seconds=1, failure_limit=1),
+        metric("b", interval_seconds=1, count=4, inconclusive_limit=1, consecutive_error_limit=2),
+        metric("dry", interval_seconds=1, dry_run=True, consecutive_error_limit=0),
+    ]
     run = start_run("bg", step_index=None, now=T0)
-    stopped = terminate(run, [forever], "rollout completed")
-    assert stopped.phase is AnalysisPhase.INCONCLUSIVE
-    assert stopped.message.startswith("rollout completed: ")
-    run = record(run, [forever], [took("f", MeasurementPhase.SUCCESSFUL, 0)])
-    assert terminate(run, [forever], "rollout completed").phase is AnalysisPhase.SUCCESSFUL
+    for second, (name, phase) in enumerate(events):
+        run = record(run, metrics, [took(name, phase, second)])
+    stopped = terminate_run(run, reason)
+    if run.phase is AnalysisPhase.RUNNING:
+        assert stopped.phase is AnalysisPhase.SUCCESSFUL
+        assert stopped.message == "Run Terminated: " + reason.value
+    else:
+        assert stopped is run
+
+
+def test_a_background_run_that_failed_keeps_failed_when_the_rollout_aborts() -> None:
+    run = record(start_run("bg", step_index=None, now=T0), [FOREVER], [took("f", MeasurementPhase.FAILED, 0)])
+    assert run.phase is AnalysisPhase.FAILED
+    assert terminate_run(run, TerminationReason.ABORTED) is run
+
+
+def test_a_run_that_could_not_start_keeps_error_when_terminated() -> None:
+    run = failed_setup(start_run("bg", step_index=None, now=T0), AnalysisSetupError("template 'x' is missing"))
+    assert terminate_run(run, TerminationReason.PROMOTED) is run
+    assert run.phase is AnalysisPhase.ERROR
 
 
 def test_status_round_trips_through_stack_outputs() -> None:

@@ -296,14 +296,6 @@ def test_run_message_names_the_deciding_metric_and_its_last_measurement() -> Non
     assert 'dry-run metric "dry" assessed Failed' in message
 
 
-def test_terminating_never_turns_missing_data_into_success() -> None:
-    forever = metric("f", interval_seconds=5)
-    assert explain_run([forever], measured([S, S], "f"), terminating=True)[0] is AnalysisPhase.SUCCESSFUL
-    assert explain_run([forever], [], terminating=True)[0] is AnalysisPhase.INCONCLUSIVE
-    assert explain_run([forever], measured([E], "f"), terminating=True)[0] is AnalysisPhase.INCONCLUSIVE
-    assert explain_run([forever], measured([I], "f"), terminating=True)[0] is AnalysisPhase.INCONCLUSIVE
-
-
 # --------------------------------------------------------------------------- properties
 
 phase_lists = st.lists(st.sampled_from([S, F, I, E]), max_size=30)
