@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from kulta.adapters.analysis_runner import advance_analysis
 from kulta.core.analysis_run import (
     DEFAULT_ERROR_RETRY_SECONDS,
+    MAX_DURATION_SECONDS,
     AnalysisSetupError,
     ResolvedArgs,
     TerminationReason,
@@ -453,6 +454,60 @@ def template(
     )
 
 
+def test_check_template_reports_durations_beyond_go_and_costly_conditions() -> None:
+    longest = 9_223_372_036  # Go's math.MaxInt64 nanoseconds, in whole seconds
+    ok = template(
+        "ok",
+        (
+            Metric(
+                name="a",
+                provider=PrometheusMetricProvider(address="http://p", query="up", timeout_seconds=longest),
+                interval_seconds=longest,
+                initial_delay_seconds=longest,
+                success_condition="all(result, {# < max(result)})",
+            ),
+        ),
+    )
+    assert check_template(ok) == []
+    bad = template(
+        "t",
+        (
+            Metric(
+                name="a",
+                provider=PrometheusMetricProvider(address="http://p", query="up", timeout_seconds=longest + 1),
+                interval_seconds=10**20,
+                initial_delay_seconds=longest + 1,
+                failure_condition="any(result, {any(result, {any(result, {# > 0})})})",
+            ),
+        ),
+    )
+    problems = check_template(bad)
+    assert [p.path for p in problems] == [
+        "spec.metrics[0].failureCondition",
+        "spec.metrics[0].interval",
+        "spec.metrics[0].initialDelay",
+        "spec.metrics[0].provider.prometheus.timeout",
+    ]
+    # innermost {# > 0}: 3 steps; each any(): 2 + 100 x its body -> 302, 30202, 3020202
+    assert "too costly: up to 3020202 evaluation steps for a result of 100 series" in problems[0].message
+    assert problems[1].message == "is longer than 9223372036s (2562047h47m16s), the largest duration Argo can hold"
+    assert longest == MAX_DURATION_SECONDS
+
+
+def test_scheduling_never_overflows_on_huge_durations() -> None:
+    """The reconciler asks next_due_at about templates as they are in Git: no OverflowError."""
+    huge = metric("h", interval_seconds=10**30, initial_delay_seconds=10**30)
+    run = start_run("r", step_index=None, now=T0)
+    assert next_due_at(run, [huge], T0) == T0 + timedelta(seconds=9_223_372_036)
+    assert due_metrics(run, [huge], T0) == ()
+    run = record(run, [huge], [took("h", MeasurementPhase.SUCCESSFUL, 0)])
+    assert next_due_at(run, [huge], T0) == T0 + timedelta(seconds=9_223_372_036)
+    # a run started near the end of time: the due time saturates at datetime.max
+    late = AnalysisRunStatus(name="r", phase=AnalysisPhase.RUNNING, started_at="9999-12-31T00:00:00Z")
+    assert next_due_at(late, [metric("d", initial_delay_seconds=86_400 * 2)], T0) == datetime.max.replace(tzinfo=UTC)
+    assert due_metrics(late, [metric("d", initial_delay_seconds=86_400 * 2)], T0) == ()
+
+
 def test_check_template_reports_file_and_field() -> None:
     bad = template(
         "t",
@@ -583,6 +638,65 @@ def test_advance_renders_measures_and_redacts() -> None:
                 "ref": AnalysisRef(templates=(AnalysisTemplateRef("c"),), args=(AnalysisArg("max", value="1"),)),
             },
             "metric 'x': condition 'result > 1 +'",
+        ),
+        # durations beyond Go's largest time.Duration (Argo's ValidateMetric refuses them)
+        (
+            {
+                "templates": [template("d", (metric("x", interval_seconds=10**30, count=2),))],
+                "ref": AnalysisRef(templates=(AnalysisTemplateRef("d"),), args=()),
+            },
+            "metric 'x': interval is longer than 9223372036s (2562047h47m16s)",
+        ),
+        (
+            {
+                "templates": [template("d", (metric("x", initial_delay_seconds=9_223_372_037),))],
+                "ref": AnalysisRef(templates=(AnalysisTemplateRef("d"),), args=()),
+            },
+            "metric 'x': initialDelay is longer than 9223372036s",
+        ),
+        (
+            {
+                "templates": [
+                    template(
+                        "d",
+                        (
+                            Metric(
+                                name="x",
+                                provider=PrometheusMetricProvider(
+                                    address="http://prom:9090", query="up", timeout_seconds=10**400
+                                ),
+                            ),
+                        ),
+                    )
+                ],
+                "ref": AnalysisRef(templates=(AnalysisTemplateRef("d"),), args=()),
+            },
+            "metric 'x': provider.prometheus.timeout is longer than 9223372036s",
+        ),
+        # a condition over the evaluation budget, and a literal beyond 64 bits once rendered
+        (
+            {
+                "templates": [
+                    template(
+                        "h",
+                        (
+                            metric(
+                                "x",
+                                success_condition="count(result, {count(result, {count(result, {true}) > 0}) > 0}) > 0",
+                            ),
+                        ),
+                    )
+                ],
+                "ref": AnalysisRef(templates=(AnalysisTemplateRef("h"),), args=()),
+            },
+            "too costly",
+        ),
+        (
+            {
+                "templates": [template("c", (metric("x", success_condition="result < {{args.max}}"),))],
+                "ref": AnalysisRef(templates=(AnalysisTemplateRef("c"),), args=(AnalysisArg("max", value="9" * 400),)),
+            },
+            "is out of the 64-bit range",
         ),
     ],
 )
