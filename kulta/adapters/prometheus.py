@@ -41,11 +41,14 @@ from kulta.model.status import Measurement, MeasurementPhase
 from kulta.redact import REDACTED, redact_text
 
 __all__ = [
+    "MAX_MESSAGE_LENGTH",
     "MAX_RESPONSE_BYTES",
+    "MAX_TIMEOUT_SECONDS",
     "QUERY_PATH",
     "MetricProvider",
     "PrometheusClient",
     "PrometheusResponseError",
+    "check_headers",
     "format_value",
     "parse_query_response",
     "parse_sample_value",
@@ -56,6 +59,10 @@ log = logging.getLogger(__name__)
 QUERY_PATH = "/api/v1/query"
 #: a query answer larger than this is refused (an instant query for a canary check is tiny).
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+#: measurement messages are cut to this many characters (a proxy may answer with a whole page).
+MAX_MESSAGE_LENGTH = 500
+#: a longer ``timeout`` is waited this long: Go's largest time.Duration, as Argo computes it.
+MAX_TIMEOUT_SECONDS = 9_223_372_036
 RESULT_VECTOR = "vector"
 RESULT_SCALAR = "scalar"
 STATUS_SUCCESS = "success"
@@ -74,18 +81,52 @@ class PrometheusResponseError(KultaError):
 
 
 def parse_sample_value(raw: object) -> float:
-    """A sample value as Prometheus encodes it (a string; ``"NaN"``, ``"+Inf"``, ``"-Inf"`` included)."""
+    """A sample value as Prometheus encodes it (a string; ``"NaN"``, ``"+Inf"``, ``"-Inf"`` included).
+
+    A number beyond the float64 range (``"1e400"``, a 400-digit JSON number) is
+    refused, as Go's ``strconv.ParseFloat`` refuses it in Prometheus' client.
+    """
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        raise PrometheusResponseError(f"sample value {raw!r} is not a number")
+        raise PrometheusResponseError(f"sample value {_shown(raw)} is not a number")
     if isinstance(raw, str):
         text = raw.strip()
         if "_" in text:  # Python's float() accepts "1_0"; Prometheus never sends it
-            raise PrometheusResponseError(f"sample value {raw!r} is not a number")
+            raise PrometheusResponseError(f"sample value {_shown(raw)} is not a number")
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
-            raise PrometheusResponseError(f"sample value {raw!r} is not a number") from None
-    return float(raw)
+            raise PrometheusResponseError(f"sample value {_shown(raw)} is not a number") from None
+        if math.isinf(value) and "inf" not in text.lower():
+            raise PrometheusResponseError(f"sample value {_shown(raw)} is out of the float64 range")
+        return value
+    try:
+        return float(raw)
+    except OverflowError:
+        raise PrometheusResponseError(f"sample value {_shown(raw)} is out of the float64 range") from None
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters (a sample may be 400 digits long)."""
+    if isinstance(value, int) and value.bit_length() > 3 * limit:  # too long to show (or to repr at all)
+        return f"<a whole number of {value.bit_length()} bits>"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_headers(headers: Mapping[str, str]) -> None:
+    """Header names and values HTTP can carry: printable ASCII (and tab), never a line break.
+
+    Go's net/http refuses such a header (``httpguts.ValidHeaderFieldValue``) with an
+    error naming the field; so does KULTA, and the message never shows the value.
+    """
+    for name, value in headers.items():
+        if not name or not all(33 <= ord(ch) <= 126 and ch != ":" for ch in name):
+            raise PrometheusResponseError(f"header name {_shown(name, 40)} is not a valid HTTP field name")
+        if not all(ch == "\t" or 32 <= ord(ch) <= 126 for ch in value):
+            raise PrometheusResponseError(
+                f"header {name!r} has a value that is not printable ASCII (a pasted quote, a line break?); "
+                "the value is not shown"
+            )
 
 
 def _sample(pair: object) -> float:
@@ -140,8 +181,19 @@ def _format_float(value: float) -> str:
 
 
 def _preview(value: object, limit: int = 120) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    try:
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+    except (ValueError, RecursionError):
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _capped(message: str) -> str:
+    """A measurement message of at most ``MAX_MESSAGE_LENGTH`` characters."""
+    if len(message) <= MAX_MESSAGE_LENGTH:
+        return message
+    cut = len(message) - MAX_MESSAGE_LENGTH
+    return f"{message[:MAX_MESSAGE_LENGTH]}... ({cut} more characters)"
 
 
 class PrometheusClient:
@@ -165,6 +217,7 @@ class PrometheusClient:
         started = self._clock()
         secrets = [v for v in headers.values() if v]
         try:
+            check_headers(headers)
             result = self._query(metric, query, headers)
         except PrometheusResponseError as err:
             return self._finish(
@@ -184,7 +237,7 @@ class PrometheusClient:
     def _query(self, metric: Metric, query: str, headers: Mapping[str, str]) -> float | list[float]:
         provider = metric.provider
         url = provider.address.rstrip("/") + QUERY_PATH
-        timeout = float(provider.timeout_seconds)
+        timeout = float(min(provider.timeout_seconds, MAX_TIMEOUT_SECONDS))
         try:
             with (
                 httpx.Client(timeout=timeout, transport=self._transport, follow_redirects=False) as client,
@@ -199,6 +252,10 @@ class PrometheusClient:
         except (httpx.HTTPError, httpx.InvalidURL) as err:
             raise PrometheusResponseError(
                 f"cannot query Prometheus at {redact_text(provider.address)}: {type(err).__name__}: {err}"
+            ) from None
+        except ValueError as err:  # e.g. UnicodeError while encoding the URL or the query
+            raise PrometheusResponseError(
+                f"cannot build a request for Prometheus at {redact_text(provider.address)}: {type(err).__name__}"
             ) from None
         try:
             document = json.loads(body)
@@ -238,7 +295,7 @@ class PrometheusClient:
         safe = message
         for secret in sorted(set(secrets), key=len, reverse=True):
             safe = safe.replace(secret, REDACTED)
-        safe = redact_text(safe)
+        safe = _capped(redact_text(safe))
         if phase is MeasurementPhase.ERROR:
             log.warning("metric %s: measurement error: %s", metric.name, safe)
         else:

@@ -21,6 +21,7 @@ every character other than A-Z and 0-9 replaced by ``_``); see
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from kulta.core.assess import effective_count, explain_metric, explain_run
-from kulta.core.conditions import ConditionError, parse_condition
+from kulta.core.conditions import ConditionError, check_cost, parse_condition
 from kulta.errors import PermanentError, SpecError
 from kulta.model.analysis import AnalysisTemplate, Metric, TemplateArg
 from kulta.model.rollout import AnalysisArg, ArgValueFrom, PodTemplateHashValue
@@ -41,10 +42,14 @@ __all__ = [
     "BUILTIN_NAMESPACE",
     "BUILTIN_STABLE_HASH",
     "DEFAULT_ERROR_RETRY_SECONDS",
+    "MAX_DURATION_SECONDS",
     "SECRET_ENV_PREFIX",
     "AnalysisSetupError",
+    "RUN_TERMINATED",
     "ResolvedArgs",
+    "TerminationReason",
     "builtin_values",
+    "check_durations",
     "check_template",
     "due_metrics",
     "failed_setup",
@@ -57,13 +62,18 @@ __all__ = [
     "resolve_args",
     "secret_env_name",
     "start_run",
-    "terminate",
+    "terminate_run",
 ]
 
 log = logging.getLogger(__name__)
 
 #: a metric without ``interval`` whose measurement errored is retried after this (Argo's value).
 DEFAULT_ERROR_RETRY_SECONDS = 10
+#: the longest interval, initialDelay or timeout: Go's largest ``time.Duration`` (2562047h47m16s) in
+#: whole seconds. Argo parses these into a Duration, and ``ValidateMetric`` refuses what does not fit.
+MAX_DURATION_SECONDS = 9_223_372_036
+#: Argo's message for a run stopped from outside (``assessRunStatus``).
+RUN_TERMINATED = "Run Terminated"
 SECRET_ENV_PREFIX = "KULTA_SECRET_"  # noqa: S105 (a variable-name prefix, not a secret)
 ARGS_PREFIX = "args."
 BUILTIN_NAME = "rollout.name"
@@ -262,21 +272,53 @@ def render(text: str, args: ResolvedArgs, builtins: Mapping[str, str]) -> str:
 # --------------------------------------------------------------------------- templates
 
 
-def check_template(template: AnalysisTemplate) -> list[SpecError]:
-    """Problems visible in a template file alone: duplicate metric names, unparsable conditions.
+def check_durations(metric: Metric) -> list[tuple[str, str]]:
+    """(field, problem) for each of ``interval``, ``initialDelay``, ``timeout`` beyond Go's largest Duration.
 
-    Conditions holding ``{{...}}`` placeholders are checked after rendering, when the run starts.
+    Argo's ``ValidateMetric`` refuses an interval or initialDelay that
+    ``DurationString.Duration()`` cannot parse, which includes every value above
+    ``MAX_DURATION_SECONDS``; the run ends Error ("Analysis spec invalid").
+    """
+    longest = f"longer than {MAX_DURATION_SECONDS}s (2562047h47m16s), the largest duration Argo can hold"
+    problems: list[tuple[str, str]] = []
+    for key, seconds in (
+        ("interval", metric.interval_seconds),
+        ("initialDelay", metric.initial_delay_seconds),
+        ("provider.prometheus.timeout", metric.provider.timeout_seconds),
+    ):
+        if seconds is not None and seconds > MAX_DURATION_SECONDS:
+            problems.append((key, f"is {longest}"))
+    return problems
+
+
+def _condition_problem(expr: str) -> str | None:
+    """Why a (rendered) condition cannot run: it does not parse, or is over the evaluation budget."""
+    try:
+        check_cost(parse_condition(expr))
+    except ConditionError as err:
+        return str(err)
+    return None
+
+
+def check_template(template: AnalysisTemplate) -> list[SpecError]:
+    """Problems visible in a template file alone, for ``kulta validate``.
+
+    Duplicate metric names; conditions that do not parse or whose worst case
+    (``conditions.check_cost``: a result of ``VALIDATE_SERIES`` series) is over
+    the evaluation budget; an interval, initialDelay or timeout longer than Go's
+    largest Duration. Conditions holding ``{{...}}`` placeholders are checked
+    after rendering, when the run starts (``render_metric``).
     """
     problems: list[SpecError] = []
     seen: set[str] = set()
+
+    def add(path: str, message: str) -> None:
+        problems.append(SpecError(template.source.file, template.source.document, path, message))
+
     for i, metric in enumerate(template.metrics):
         where = f"spec.metrics[{i}]"
         if metric.name in seen:
-            problems.append(
-                SpecError(
-                    template.source.file, template.source.document, f"{where}.name", f"{metric.name!r} is repeated"
-                )
-            )
+            add(f"{where}.name", f"{metric.name!r} is repeated")
         seen.add(metric.name)
         for key, expr in (
             ("successCondition", metric.success_condition),
@@ -284,10 +326,11 @@ def check_template(template: AnalysisTemplate) -> list[SpecError]:
         ):
             if not expr or _PLACEHOLDER.search(expr):
                 continue
-            try:
-                parse_condition(expr)
-            except ConditionError as err:
-                problems.append(SpecError(template.source.file, template.source.document, f"{where}.{key}", str(err)))
+            problem = _condition_problem(expr)
+            if problem is not None:
+                add(f"{where}.{key}", problem)
+        for key, problem in check_durations(metric):
+            add(f"{where}.{key}", problem)
     return problems
 
 
@@ -303,13 +346,29 @@ def _metric_measurements(run: AnalysisRunStatus, metric: Metric) -> list[Measure
     return [m for m in run.measurements if m.metric == metric.name]
 
 
+#: later than any measurement can be due (``datetime.max`` in UTC).
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def _after(moment: datetime, seconds: int) -> datetime:
+    """``moment`` + ``seconds``, saturating at ``_NEVER`` instead of raising OverflowError.
+
+    Durations are bounded when a run starts (``check_durations``), but the
+    scheduler is also asked about templates as they are in Git right now.
+    """
+    try:
+        return moment + timedelta(seconds=min(seconds, MAX_DURATION_SECONDS))
+    except OverflowError:
+        return _NEVER
+
+
 def _next_measurement_at(run: AnalysisRunStatus, metric: Metric, started: datetime) -> datetime | None:
     """When ``metric`` should next be measured; None once it is complete."""
     if explain_metric(metric, run.measurements)[0].completed:
         return None
     taken = _metric_measurements(run, metric)
     if not taken:
-        return started + timedelta(seconds=metric.initial_delay_seconds)
+        return _after(started, metric.initial_delay_seconds)
     last = taken[-1]
     interval = metric.interval_seconds
     if interval is None:
@@ -319,7 +378,7 @@ def _next_measurement_at(run: AnalysisRunStatus, metric: Metric, started: dateti
             log.warning("metric %s has no interval and count %s but is not complete", metric.name, wanted)
             return None
         interval = DEFAULT_ERROR_RETRY_SECONDS
-    return parse_time(last.finished_at or last.started_at) + timedelta(seconds=interval)
+    return _after(parse_time(last.finished_at or last.started_at), interval)
 
 
 def _started(run: AnalysisRunStatus, now: datetime) -> datetime:
@@ -366,16 +425,35 @@ def record(run: AnalysisRunStatus, metrics: Sequence[Metric], measurements: Sequ
     return replace(run, measurements=combined, phase=phase, message=message)
 
 
-def terminate(run: AnalysisRunStatus, metrics: Sequence[Metric], reason: str) -> AnalysisRunStatus:
-    """Stop a run from outside (e.g. background analysis when the rollout completes).
+class TerminationReason(enum.Enum):
+    """Why a run is stopped from outside; Argo cancels a rollout's runs in these cases
+    (``reconcileAnalysisRuns`` / ``cancelAnalysisRuns`` in rollout/analysis.go)."""
 
-    Metrics still running end Successful only if they had at least one successful
-    measurement and broke no limit; a metric never measured ends Inconclusive.
+    PROMOTED = "rollout promoted"
+    ABORTED = "rollout aborted"
+    STEP_LEFT = "the rollout left the analysis step"
+
+
+def terminate_run(run: AnalysisRunStatus, reason: TerminationReason) -> AnalysisRunStatus:
+    """Stop a run from outside (promotion, abort, a step left): its final phase and message.
+
+    Argo sets ``spec.terminate`` on the AnalysisRun (``cancelAnalysisRuns``) and
+    the run's next assessment decides the phase (``assessRunStatus`` with
+    ``IsTerminating``; ``assessMetricStatus`` with ``terminating``): a metric
+    that crossed a limit keeps Failed/Error/Inconclusive, every other metric
+    (never measured, count not reached, or measured "until stopped") ends
+    Successful, and the run message is "Run Terminated" unless a limit was
+    crossed. A run KULTA still has Running has no binding metric past a limit
+    (``record`` would have ended it), and dry-run metrics never count, so such a
+    run ends **Successful** with the message ``Run Terminated: <reason>``. A
+    completed run is returned unchanged: a background run that already Failed
+    keeps Failed. No metric definitions are needed, and no measurement is taken.
     """
     if run.phase.completed:
         return run
-    phase, message = explain_run(metrics, run.measurements, terminating=True)
-    return replace(run, phase=phase, message=f"{reason}: {message}" if reason else message)
+    message = f"{RUN_TERMINATED}: {reason.value}"
+    log.info("analysis run %s: %s -> %s (%s)", run.name, run.phase.value, AnalysisPhase.SUCCESSFUL.value, message)
+    return replace(run, phase=AnalysisPhase.SUCCESSFUL, message=message)
 
 
 def failed_setup(run: AnalysisRunStatus, error: AnalysisSetupError) -> AnalysisRunStatus:
@@ -384,7 +462,11 @@ def failed_setup(run: AnalysisRunStatus, error: AnalysisSetupError) -> AnalysisR
 
 
 def render_metric(metric: Metric, args: ResolvedArgs, builtins: Mapping[str, str]) -> Metric:
-    """``metric`` with every placeholder rendered (address, query, headers, conditions)."""
+    """``metric`` with every placeholder rendered (address, query, headers, conditions).
+
+    AnalysisSetupError (the run ends Error) for a duration beyond ``MAX_DURATION_SECONDS``
+    or a rendered condition that does not parse or is over the evaluation budget.
+    """
     provider = metric.provider
     rendered_provider = replace(
         provider,
@@ -393,14 +475,18 @@ def render_metric(metric: Metric, args: ResolvedArgs, builtins: Mapping[str, str
         headers=tuple((name, render(value, args, builtins)) for name, value in provider.headers),
     )
 
+    too_long = check_durations(metric)
+    if too_long:
+        key, problem = too_long[0]
+        raise AnalysisSetupError(f"metric {metric.name!r}: {key} {problem}")
+
     def checked(expr: str | None) -> str | None:
         if not expr:
             return expr
         rendered = render(expr, args, builtins)
-        try:
-            parse_condition(rendered)
-        except ConditionError as err:
-            raise AnalysisSetupError(f"metric {metric.name!r}: {args.redact(str(err))}") from None
+        problem = _condition_problem(rendered)
+        if problem is not None:
+            raise AnalysisSetupError(f"metric {metric.name!r}: {args.redact(problem)}")
         return rendered
 
     return replace(

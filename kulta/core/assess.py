@@ -10,23 +10,37 @@ data" is the failure mode progressive delivery exists to prevent.
 Per metric (non-Error measurements are "counted"; Error ones are not):
 
 1. no measurement yet                          -> Pending
-2. failed > failureLimit                       -> Failed
+2. consecutive errors > consecutiveErrorLimit  -> Error
 3. inconclusive > inconclusiveLimit            -> Inconclusive
-4. consecutive errors > consecutiveErrorLimit  -> Error
+4. failed > failureLimit                       -> Failed
 5. counted >= effective count:
    at least one Successful                     -> Successful
    none Successful, some Failed                -> Failed        (KULTA; Argo says Successful)
    none Successful, none Failed                -> Inconclusive  (KULTA; Argo says Successful)
 6. otherwise                                   -> Running
 
+Rules 2-4 are Argo's ``assessMetricFailureInconclusiveOrError``, which tests
+failureLimit, then inconclusiveLimit, then consecutiveErrorLimit and lets the
+*last* limit crossed set the phase: when several limits of one metric are
+crossed, Error wins over Inconclusive, which wins over Failed. (Within one
+metric this is the reverse of the run-level order below.)
+
 The effective count is ``count``, or 1 when neither ``count`` nor ``interval``
 is set (a single measurement), or unbounded when only ``interval`` is set.
 
-Per run: a non-dry-run metric that is Failed, Error or Inconclusive ends the
-run at once with the worst of them (Failed > Error > Inconclusive), which is
-what makes background analysis abort the rollout "the moment it fails".
-Otherwise the run is Running until every metric completes, then Successful.
-Dry-run metrics are measured and reported but never change the run's phase.
+Per run (Argo's ``assessRunStatus`` with ``IsTerminating`` and ``IsWorse``): a
+non-dry-run metric that is Failed, Error or Inconclusive ends the run with the
+worst of them by ``analysisStatusOrder`` (Failed > Error > Inconclusive; on a
+tie the first metric in template order names the cause). Argo marks the run
+terminating on the pass a metric completes badly and ends it on the next pass
+without taking further measurements, the still-running metrics counting as
+Successful; KULTA ends it in the same pass, with the same phase and without a
+further measurement, which is what makes background analysis abort the
+rollout "the moment it fails". Otherwise the run is Running until every metric
+(dry-run ones included) completes, then Successful. Dry-run metrics are
+measured and reported but never change the run's phase (``IsTerminating`` and
+``assessRunStatus`` skip them). A run stopped from outside (promotion, abort)
+is decided by ``kulta.core.analysis_run.terminate_run``.
 """
 
 from __future__ import annotations
@@ -46,11 +60,12 @@ __all__ = [
     "effective_count",
     "explain_metric",
     "explain_run",
+    "limits_crossed",
     "measurement_phase",
     "tally",
 ]
 
-#: run-ending metric phases, best to worst (Argo's order).
+#: run-ending metric phases, best to worst: Argo's ``analysisStatusOrder`` as ``IsWorse`` reads it (utils/analysis).
 BAD_PHASES: tuple[AnalysisPhase, ...] = (AnalysisPhase.INCONCLUSIVE, AnalysisPhase.ERROR, AnalysisPhase.FAILED)
 
 
@@ -99,29 +114,39 @@ def effective_count(metric: Metric) -> int | None:
     return None
 
 
-def explain_metric(
-    metric: Metric, measurements: Sequence[Measurement], *, terminating: bool = False
-) -> tuple[AnalysisPhase, str]:
-    """The metric's phase and why. ``terminating``: the run is being stopped from outside."""
-    t = tally(metric.name, measurements)
-    if t.counted + t.errors == 0:
-        if terminating:
-            return AnalysisPhase.INCONCLUSIVE, "stopped before any measurement was taken"
-        return AnalysisPhase.PENDING, ""
-    if t.failed > metric.failure_limit:
-        return AnalysisPhase.FAILED, f"failed ({t.failed}) > failureLimit ({metric.failure_limit})"
-    if t.inconclusive > metric.inconclusive_limit:
-        return (
-            AnalysisPhase.INCONCLUSIVE,
-            f"inconclusive ({t.inconclusive}) > inconclusiveLimit ({metric.inconclusive_limit})",
-        )
+def limits_crossed(metric: Metric, t: MetricTally) -> tuple[AnalysisPhase, str] | None:
+    """The phase a crossed limit gives the metric, and why; None when no limit is crossed.
+
+    Argo's ``assessMetricFailureInconclusiveOrError`` checks failureLimit, then
+    inconclusiveLimit, then consecutiveErrorLimit, each one overwriting the
+    phase set before it, so the last limit crossed decides: Error over
+    Inconclusive over Failed.
+    """
     if t.consecutive_errors > metric.consecutive_error_limit:
         return (
             AnalysisPhase.ERROR,
             f"consecutive errors ({t.consecutive_errors}) > consecutiveErrorLimit ({metric.consecutive_error_limit})",
         )
+    if t.inconclusive > metric.inconclusive_limit:
+        return (
+            AnalysisPhase.INCONCLUSIVE,
+            f"inconclusive ({t.inconclusive}) > inconclusiveLimit ({metric.inconclusive_limit})",
+        )
+    if t.failed > metric.failure_limit:
+        return AnalysisPhase.FAILED, f"failed ({t.failed}) > failureLimit ({metric.failure_limit})"
+    return None
+
+
+def explain_metric(metric: Metric, measurements: Sequence[Measurement]) -> tuple[AnalysisPhase, str]:
+    """The metric's phase and why (Argo's ``assessMetricStatus``, with KULTA's rule 5)."""
+    t = tally(metric.name, measurements)
+    if t.counted + t.errors == 0:
+        return AnalysisPhase.PENDING, ""
+    crossed = limits_crossed(metric, t)
+    if crossed is not None:
+        return crossed
     wanted = effective_count(metric)
-    if (wanted is not None and t.counted >= wanted) or terminating:
+    if wanted is not None and t.counted >= wanted:
         # KULTA's rule: never Successful without a single successful measurement.
         if t.successful == 0 and t.failed > 0:
             return AnalysisPhase.FAILED, f"no successful measurement ({t.failed} failed, {t.inconclusive} inconclusive)"
@@ -130,10 +155,9 @@ def explain_metric(
                 AnalysisPhase.INCONCLUSIVE,
                 f"no successful measurement ({t.inconclusive} inconclusive, {t.errors} errors)",
             )
-        done = f"count ({wanted}) reached" if not terminating else "stopped"
         return (
             AnalysisPhase.SUCCESSFUL,
-            f"{done}: {t.successful} successful, {t.failed} failed, {t.inconclusive} inconclusive",
+            f"count ({wanted}) reached: {t.successful} successful, {t.failed} failed, {t.inconclusive} inconclusive",
         )
     return AnalysisPhase.RUNNING, ""
 
@@ -143,9 +167,7 @@ def assess_metric(metric: Metric, measurements: Sequence[Measurement]) -> Analys
     return explain_metric(metric, measurements)[0]
 
 
-def explain_run(
-    metrics: Sequence[Metric], measurements: Sequence[Measurement], *, terminating: bool = False
-) -> tuple[AnalysisPhase, str]:
+def explain_run(metrics: Sequence[Metric], measurements: Sequence[Measurement]) -> tuple[AnalysisPhase, str]:
     """The run's phase and a one-line reason naming the deciding metric."""
     if not metrics:
         return AnalysisPhase.ERROR, "the analysis has no metrics: nothing could show the canary is healthy"
@@ -153,7 +175,7 @@ def explain_run(
     waiting: list[str] = []
     dry_notes: list[str] = []
     for metric in metrics:
-        phase, reason = explain_metric(metric, measurements, terminating=terminating)
+        phase, reason = explain_metric(metric, measurements)
         if metric.dry_run:
             if phase.completed and phase is not AnalysisPhase.SUCCESSFUL:
                 dry_notes.append(f'dry-run metric "{metric.name}" assessed {phase.value} ({reason}), ignored')

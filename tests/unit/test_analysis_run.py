@@ -7,15 +7,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kulta.adapters.analysis_runner import advance_analysis
 from kulta.core.analysis_run import (
     DEFAULT_ERROR_RETRY_SECONDS,
+    MAX_DURATION_SECONDS,
     AnalysisSetupError,
     ResolvedArgs,
+    TerminationReason,
     builtin_values,
     check_template,
     due_metrics,
+    failed_setup,
     format_time,
     next_due_at,
     parse_time,
@@ -24,7 +29,7 @@ from kulta.core.analysis_run import (
     resolve_args,
     secret_env_name,
     start_run,
-    terminate,
+    terminate_run,
 )
 from kulta.errors import PermanentError
 from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvider, TemplateArg
@@ -273,6 +278,41 @@ def test_a_failing_metric_stops_every_other_metric() -> None:
     assert next_due_at(run, [a, b], at(5)) is None
 
 
+def test_one_pass_crossing_several_limits_ends_the_run_with_the_worst() -> None:
+    """Argo's assessRunStatus + IsWorse: Failed > Error > Inconclusive; dry-run metrics are skipped."""
+    inconclusive = metric("i", interval_seconds=1, count=5)
+    error = metric("e", interval_seconds=1, count=5, consecutive_error_limit=0)
+    failed = metric("f", interval_seconds=1, count=5)
+    dry = metric("dry", interval_seconds=1, count=5, dry_run=True)
+    metrics = [inconclusive, error, dry, failed]
+    run = start_run("r", step_index=None, now=T0)
+    run = record(
+        run,
+        metrics,
+        [
+            took("i", MeasurementPhase.INCONCLUSIVE, 0),
+            took("e", MeasurementPhase.ERROR, 0),
+            took("dry", MeasurementPhase.FAILED, 0),
+            took("f", MeasurementPhase.FAILED, 0),
+        ],
+    )
+    assert run.phase is AnalysisPhase.FAILED
+    assert run.message == 'metric "f" assessed Failed: failed (1) > failureLimit (0)'
+    assert due_metrics(run, metrics, at(10)) == ()
+    # without the Failed metric the same pass ends Error (named "e"), not Inconclusive
+    run = record(
+        start_run("r", step_index=None, now=T0),
+        [inconclusive, error, dry],
+        [
+            took("i", MeasurementPhase.INCONCLUSIVE, 0),
+            took("e", MeasurementPhase.ERROR, 0),
+            took("dry", MeasurementPhase.FAILED, 0),
+        ],
+    )
+    assert run.phase is AnalysisPhase.ERROR
+    assert run.message == 'metric "e" assessed Error: consecutive errors (1) > consecutiveErrorLimit (0)'
+
+
 def test_record_on_a_completed_run_changes_nothing() -> None:
     m = metric()
     run = record(start_run("r", step_index=None, now=T0), [m], [took("m", MeasurementPhase.FAILED, 0)])
@@ -280,14 +320,114 @@ def test_record_on_a_completed_run_changes_nothing() -> None:
     assert record(run, [m], [took("m", MeasurementPhase.SUCCESSFUL, 1)]) is run
 
 
-def test_terminate_background_run() -> None:
-    forever = metric("f", interval_seconds=60)
+# Stopping a run from outside. Argo's cancelAnalysisRuns sets spec.terminate; assessRunStatus
+# then ends the run Successful with "Run Terminated" unless a non-dry-run metric crossed a limit
+# (assessMetricStatus with terminating: never measured -> Successful, "until stopped" ->
+# Successful); a completed run is never touched (reconcileAnalysisRun returns it as it is).
+FOREVER = metric("f", interval_seconds=60)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "measurements"),
+    [
+        # background metric measured "until stopped", two successes
+        ([FOREVER], [took("f", MeasurementPhase.SUCCESSFUL, 0), took("f", MeasurementPhase.SUCCESSFUL, 60)]),
+        # stopped before the first measurement (initialDelay not over): Argo still says Successful
+        ([metric("late", interval_seconds=60, initial_delay_seconds=300)], []),
+        # only Errors, fewer than consecutiveErrorLimit (4): no limit crossed, Successful
+        ([FOREVER], [took("f", MeasurementPhase.ERROR, 0), took("f", MeasurementPhase.ERROR, 10)]),
+        # a failure within failureLimit and an inconclusive within inconclusiveLimit
+        (
+            [metric("f", interval_seconds=60, failure_limit=1, inconclusive_limit=1)],
+            [took("f", MeasurementPhase.FAILED, 0), took("f", MeasurementPhase.INCONCLUSIVE, 60)],
+        ),
+        # count not reached yet
+        ([metric("c", interval_seconds=60, count=5)], [took("c", MeasurementPhase.SUCCESSFUL, 0)]),
+        # a dry-run metric that crossed every limit does not count
+        (
+            [FOREVER, metric("dry", interval_seconds=60, dry_run=True, consecutive_error_limit=0)],
+            [
+                took("f", MeasurementPhase.SUCCESSFUL, 0),
+                took("dry", MeasurementPhase.FAILED, 0),
+                took("dry", MeasurementPhase.ERROR, 60),
+            ],
+        ),
+    ],
+)
+@pytest.mark.parametrize("reason", list(TerminationReason))
+def test_terminating_a_running_run_ends_it_successful_run_terminated(
+    metrics: list[Metric], measurements: list[Measurement], reason: TerminationReason
+) -> None:
+    run = record(start_run("bg", step_index=None, now=T0), metrics, measurements)
+    assert run.phase is AnalysisPhase.RUNNING
+    stopped = terminate_run(run, reason)
+    assert stopped.phase is AnalysisPhase.SUCCESSFUL
+    assert stopped.message == f"Run Terminated: {reason.value}"
+    assert stopped.measurements == run.measurements
+    assert (stopped.name, stopped.step_index, stopped.started_at) == ("bg", None, run.started_at)
+    # a terminated run takes no more measurements and keeps its verdict
+    assert due_metrics(stopped, metrics, at(10_000)) == ()
+    assert next_due_at(stopped, metrics, at(10_000)) is None
+    assert record(stopped, metrics, [took(metrics[0].name, MeasurementPhase.FAILED, 9_000)]) is stopped
+    assert AnalysisRunStatus.from_outputs(stopped.to_outputs()) == stopped
+
+
+@pytest.mark.parametrize(
+    ("phase", "message"),
+    [
+        (AnalysisPhase.FAILED, 'metric "f" assessed Failed: failed (1) > failureLimit (0)'),
+        (AnalysisPhase.ERROR, 'metric "f" assessed Error: consecutive errors (5) > consecutiveErrorLimit (4)'),
+        (AnalysisPhase.INCONCLUSIVE, 'metric "f" assessed Inconclusive: inconclusive (1) > inconclusiveLimit (0)'),
+        (AnalysisPhase.SUCCESSFUL, "all 1 metrics completed"),
+    ],
+)
+def test_terminating_a_completed_run_changes_nothing(phase: AnalysisPhase, message: str) -> None:
+    run = AnalysisRunStatus(name="bg", phase=phase, started_at=format_time(T0), message=message)
+    for reason in TerminationReason:
+        assert terminate_run(run, reason) is run
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "dry"]),
+            st.sampled_from(list(MeasurementPhase)),
+        ),
+        max_size=12,
+    ),
+    st.sampled_from(list(TerminationReason)),
+)
+def test_terminate_run_ends_running_runs_successful_and_leaves_completed_ones(
+    events: list[tuple[str, MeasurementPhase]], reason: TerminationReason
+) -> None:
+    """Whatever was measured, one pass at a time: Running -> Successful, completed -> unchanged."""
+    metrics = [
+        metric("a", interval_seconds=1, failure_limit=1),
+        metric("b", interval_seconds=1, count=4, inconclusive_limit=1, consecutive_error_limit=2),
+        metric("dry", interval_seconds=1, dry_run=True, consecutive_error_limit=0),
+    ]
     run = start_run("bg", step_index=None, now=T0)
-    stopped = terminate(run, [forever], "rollout completed")
-    assert stopped.phase is AnalysisPhase.INCONCLUSIVE
-    assert stopped.message.startswith("rollout completed: ")
-    run = record(run, [forever], [took("f", MeasurementPhase.SUCCESSFUL, 0)])
-    assert terminate(run, [forever], "rollout completed").phase is AnalysisPhase.SUCCESSFUL
+    for second, (name, phase) in enumerate(events):
+        run = record(run, metrics, [took(name, phase, second)])
+    stopped = terminate_run(run, reason)
+    if run.phase is AnalysisPhase.RUNNING:
+        assert stopped.phase is AnalysisPhase.SUCCESSFUL
+        assert stopped.message == "Run Terminated: " + reason.value
+    else:
+        assert stopped is run
+
+
+def test_a_background_run_that_failed_keeps_failed_when_the_rollout_aborts() -> None:
+    run = record(start_run("bg", step_index=None, now=T0), [FOREVER], [took("f", MeasurementPhase.FAILED, 0)])
+    assert run.phase is AnalysisPhase.FAILED
+    assert terminate_run(run, TerminationReason.ABORTED) is run
+
+
+def test_a_run_that_could_not_start_keeps_error_when_terminated() -> None:
+    run = failed_setup(start_run("bg", step_index=None, now=T0), AnalysisSetupError("template 'x' is missing"))
+    assert terminate_run(run, TerminationReason.PROMOTED) is run
+    assert run.phase is AnalysisPhase.ERROR
 
 
 def test_status_round_trips_through_stack_outputs() -> None:
@@ -312,6 +452,60 @@ def template(
         metrics=metrics,
         source=SourceRef(file=f"analysis/{name}.yaml", document=1),
     )
+
+
+def test_check_template_reports_durations_beyond_go_and_costly_conditions() -> None:
+    longest = 9_223_372_036  # Go's math.MaxInt64 nanoseconds, in whole seconds
+    ok = template(
+        "ok",
+        (
+            Metric(
+                name="a",
+                provider=PrometheusMetricProvider(address="http://p", query="up", timeout_seconds=longest),
+                interval_seconds=longest,
+                initial_delay_seconds=longest,
+                success_condition="all(result, {# < max(result)})",
+            ),
+        ),
+    )
+    assert check_template(ok) == []
+    bad = template(
+        "t",
+        (
+            Metric(
+                name="a",
+                provider=PrometheusMetricProvider(address="http://p", query="up", timeout_seconds=longest + 1),
+                interval_seconds=10**20,
+                initial_delay_seconds=longest + 1,
+                failure_condition="any(result, {any(result, {any(result, {# > 0})})})",
+            ),
+        ),
+    )
+    problems = check_template(bad)
+    assert [p.path for p in problems] == [
+        "spec.metrics[0].failureCondition",
+        "spec.metrics[0].interval",
+        "spec.metrics[0].initialDelay",
+        "spec.metrics[0].provider.prometheus.timeout",
+    ]
+    # innermost {# > 0}: 3 steps; each any(): 2 + 100 x its body -> 302, 30202, 3020202
+    assert "too costly: up to 3020202 evaluation steps for a result of 100 series" in problems[0].message
+    assert problems[1].message == "is longer than 9223372036s (2562047h47m16s), the largest duration Argo can hold"
+    assert longest == MAX_DURATION_SECONDS
+
+
+def test_scheduling_never_overflows_on_huge_durations() -> None:
+    """The reconciler asks next_due_at about templates as they are in Git: no OverflowError."""
+    huge = metric("h", interval_seconds=10**30, initial_delay_seconds=10**30)
+    run = start_run("r", step_index=None, now=T0)
+    assert next_due_at(run, [huge], T0) == T0 + timedelta(seconds=9_223_372_036)
+    assert due_metrics(run, [huge], T0) == ()
+    run = record(run, [huge], [took("h", MeasurementPhase.SUCCESSFUL, 0)])
+    assert next_due_at(run, [huge], T0) == T0 + timedelta(seconds=9_223_372_036)
+    # a run started near the end of time: the due time saturates at datetime.max
+    late = AnalysisRunStatus(name="r", phase=AnalysisPhase.RUNNING, started_at="9999-12-31T00:00:00Z")
+    assert next_due_at(late, [metric("d", initial_delay_seconds=86_400 * 2)], T0) == datetime.max.replace(tzinfo=UTC)
+    assert due_metrics(late, [metric("d", initial_delay_seconds=86_400 * 2)], T0) == ()
 
 
 def test_check_template_reports_file_and_field() -> None:
@@ -444,6 +638,65 @@ def test_advance_renders_measures_and_redacts() -> None:
                 "ref": AnalysisRef(templates=(AnalysisTemplateRef("c"),), args=(AnalysisArg("max", value="1"),)),
             },
             "metric 'x': condition 'result > 1 +'",
+        ),
+        # durations beyond Go's largest time.Duration (Argo's ValidateMetric refuses them)
+        (
+            {
+                "templates": [template("d", (metric("x", interval_seconds=10**30, count=2),))],
+                "ref": AnalysisRef(templates=(AnalysisTemplateRef("d"),), args=()),
+            },
+            "metric 'x': interval is longer than 9223372036s (2562047h47m16s)",
+        ),
+        (
+            {
+                "templates": [template("d", (metric("x", initial_delay_seconds=9_223_372_037),))],
+                "ref": AnalysisRef(templates=(AnalysisTemplateRef("d"),), args=()),
+            },
+            "metric 'x': initialDelay is longer than 9223372036s",
+        ),
+        (
+            {
+                "templates": [
+                    template(
+                        "d",
+                        (
+                            Metric(
+                                name="x",
+                                provider=PrometheusMetricProvider(
+                                    address="http://prom:9090", query="up", timeout_seconds=10**400
+                                ),
+                            ),
+                        ),
+                    )
+                ],
+                "ref": AnalysisRef(templates=(AnalysisTemplateRef("d"),), args=()),
+            },
+            "metric 'x': provider.prometheus.timeout is longer than 9223372036s",
+        ),
+        # a condition over the evaluation budget, and a literal beyond 64 bits once rendered
+        (
+            {
+                "templates": [
+                    template(
+                        "h",
+                        (
+                            metric(
+                                "x",
+                                success_condition="count(result, {count(result, {count(result, {true}) > 0}) > 0}) > 0",
+                            ),
+                        ),
+                    )
+                ],
+                "ref": AnalysisRef(templates=(AnalysisTemplateRef("h"),), args=()),
+            },
+            "too costly",
+        ),
+        (
+            {
+                "templates": [template("c", (metric("x", success_condition="result < {{args.max}}"),))],
+                "ref": AnalysisRef(templates=(AnalysisTemplateRef("c"),), args=(AnalysisArg("max", value="9" * 400),)),
+            },
+            "is out of the 64-bit range",
         ),
     ],
 )

@@ -12,6 +12,7 @@ from kulta.core.assess import (
     assess_metric,
     assess_run,
     effective_count,
+    explain_metric,
     explain_run,
     measurement_phase,
     tally,
@@ -82,16 +83,76 @@ def measured(phases: list[MeasurementPhase], name: str = "m") -> list[Measuremen
             [I, F],
             AnalysisPhase.FAILED,
         ),
-        # order of checks: failed before inconclusive before error
-        ({"count": 9, "interval_seconds": 1}, [I, F], AnalysisPhase.FAILED),
-        ({"count": 9, "interval_seconds": 1, "consecutive_error_limit": 0}, [F, E], AnalysisPhase.FAILED),
-        ({"count": 9, "interval_seconds": 1, "consecutive_error_limit": 0}, [I, E], AnalysisPhase.INCONCLUSIVE),
     ],
 )
 def test_metric_counting_rules(
     kwargs: dict[str, object], phases: list[MeasurementPhase], expected: AnalysisPhase
 ) -> None:
     assert assess_metric(metric(**kwargs), measured(phases)) is expected
+
+
+# Several limits of one metric crossed at once. Argo's assessMetricFailureInconclusiveOrError
+# (analysis/analysis.go) tests failureLimit, then inconclusiveLimit, then consecutiveErrorLimit,
+# each overwriting the phase the one before set: the last limit crossed decides.
+NINE = {"count": 9, "interval_seconds": 1}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "phases", "expected", "reason"),
+    [
+        # failed 1 > 0 and inconclusive 1 > 0: inconclusiveLimit is tested after failureLimit
+        ({**NINE}, [F, I], AnalysisPhase.INCONCLUSIVE, "inconclusive (1) > inconclusiveLimit (0)"),
+        ({**NINE}, [I, F], AnalysisPhase.INCONCLUSIVE, "inconclusive (1) > inconclusiveLimit (0)"),
+        # failed 1 > 0 and consecutive errors 1 > 0: consecutiveErrorLimit is tested last
+        (
+            {**NINE, "consecutive_error_limit": 0},
+            [F, E],
+            AnalysisPhase.ERROR,
+            "consecutive errors (1) > consecutiveErrorLimit (0)",
+        ),
+        # inconclusive 1 > 0 and consecutive errors 1 > 0
+        (
+            {**NINE, "consecutive_error_limit": 0},
+            [I, E],
+            AnalysisPhase.ERROR,
+            "consecutive errors (1) > consecutiveErrorLimit (0)",
+        ),
+        # all three: failed 2 > 1, inconclusive 2 > 1, consecutive errors 2 > 1
+        (
+            {**NINE, "failure_limit": 1, "inconclusive_limit": 1, "consecutive_error_limit": 1},
+            [F, F, I, I, E, E],
+            AnalysisPhase.ERROR,
+            "consecutive errors (2) > consecutiveErrorLimit (1)",
+        ),
+        # errors interrupted by a counted measurement are not consecutive: Inconclusive decides
+        (
+            {**NINE, "consecutive_error_limit": 0},
+            [F, I, E, S],
+            AnalysisPhase.INCONCLUSIVE,
+            "inconclusive (1) > inconclusiveLimit (0)",
+        ),
+        # inconclusive at its limit (1 > 1 is false): only failureLimit is crossed
+        ({**NINE, "inconclusive_limit": 1}, [I, F], AnalysisPhase.FAILED, "failed (1) > failureLimit (0)"),
+        # failed 3 > 2 and inconclusive 1 > 0, errors 4 = the default limit 4: Inconclusive
+        (
+            {**NINE, "failure_limit": 2},
+            [F, F, F, I, E, E, E, E],
+            AnalysisPhase.INCONCLUSIVE,
+            "inconclusive (1) > inconclusiveLimit (0)",
+        ),
+        # the fifth error crosses the default consecutiveErrorLimit (4) too: Error
+        (
+            {**NINE, "failure_limit": 2},
+            [F, F, F, I, E, E, E, E, E],
+            AnalysisPhase.ERROR,
+            "consecutive errors (5) > consecutiveErrorLimit (4)",
+        ),
+    ],
+)
+def test_several_limits_of_one_metric_the_last_checked_wins(
+    kwargs: dict[str, object], phases: list[MeasurementPhase], expected: AnalysisPhase, reason: str
+) -> None:
+    assert explain_metric(metric(**kwargs), measured(phases)) == (expected, reason)
 
 
 def test_measurements_of_other_metrics_are_ignored() -> None:
@@ -147,6 +208,83 @@ def test_run_phase(
     assert assess_run(metrics, ms) is expected
 
 
+# Several metrics of one run crossing limits in the same pass. Argo's assessRunStatus keeps the
+# worst completed phase of the non-dry-run metrics by IsWorse (utils/analysis/helpers.go), whose
+# analysisStatusOrder is Successful < Running < Pending < Inconclusive < Error < Failed; a tie
+# keeps the first metric (IsWorse is strict). Dry-run metrics are skipped by IsTerminating and
+# by assessRunStatus.
+LIMIT9 = {"count": 9, "interval_seconds": 1, "consecutive_error_limit": 0}
+
+
+@pytest.mark.parametrize(
+    ("metrics", "by_metric", "expected", "named"),
+    [
+        # Inconclusive, Error and Failed in one pass: Failed is the worst
+        (
+            [metric("i", **LIMIT9), metric("e", **LIMIT9), metric("f", **LIMIT9)],
+            {"i": [I], "e": [E], "f": [F]},
+            AnalysisPhase.FAILED,
+            "f",
+        ),
+        # Inconclusive and Error: Error
+        ([metric("i", **LIMIT9), metric("e", **LIMIT9)], {"i": [I], "e": [E]}, AnalysisPhase.ERROR, "e"),
+        # two metrics Failed: the first one in template order is named
+        ([metric("x", **LIMIT9), metric("y", **LIMIT9)], {"y": [F], "x": [F]}, AnalysisPhase.FAILED, "x"),
+        # metric "fi" crossed failureLimit and inconclusiveLimit: it is Inconclusive (the last
+        # limit checked), so the run is Failed because of "f", not because of "fi"
+        (
+            [metric("fi", **LIMIT9), metric("f", **LIMIT9)],
+            {"fi": [F, I], "f": [F]},
+            AnalysisPhase.FAILED,
+            "f",
+        ),
+        # metric "fe" crossed failureLimit and consecutiveErrorLimit: Error, worse than "i"
+        (
+            [metric("i", **LIMIT9), metric("fe", **LIMIT9)],
+            {"i": [I], "fe": [F, E]},
+            AnalysisPhase.ERROR,
+            "fe",
+        ),
+        # a dry-run metric Failed in the same pass changes nothing: the worst binding one decides
+        (
+            [metric("i", **LIMIT9), metric("dry", **LIMIT9, dry_run=True)],
+            {"i": [I], "dry": [F]},
+            AnalysisPhase.INCONCLUSIVE,
+            "i",
+        ),
+        # a dry-run metric crossing all three limits while the binding one is still running
+        (
+            [metric("a", **LIMIT9), metric("dry", **LIMIT9, dry_run=True)],
+            {"a": [S], "dry": [F, I, E]},
+            AnalysisPhase.RUNNING,
+            "",
+        ),
+    ],
+)
+def test_several_metrics_crossing_limits_in_one_pass_the_worst_wins(
+    metrics: list[Metric], by_metric: dict[str, list[MeasurementPhase]], expected: AnalysisPhase, named: str
+) -> None:
+    ms = [m for name, phases in by_metric.items() for m in measured(phases, name)]
+    phase, message = explain_run(metrics, ms)
+    assert phase is expected
+    if named:
+        assert message.startswith(f'metric "{named}" assessed {expected.value}: ')
+    else:
+        assert message == "waiting for a"
+
+
+def test_a_dry_run_metric_crossing_limits_is_reported_not_binding() -> None:
+    """assessRunStatus: a dry-run metric's result is noted; the run follows the binding metrics."""
+    metrics = [metric("a", count=1), metric("dry", **LIMIT9, dry_run=True)]
+    ms = [*measured([S], "a"), *measured([F, E], "dry")]
+    phase, message = explain_run(metrics, ms)
+    assert phase is AnalysisPhase.SUCCESSFUL
+    assert message == (
+        'all 2 metrics completed; dry-run metric "dry" assessed Error '
+        "(consecutive errors (1) > consecutiveErrorLimit (0)), ignored"
+    )
+
+
 def test_run_message_names_the_deciding_metric_and_its_last_measurement() -> None:
     ms = [*measured([S]), *measured([F], name="b")]
     ms[-1] = Measurement(metric="b", phase=F, started_at="x", finished_at="x", value="[0.3]", message="cond not met")
@@ -156,14 +294,6 @@ def test_run_message_names_the_deciding_metric_and_its_last_measurement() -> Non
     phase, message = explain_run([A, DRY], [*measured([S, S], "a"), *measured([F], "dry")])
     assert phase is AnalysisPhase.SUCCESSFUL
     assert 'dry-run metric "dry" assessed Failed' in message
-
-
-def test_terminating_never_turns_missing_data_into_success() -> None:
-    forever = metric("f", interval_seconds=5)
-    assert explain_run([forever], measured([S, S], "f"), terminating=True)[0] is AnalysisPhase.SUCCESSFUL
-    assert explain_run([forever], [], terminating=True)[0] is AnalysisPhase.INCONCLUSIVE
-    assert explain_run([forever], measured([E], "f"), terminating=True)[0] is AnalysisPhase.INCONCLUSIVE
-    assert explain_run([forever], measured([I], "f"), terminating=True)[0] is AnalysisPhase.INCONCLUSIVE
 
 
 # --------------------------------------------------------------------------- properties
