@@ -32,7 +32,7 @@ from kulta.adapters.outbox import Deliverer, DeliveryReport, Outbox
 from kulta.adapters.program import deploy
 from kulta.adapters.prometheus import MetricProvider
 from kulta.adapters.stacks import StackManager, stack_name_for
-from kulta.core.analysis_run import next_due_at, terminate
+from kulta.core.analysis_run import next_due_at
 from kulta.core.commands import ManualCommand
 from kulta.core.constants import LABEL_POD_TEMPLATE_HASH, TAG_COMMAND
 from kulta.core.decision import AbortReason, Decision, Observation
@@ -381,26 +381,24 @@ class Reconciler:
         drift: bool,
     ) -> Observation:
         """Everything this pass learns from outside before deciding: analysis and drift."""
-        runs, stopped = self._advance_analysis(rollout, loaded, status, revision, now)
         return Observation(
-            analysis_runs=runs,
-            background_if_stopped=stopped,
+            analysis_runs=self._advance_analysis(rollout, loaded, status, revision, now),
             drift=drift and self._drifted(rollout, status),
         )
 
     def _advance_analysis(
         self, rollout: Rollout, loaded: LoadResult, status: RolloutStatus | None, revision: str, now: datetime
-    ) -> tuple[tuple[AnalysisRunStatus, ...], AnalysisRunStatus | None]:
-        """New measurements of the runs that are due, and the background run as it would end now.
+    ) -> tuple[AnalysisRunStatus, ...]:
+        """New measurements of the runs that are due.
 
         Each run records the analysis it measures (``ref``). After a strategy edit in
         Git the current step's run goes on with its recorded analysis until it ends:
         a running analysis is never skipped; the canary restarts after it.
         """
         if status is None or status.aborted or status.canary_revision != revision or not status.in_flight:
-            return (), None
+            return ()
         if status.restart_reason:
-            return (), None
+            return ()
         existing = {r.name: r for r in status.analysis_runs}
         index = status.current_step_index
         steps = rollout.spec.strategy.steps
@@ -419,11 +417,10 @@ class Reconciler:
                 ref = AnalysisRef(templates=background.templates, args=background.args)
                 due.append((background_run_name(rollout.name, revision), ref, None))
         if not due:
-            return (), None
+            return ()
         if self.provider is None:
             raise ConfigError(f"rollout {rollout.namespace}/{rollout.name} needs analysis: run it with `kulta run`")
         runs: list[AnalysisRunStatus] = []
-        stopped: AnalysisRunStatus | None = None
         for name, ref, step_index in due:
             run = advance_analysis(
                 existing.get(name),
@@ -439,22 +436,8 @@ class Reconciler:
                 provider=self.provider,
                 environ=self.config.environ,
             )
-            run = replace(run, ref=ref)
-            runs.append(run)
-            if step_index is None:
-                stopped = self._as_if_stopped(run, ref, loaded, rollout.namespace)
-        return tuple(r for r in runs if existing.get(r.name) != r), stopped
-
-    @staticmethod
-    def _as_if_stopped(
-        run: AnalysisRunStatus, ref: AnalysisRef, loaded: LoadResult, namespace: str
-    ) -> AnalysisRunStatus | None:
-        try:
-            templates = select_templates(loaded.templates, ref.templates, namespace)
-        except KultaError:
-            return None
-        metrics = [m for t in templates for m in t.metrics]
-        return terminate(run, metrics, "") if metrics else None
+            runs.append(replace(run, ref=ref))
+        return tuple(r for r in runs if existing.get(r.name) != r)
 
     def _sync_pod_metadata(self, rollout: Rollout, status: RolloutStatus) -> None:
         """Argo's ephemeral metadata on live pods: new pods get it from the ReplicaSet template."""

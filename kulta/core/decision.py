@@ -33,9 +33,6 @@ class Observation:
 
     #: analysis runs advanced this pass (inline and background), replacing same-named ones
     analysis_runs: tuple[AnalysisRunStatus, ...] = ()
-    #: the background run as it ends if stopped now (Argo terminates it at promotion
-    #: and abort); the caller computes it because it needs the templates' metrics
-    background_if_stopped: AnalysisRunStatus | None = None
     #: the last update of the current step failed (e.g. the canary never became available)
     update_failed: bool = False
     update_error: str = ""

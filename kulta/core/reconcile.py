@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from kulta.core.analysis_run import TerminationReason, terminate_run
 from kulta.core.commands import CommandKind, ManualCommand
 from kulta.core.decision import AbortReason, Decision, Observation, WaitOutcome, WaitResult
 from kulta.core.defaults import abort_scale_down_delay_seconds, scale_down_delay_seconds
@@ -265,19 +266,12 @@ def _start_canary(ctx: _Ctx, prev: RolloutStatus, command: ManualCommand | None,
     return _apply_step(ctx, prev, 0, reason, command, **changes)
 
 
-def _stopped_background(ctx: _Ctx, runs: tuple[AnalysisRunStatus, ...], why: str) -> tuple[AnalysisRunStatus, ...]:
-    """The background run ends with the rollout (Argo terminates it at promotion and abort)."""
-    stopped = ctx.obs.background_if_stopped
+def _stopped_background(
+    ctx: _Ctx, runs: tuple[AnalysisRunStatus, ...], why: TerminationReason
+) -> tuple[AnalysisRunStatus, ...]:
+    """The background run ends with the rollout: Argo terminates it at promotion and abort."""
     name = background_run_name(ctx.rollout.name, ctx.revision)
-    out = []
-    for run in runs:
-        if run.name != name or run.phase.completed:
-            out.append(run)
-        elif stopped is not None and stopped.name == name:
-            out.append(replace(stopped, message=f"stopped at {why}: {stopped.message}"))
-        else:
-            out.append(replace(run, phase=AnalysisPhase.SUCCESSFUL, message=f"stopped at {why}"))
-    return tuple(out)
+    return tuple(terminate_run(run, why) if run.name == name else run for run in runs)
 
 
 def _promote(ctx: _Ctx, prev: RolloutStatus, command: ManualCommand | None, reason: str) -> Decision:
@@ -306,7 +300,7 @@ def _promote(ctx: _Ctx, prev: RolloutStatus, command: ManualCommand | None, reas
         revision_history=history,
         scale_down_revision=old_stable if delay > 0 else "",
         scale_down_at=format_time(scale_down_at) if delay > 0 else "",
-        analysis_runs=_stopped_background(ctx, prev.analysis_runs, "promotion"),
+        analysis_runs=_stopped_background(ctx, prev.analysis_runs, TerminationReason.PROMOTED),
         strategy_hash=ctx.strategy,
         restart_reason="",
     )
@@ -345,7 +339,7 @@ def _abort(ctx: _Ctx, prev: RolloutStatus, why: AbortReason, detail: str, comman
         scale_down_revision=ctx.revision if delay > 0 else "",
         scale_down_at=format_time(at) if delay > 0 else "",
         revision_history=history,
-        analysis_runs=_stopped_background(ctx, prev.analysis_runs, "abort"),
+        analysis_runs=_stopped_background(ctx, prev.analysis_runs, TerminationReason.ABORTED),
         restart_reason="",
     )
     kept = "; the canary keeps its pods (abortScaleDownDelaySeconds: 0)" if never is None else ""
@@ -595,6 +589,10 @@ def _stepping(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Deci
     if wait.outcome is WaitOutcome.WAITING:
         return _hold(ctx, prev, wait.note, phase=wait.phase, next_due=wait.due, apply=ctx.obs.drift)
     used = cmd if (cmd and cmd.kind is CommandKind.PROMOTE) else None
+    inline = inline_run_name(rollout.name, revision, index)
+    # a person promoted past a running analysis: Argo terminates that run
+    left = tuple(terminate_run(r, TerminationReason.STEP_LEFT) if r.name == inline else r for r in prev.analysis_runs)
+    prev = prev.with_changes(analysis_runs=left)
     if index + 1 >= n:
         return _promote(ctx, prev, used, f"all {n} steps done: promoted {revision}")
     return _apply_step(ctx, prev, index + 1, f"step {index} done ({wait.note}); applying step {index + 1}", used)

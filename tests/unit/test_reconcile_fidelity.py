@@ -170,6 +170,17 @@ def test_a_failed_analysis_is_not_promoted_past_by_a_person():
     assert after.phase is Phase.ABORTED and after.stable_revision == R1
 
 
+def test_promoting_past_a_running_analysis_terminates_its_run():
+    st = walk_to(make(STEPS), 3)
+    running = AnalysisRunStatus(inline_run_name("web", R2, 3), AnalysisPhase.RUNNING, 3, ref=ANALYSIS)
+    obs = Observation(analysis_runs=(running,))
+    d, after = run(make(STEPS), st, T0, observation=obs, command=ManualCommand("p-3", CommandKind.PROMOTE))
+    assert after.current_step_index == 4 and d.canary_weight == 80
+    assert [(r.phase, r.message) for r in after.analysis_runs] == [
+        (AnalysisPhase.SUCCESSFUL, "Run Terminated: the rollout left the analysis step")
+    ]
+
+
 def test_changing_traffic_routing_or_background_analysis_also_restarts():
     st = walk_to(make(STEPS), 2)
     other_route = make(STEPS, routing=TrafficRouting(http_routes=(HTTPRouteRef("web"), HTTPRouteRef("web-2"))))
@@ -232,30 +243,28 @@ def background_rollout() -> Rollout:
     return make((weight(50, 0), pause(None, 1)), analysis=BackgroundAnalysis(templates=(AnalysisTemplateRef("bg"),)))
 
 
-def test_background_analysis_ends_at_promotion_with_the_phase_it_would_end_with():
+def test_background_analysis_ends_at_promotion_as_argo_terminates_it():
     rollout = background_rollout()
     st = walk_to(rollout, 1)
     name = background_run_name("web", R2)
     running = AnalysisRunStatus(name, AnalysisPhase.RUNNING, None, message="")
-    ended = AnalysisRunStatus(name, AnalysisPhase.SUCCESSFUL, None, message="1 of 1 successful")
-    obs = Observation(analysis_runs=(running,), background_if_stopped=ended)
+    obs = Observation(analysis_runs=(running,))
     _, done = run(rollout, st, T0, observation=obs, command=ManualCommand("p", CommandKind.PROMOTE))
     assert done.phase is Phase.HEALTHY
-    assert [(r.name, r.phase) for r in done.analysis_runs] == [(name, AnalysisPhase.SUCCESSFUL)]
-    assert done.analysis_runs[0].message == "stopped at promotion: 1 of 1 successful"
+    assert [(r.name, r.phase, r.message) for r in done.analysis_runs] == [
+        (name, AnalysisPhase.SUCCESSFUL, "Run Terminated: rollout promoted")
+    ]
 
 
 def test_background_analysis_ends_at_abort():
     rollout = background_rollout()
     st = walk_to(rollout, 1)
     name = background_run_name("web", R2)
-    running = AnalysisRunStatus(name, AnalysisPhase.RUNNING, None)
-    ended = AnalysisRunStatus(name, AnalysisPhase.INCONCLUSIVE, None, message="no measurement")
-    obs = Observation(analysis_runs=(running,), background_if_stopped=ended)
+    obs = Observation(analysis_runs=(AnalysisRunStatus(name, AnalysisPhase.RUNNING, None),))
     _, aborted = run(rollout, st, T0, observation=obs, command=ManualCommand("a", CommandKind.ABORT))
     assert aborted.phase is Phase.ABORTED
     assert [(r.phase, r.message) for r in aborted.analysis_runs] == [
-        (AnalysisPhase.INCONCLUSIVE, "stopped at abort: no measurement")
+        (AnalysisPhase.SUCCESSFUL, "Run Terminated: rollout aborted")
     ]
 
 
