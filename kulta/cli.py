@@ -163,7 +163,8 @@ def _program(inputs: ProgramInputs) -> Callable[[], None]:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from kulta.app.commands import find_stacks, format_status_detail, format_status_table
+    from kulta.adapters.health_file import read_health
+    from kulta.app.commands import find_stacks, format_health_lines, format_status_detail, format_status_table
     from kulta.app.runner import build_stack_manager
     from kulta.app.spec_commands import load_file_with_siblings
     from kulta.model.status import RolloutStatus
@@ -174,8 +175,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for ref in refs:
         outputs = stacks.outputs(ref.name)
         rows.append((ref, RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None))
+    health = read_health(args.state_dir)
     if args.rollout is None:
         format_status_table(rows, sys.stdout)
+        format_health_lines(health, [ref.name for ref, _ in rows], sys.stdout)
         return 0
     ref, status = rows[0]
     if status is None:
@@ -186,6 +189,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         _loaded, _errors, in_file = load_file_with_siblings(args.file)
         rollout = next((r for r in in_file if r.name == ref.rollout), None)
     format_status_detail(status, rollout, sys.stdout)
+    format_health_lines(health, [ref.name], sys.stdout)
     return 0
 
 

@@ -35,6 +35,7 @@ from kulta.model.status import MeasurementPhase, Phase
 
 __all__ = [
     "METRIC_ANALYSIS_MEASUREMENTS",
+    "METRIC_DEPENDENCY_FAILURES",
     "METRIC_EVENTS_PENDING",
     "METRIC_GIT_FETCH_FAILURES",
     "METRIC_GIT_LAST_SYNC",
@@ -58,9 +59,12 @@ METRIC_GIT_FETCH_FAILURES = "kulta_git_fetch_failures"  # exposed as ..._total
 METRIC_GIT_LAST_SYNC = "kulta_git_last_sync_timestamp_seconds"
 METRIC_EVENTS_PENDING = "kulta_events_pending"
 METRIC_RECONCILE_PASSES = "kulta_reconcile_passes"  # exposed as ..._total
+METRIC_DEPENDENCY_FAILURES = "kulta_dependency_failures"  # exposed as ..._total
+METRIC_ROLLOUTS_FAILING = "kulta_rollouts_failing"
 
 LABEL_PHASE = "phase"
 LABEL_RESULT = "result"
+LABEL_DEPENDENCY = "dependency"
 
 # A canary step includes its pause, so steps run from seconds to hours.
 STEP_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0)
@@ -161,6 +165,15 @@ class ReconcilerMetrics:
         self._reconcile = Counter(
             METRIC_RECONCILE_PASSES, "Reconcile passes, by result.", [LABEL_RESULT], registry=registry
         )
+        self._dependency_failures = Counter(
+            METRIC_DEPENDENCY_FAILURES,
+            "Rollout passes that failed, by what failed (a dependency such as the Kubernetes API server).",
+            [LABEL_DEPENDENCY],
+            registry=registry,
+        )
+        self._failing = Gauge(
+            METRIC_ROLLOUTS_FAILING, "Rollouts whose last attempt failed (retried with backoff).", registry=registry
+        )
         # Export zeros for the known label values so rate() and absent() behave from the first scrape.
         self._phases_seen: set[str] = {p.value for p in Phase}
         for phase in Phase:
@@ -201,6 +214,12 @@ class ReconcilerMetrics:
         if n < 0:
             raise ValueError(f"pending event count is negative: {n}")
         self._events_pending.set(n)
+
+    def count_dependency_failure(self, dependency: str) -> None:
+        self._dependency_failures.labels(_label(dependency)).inc()
+
+    def set_rollouts_failing(self, n: int) -> None:
+        self._failing.set(n)
 
     def count_reconcile(self, result: str | ReconcileResult) -> None:
         self._reconcile.labels(_label(result)).inc()

@@ -24,13 +24,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 from pulumi import automation as auto
 
 from kulta.core.constants import PULUMI_PROJECT
-from kulta.errors import ConfigError, StackLockedError, StepFailedError
+from kulta.errors import Dependency, DependencyError, StackLockedError, StepFailedError
 
 __all__ = [
     "HistoryEntry",
@@ -49,6 +49,22 @@ ENV_PASSPHRASE = "PULUMI_CONFIG_PASSPHRASE"  # noqa: S105 (a variable name, not 
 ENV_PASSPHRASE_FILE = "PULUMI_CONFIG_PASSPHRASE_FILE"  # noqa: S105
 STACK_NAME_RE = re.compile(r"[^A-Za-z0-9_.-]")
 ERROR_TAIL_LINES = 12
+
+
+_T = TypeVar("_T")
+
+
+def _backend(what: str, call: Callable[[], _T]) -> _T:
+    """One read or tag write against the backend; every failure becomes a DependencyError."""
+    try:
+        return call()
+    except auto.errors.ConcurrentUpdateError as exc:
+        raise StackLockedError(f"{what}: the stack is being updated by another process") from exc
+    except auto.errors.CommandError as exc:
+        raise DependencyError(Dependency.PULUMI_BACKEND, f"{what}: {_tail(exc)}") from exc
+    except (OSError, ValueError, RuntimeError) as exc:
+        # the CLI could not start, its answer was not JSON, the backend directory is unreadable
+        raise DependencyError(Dependency.PULUMI_BACKEND, f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 def stack_name_for(environment: str, namespace: str, rollout: str) -> str:
@@ -164,12 +180,12 @@ class StackManager:
                 ),
                 secrets_provider="passphrase",
             )
-            try:
-                stack = auto.create_or_select_stack(
+            stack = _backend(
+                f"opening Pulumi stack {name}",
+                lambda: auto.create_or_select_stack(
                     stack_name=name, project_name=PULUMI_PROJECT, program=program or _no_program, opts=opts
-                )
-            except auto.errors.CommandError as exc:
-                raise ConfigError(f"cannot open Pulumi stack {name}: {_tail(exc)}") from exc
+                ),
+            )
             with self._guard:
                 self._stacks[name] = stack
         if program is not None:
@@ -193,7 +209,7 @@ class StackManager:
                 name=PULUMI_PROJECT, runtime="python", backend=auto.ProjectBackend(url=self.settings.resolved_backend())
             ),
         )
-        return sorted(s.name for s in ws.list_stacks())
+        return sorted(s.name for s in _backend("listing stacks", ws.list_stacks))
 
     @staticmethod
     def _ensure_dir(path: Path) -> Path:
@@ -209,10 +225,7 @@ class StackManager:
         outputs hold no secrets, and every CLI call costs ~0.3 s per step.
         """
         stack = self._stack(name)
-        try:
-            deployment = stack.export_stack().deployment or {}
-        except auto.errors.CommandError as exc:
-            raise StepFailedError(f"reading the state of stack {name} failed: {_tail(exc)}") from exc
+        deployment = _backend(f"reading the state of stack {name}", stack.export_stack).deployment or {}
         for resource in deployment.get("resources", []) or []:
             if resource.get("type") == "pulumi:pulumi:Stack":
                 return dict(resource.get("outputs", {}) or {})
@@ -221,17 +234,19 @@ class StackManager:
     def get_tag(self, name: str, key: str) -> str | None:
         """A stack tag; tags live in the backend (DIY backends too, since Pulumi 3.211)."""
         stack = self._stack(name)
-        tags = stack.workspace.list_tags(name)
+        tags = _backend(f"reading the tags of stack {name}", lambda: stack.workspace.list_tags(name))
         value = tags.get(key)
         return None if value is None else str(value)
 
     def set_tag(self, name: str, key: str, value: str) -> None:
-        self._stack(name).workspace.set_tag(name, key, value)
+        stack = self._stack(name)
+        _backend(f"setting tag {key} on stack {name}", lambda: stack.workspace.set_tag(name, key, value))
 
     def history(self, name: str, page_size: int = 100) -> list[HistoryEntry]:
         stack = self._stack(name)
         entries = []
-        summaries = stack.history(page_size=page_size, page=1)  # newest first
+        summaries = _backend(f"reading the history of stack {name}", lambda: stack.history(page_size=page_size, page=1))
+        # (newest first)
         for index, h in enumerate(summaries):
             entries.append(
                 HistoryEntry(
@@ -267,6 +282,10 @@ class StackManager:
             raise StackLockedError(f"stack {name} is being updated by another process; retrying later") from exc
         except auto.errors.CommandError as exc:
             raise StepFailedError(f"Pulumi update of stack {name} failed: {_tail(exc)}") from exc
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise DependencyError(
+                Dependency.PULUMI_BACKEND, f"Pulumi update of stack {name}: {type(exc).__name__}: {exc}"
+            ) from exc
         outputs = {k: v.value for k, v in result.outputs.items()}
         changes = {str(getattr(k, "value", k)): int(v) for k, v in (result.summary.resource_changes or {}).items()}
         return UpdateReport(outputs=outputs, changes=changes, seconds=time.monotonic() - start)

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from kulta.adapters.stacks import HistoryEntry, PreviewChange, PreviewReport, StackManager, stack_name_for
 from kulta.core.commands import CommandKind, ManualCommand
@@ -31,6 +31,8 @@ __all__ = [
     "find_stacks",
     "format_history",
     "format_preview",
+    "format_health",
+    "format_health_lines",
     "format_status_detail",
     "format_status_table",
     "send_command",
@@ -106,6 +108,24 @@ def format_status_table(rows: Sequence[tuple[StackRef, RolloutStatus | None]], o
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     for row in lines:
         out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
+
+
+def format_health(stack: str, entry: Mapping[str, Any]) -> str:
+    """One line for a rollout the loop cannot reconcile right now (from ``health.json``)."""
+    since = str(entry.get("since", "?"))[11:19] or "?"
+    retry = str(entry.get("nextRetry", "?"))[11:19] or "?"
+    attempts = entry.get("attempts", "?")
+    return (
+        f"! {stack}: {entry.get('dependency', '?')} failing since {since} ({attempts} attempts), "
+        f"next retry {retry}: {entry.get('error', '')}"
+    )
+
+
+def format_health_lines(health: Mapping[str, Mapping[str, Any]], stacks: Sequence[str], out: TextIO) -> None:
+    for stack in stacks:
+        entry = health.get(stack)
+        if entry is not None:
+            out.write(format_health(stack, entry) + "\n")
 
 
 def format_status_detail(st: RolloutStatus, rollout: Rollout | None, out: TextIO) -> None:

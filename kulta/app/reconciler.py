@@ -32,8 +32,9 @@ from kulta.adapters.outbox import Deliverer, DeliveryReport, Outbox
 from kulta.adapters.program import deploy
 from kulta.adapters.prometheus import MetricProvider
 from kulta.adapters.stacks import StackManager, stack_name_for
+from kulta.app.health import INTERNAL_ERROR, HealthBook
 from kulta.core.analysis_run import next_due_at
-from kulta.core.commands import ManualCommand
+from kulta.core.commands import InvalidCommandError, ManualCommand
 from kulta.core.constants import LABEL_POD_TEMPLATE_HASH, TAG_COMMAND
 from kulta.core.decision import AbortReason, Decision, Observation
 from kulta.core.events import EndReason, EventContext, build_events, chain_id_for, record_events
@@ -43,7 +44,7 @@ from kulta.core.reconcile import decide
 from kulta.core.revision import pod_template_hash, resolve_template, strategy_hash
 from kulta.core.routes import route_weights
 from kulta.core.times import format_time, parse_status_time
-from kulta.errors import ConfigError, KultaError, StackLockedError, StepFailedError
+from kulta.errors import ConfigError, DependencyError, KultaError, StackLockedError, StepFailedError
 from kulta.model.program import ProgramInputs
 from kulta.model.rollout import AnalysisRef, AnalysisTemplateRef, PodMetadata, Rollout
 from kulta.model.status import AnalysisRunStatus, Phase, RolloutStatus
@@ -144,6 +145,7 @@ class Reconciler:
         self.observe_update = observe_update or (lambda _s, _r: None)
         self.on_update = on_update or (lambda _status: None)
         self.metrics = metrics
+        self.health = HealthBook()
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -166,28 +168,47 @@ class Reconciler:
         return PassReport(tuple(outcomes), delivery, tuple(str(e) for e in loaded.errors))
 
     def deliver_events(self) -> DeliveryReport | None:
+        """Send what is due; a sink or outbox failure is logged and retried on the next pass."""
         if self.deliverer is None:
             return None
-        return self.deliverer.deliver_due(self.clock())
+        try:
+            return self.deliverer.deliver_due(self.clock())
+        except KultaError as exc:
+            log.warning("event delivery failed; retried on the next pass", extra={"error": str(exc)})
+            return None
 
     def stack_name(self, rollout: Rollout) -> str:
         return stack_name_for(self.config.environment, rollout.namespace, rollout.name)
 
     def reconcile_rollout(self, rollout: Rollout, loaded: LoadResult, commit: str = "") -> RolloutOutcome:
+        """One rollout's pass. Never raises: every failure becomes the outcome's error,
+        recorded in ``health`` with a retry time (exponential backoff with jitter)."""
         name = self.stack_name(rollout)
         lock = self.stacks.stack_lock(name)
         if not lock.acquire(blocking=False):
             return RolloutOutcome(name, None, 0, 0, "another worker is on this stack", 0, None, skipped=True)
         try:
-            return self._reconcile(rollout, loaded, commit, name)
+            outcome = self._reconcile(rollout, loaded, commit, name)
         except StackLockedError as exc:
             log.info("stack locked; skipping", extra={"stack": name})
             return RolloutOutcome(name, None, 0, 0, str(exc), 0, self.clock() + timedelta(seconds=5), skipped=True)
+        except DependencyError as exc:
+            return self._failed(name, exc.dependency.value, str(exc))
         except KultaError as exc:
-            log.error("reconcile failed", extra={"stack": name, "error": str(exc)})
-            return RolloutOutcome(name, None, 0, 0, str(exc), 0, None, error=str(exc))
+            return self._failed(name, type(exc).__name__, str(exc))
+        except Exception as exc:
+            log.exception("unexpected error reconciling %s (a bug: please report it)", name, extra={"stack": name})
+            return self._failed(name, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         finally:
             lock.release()
+        self.health.succeeded(name, self.clock())
+        return outcome
+
+    def _failed(self, name: str, dependency: str, error: str) -> RolloutOutcome:
+        failure = self.health.failed(name, dependency, error, self.clock())
+        if self.metrics is not None:
+            self.metrics.count_dependency_failure(dependency)
+        return RolloutOutcome(name, None, 0, 0, failure.describe(), 0, failure.next_retry, error=failure.describe())
 
     # -- one rollout -----------------------------------------------------------------
     def _read_status(self, name: str) -> RolloutStatus | None:
@@ -196,7 +217,14 @@ class Reconciler:
 
     def _read_command(self, name: str) -> ManualCommand | None:
         raw = self.stacks.get_tag(name, TAG_COMMAND)
-        return ManualCommand.from_config(raw) if raw else None
+        if not raw:
+            return None
+        try:
+            return ManualCommand.from_config(raw)
+        except InvalidCommandError as exc:
+            # a tag set by hand: ignored (the rollout goes on), said once per pass
+            log.warning("ignoring the stack tag %s: %s", TAG_COMMAND, exc, extra={"stack": name})
+            return None
 
     def _reconcile(self, rollout: Rollout, loaded: LoadResult, commit: str, name: str) -> RolloutOutcome:
         template = resolve_template(rollout, loaded.others)

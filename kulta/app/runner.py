@@ -23,6 +23,7 @@ from types import FrameType
 from typing import TextIO
 
 from kulta.adapters.git_source import GitSnapshot, GitSource, GitSourceConfig, next_retry_delay
+from kulta.adapters.health_file import write_health
 from kulta.adapters.kube import KubeReader
 from kulta.adapters.metrics import ReconcilerMetrics
 from kulta.adapters.outbox import Deliverer, Outbox
@@ -31,7 +32,7 @@ from kulta.adapters.sinks import FileSink, HttpSink, SinkConfig, SinkMode
 from kulta.adapters.stacks import StackManager, StackSettings, stack_name_for
 from kulta.app.commands import find_stacks
 from kulta.app.reconciler import PassReport, Reconciler, ReconcilerConfig
-from kulta.errors import ConfigError, TemporaryError
+from kulta.errors import ConfigError, KultaError, TemporaryError
 from kulta.spec.loader import LoadResult, load_paths
 
 __all__ = ["RunOptions", "build_stack_manager", "run"]
@@ -118,14 +119,53 @@ def _report(report: PassReport, out: TextIO) -> None:
 
 def _orphans(stacks: StackManager, options: RunOptions, loaded: LoadResult, out: TextIO) -> None:
     present = {stack_name_for(options.environment, r.namespace, r.name) for r in loaded.rollouts}
-    for ref in find_stacks(stacks, options.environment):
+    try:
+        refs = find_stacks(stacks, options.environment)
+    except KultaError as exc:
+        out.write(f"orphan check skipped this pass: {exc}\n")
+        return
+    for ref in refs:
         if ref.name in present:
             continue
         if options.prune:
             out.write(f"{ref.name}: rollout file deleted; --prune: destroying its stack\n")
-            stacks.destroy(ref.name)
+            try:
+                stacks.destroy(ref.name)
+            except KultaError as exc:
+                out.write(f"{ref.name}: destroy failed, retried on the next pass: {exc}\n")
         else:
             out.write(f"{ref.name}: orphaned (its Rollout is no longer in Git; stack kept — use --prune to destroy)\n")
+
+
+def _one_pass(
+    reconciler: Reconciler,
+    stacks: StackManager,
+    metrics: ReconcilerMetrics,
+    outbox: Outbox | None,
+    options: RunOptions,
+    snapshot: GitSnapshot,
+    passes: int,
+    out: TextIO,
+) -> PassReport:
+    loaded = load_paths(list(snapshot.files), base=snapshot.workdir)
+    out.write(f"pass {passes}: commit {snapshot.commit[:12]}, {len(loaded.rollouts)} rollout(s)\n")
+    report = reconciler.reconcile_pass(loaded, snapshot.commit)
+    _orphans(stacks, options, loaded, out)
+    _report(report, out)
+    present = {stack_name_for(options.environment, r.namespace, r.name) for r in loaded.rollouts}
+    reconciler.health.forget(present)
+    failing = reconciler.health.snapshot()
+    write_health(options.state_dir, {k: f.to_json() for k, f in failing.items()})
+    metrics.set_rollouts_failing(len(failing))
+    phases: dict[str, int] = {}
+    for o in report.outcomes:
+        if o.phase is not None:
+            phases[o.phase.value] = phases.get(o.phase.value, 0) + 1
+    metrics.set_rollout_phases(phases)
+    if outbox is not None:
+        metrics.set_events_pending(outbox.count())
+    metrics.count_reconcile("failed" if report.failed else "succeeded")
+    return report
 
 
 def run(options: RunOptions, out: TextIO) -> int:
@@ -188,19 +228,23 @@ def run(options: RunOptions, out: TextIO) -> int:
                     return EXIT_GIT_UNREACHABLE
                 stopper.event.wait(next_retry_delay(failures))
                 continue
-            loaded = load_paths(list(snapshot.files), base=snapshot.workdir)
-            out.write(f"pass {passes}: commit {snapshot.commit[:12]}, {len(loaded.rollouts)} rollout(s)\n")
-            report = reconciler.reconcile_pass(loaded, snapshot.commit)
-            _orphans(stacks, options, loaded, out)
-            _report(report, out)
-            phases: dict[str, int] = {}
-            for o in report.outcomes:
-                if o.phase is not None:
-                    phases[o.phase.value] = phases.get(o.phase.value, 0) + 1
-            metrics.set_rollout_phases(phases)
-            if outbox is not None:
-                metrics.set_events_pending(outbox.count())
-            metrics.count_reconcile("failed" if report.failed else "succeeded")
+            try:
+                report = _one_pass(reconciler, stacks, metrics, outbox, options, snapshot, passes, out)
+            except ConfigError:
+                raise  # a flag or the environment is wrong: stop and say so
+            except KultaError as exc:
+                out.write(f"pass {passes} failed, retried on the next pass: {exc}\n")
+                report = None
+            except Exception:
+                log.exception("pass %d failed unexpectedly (a bug: please report it); retrying", passes)
+                out.write(f"pass {passes} failed unexpectedly; see the log. Retrying.\n")
+                report = None
+            if report is None:
+                status = EXIT_FAILED
+                if options.once or (options.max_passes is not None and passes >= options.max_passes):
+                    break
+                stopper.event.wait(min(options.interval, next_retry_delay(1)))
+                continue
             status = EXIT_FAILED if report.failed else EXIT_OK
             if options.once or (options.max_passes is not None and passes >= options.max_passes):
                 break

@@ -11,7 +11,16 @@ import enum
 import json
 from dataclasses import dataclass
 
-__all__ = ["CommandKind", "ManualCommand"]
+from kulta.errors import PermanentError
+
+__all__ = ["CommandKind", "InvalidCommandError", "ManualCommand"]
+
+#: a command tag is a few dozen bytes; anything much larger is not one of ours
+MAX_COMMAND_BYTES = 4096
+
+
+class InvalidCommandError(PermanentError):
+    """The ``kulta-command`` stack tag is not a command KULTA wrote."""
 
 
 class CommandKind(enum.Enum):
@@ -34,5 +43,21 @@ class ManualCommand:
 
     @classmethod
     def from_config(cls, raw: str) -> ManualCommand:
-        data = json.loads(raw)
-        return cls(id=str(data["id"]), kind=CommandKind(data["kind"]), issued_at=str(data.get("issuedAt", "")))
+        """Parse a command tag; anything else raises ``InvalidCommandError`` (never a library error)."""
+        if len(raw) > MAX_COMMAND_BYTES:
+            raise InvalidCommandError(f"{len(raw)} characters long; a command is under {MAX_COMMAND_BYTES}")
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidCommandError(f"not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise InvalidCommandError(f"not a JSON object but {type(data).__name__}")
+        kinds = ", ".join(k.value for k in CommandKind)
+        try:
+            kind = CommandKind(data.get("kind"))
+        except ValueError as exc:
+            raise InvalidCommandError(f"kind {data.get('kind')!r} is not one of {kinds}") from exc
+        command_id = data.get("id")
+        if not isinstance(command_id, str) or not command_id:
+            raise InvalidCommandError("has no id")
+        return cls(id=command_id, kind=kind, issued_at=str(data.get("issuedAt", "")))
