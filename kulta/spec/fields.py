@@ -13,6 +13,7 @@ import difflib
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from kulta.errors import SpecError
@@ -20,6 +21,7 @@ from kulta.errors import SpecError
 __all__ = [
     "MISSING",
     "Issues",
+    "Shape",
     "check_keys",
     "child",
     "index",
@@ -127,6 +129,27 @@ def read_mapping(issues: Issues, value: Any, path: str, *, what: str = "a mappin
         return value
     issues.add(path, f"must be {what}, got {show(value)}")
     return None
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The keys one mapping of a document may hold: the ones KULTA reads and the Argo ones it refuses.
+
+    Every object parser starts the same way: "is it a mapping, and are its keys known?"
+    A module declares one ``Shape`` per object it parses, next to the parser, and calls
+    ``shape.read``; so the accepted fields of, say, a ``pause`` step are listed in one place.
+    """
+
+    known: tuple[str, ...]
+    #: an Argo field KULTA refuses -> the message that says so (see ``common.unsupported``)
+    refused: Mapping[str, str] = field(default_factory=dict)
+
+    def read(self, issues: Issues, value: Any, path: str) -> Mapping[str, Any] | None:
+        """``value`` as a mapping with its unknown and refused keys reported; ``None`` if not a mapping."""
+        data = read_mapping(issues, value, path)
+        if data is not None:
+            check_keys(issues, data, path, self.known, self.refused)
+        return data
 
 
 def read_list(issues: Issues, value: Any, path: str) -> list[Any] | None:

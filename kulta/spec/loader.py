@@ -30,7 +30,8 @@ from kulta.model.rollout import (
 )
 from kulta.spec.analysis_parser import parse_analysis_template
 from kulta.spec.fields import Issues, show
-from kulta.spec.rollout_parser import check_pod_template, parse_rollout, selector_matches
+from kulta.spec.rollout_parser import parse_rollout
+from kulta.spec.rollout_workload import check_pod_template, selector_matches
 from kulta.spec.yamlio import MAX_FILE_BYTES, read_documents
 
 __all__ = [
