@@ -12,27 +12,30 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from kulta.core.conditions import ConditionError, parse_condition
 from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvider, TemplateArg
 from kulta.model.rollout import SourceRef
 from kulta.spec.common import parse_args, parse_metadata, unsupported
 from kulta.spec.fields import (
     MISSING,
     Issues,
+    Shape,
     check_keys,
     child,
     index,
     parse_duration,
     read_int,
     read_list,
-    read_mapping,
     read_str,
     show,
 )
 
-__all__ = ["ARG_PLACEHOLDER", "parse_analysis_template"]
+__all__ = ["ARG_PLACEHOLDER", "ANY_PLACEHOLDER", "condition_problem", "parse_analysis_template"]
 
 #: ``{{args.NAME}}``: the only placeholder KULTA (like Argo) substitutes in a query.
 ARG_PLACEHOLDER = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}")
+#: any ``{{...}}`` placeholder (arguments and the ``{{rollout.*}}`` built-ins).
+ANY_PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]*)\s*\}\}")
 
 _OTHER_PROVIDERS = (
     "kayenta",
@@ -48,18 +51,38 @@ _OTHER_PROVIDERS = (
     "plugin",
 )
 
-_METRIC_KEYS = (
-    "name",
-    "provider",
-    "interval",
-    "initialDelay",
-    "count",
-    "successCondition",
-    "failureCondition",
-    "failureLimit",
-    "inconclusiveLimit",
-    "consecutiveErrorLimit",
+_TEMPLATE_SPEC = Shape(("args", "metrics", "dryRun"), {"measurementRetention": unsupported("measurementRetention")})
+_DRY_RUN_ENTRY = Shape(("metricName",))
+_METRIC = Shape(
+    (
+        "name",
+        "provider",
+        "interval",
+        "initialDelay",
+        "count",
+        "successCondition",
+        "failureCondition",
+        "failureLimit",
+        "inconclusiveLimit",
+        "consecutiveErrorLimit",
+    ),
+    {"consecutiveSuccessLimit": unsupported("consecutiveSuccessLimit")},
 )
+_PROVIDER = Shape(
+    ("prometheus",),
+    {
+        name: unsupported(f"the {name} metric provider", "KULTA queries Prometheus only: use provider.prometheus")
+        for name in _OTHER_PROVIDERS
+    },
+)
+_PROMETHEUS = Shape(
+    ("address", "query", "timeout", "headers"),
+    {
+        "insecure": unsupported("prometheus.insecure", "use an http:// address or a trusted certificate"),
+        "authentication": unsupported("prometheus.authentication (sigv4/oauth2)", "use headers instead"),
+    },
+)
+_HEADER = Shape(("key", "value"))
 
 
 def _limit(issues: Issues, data: Mapping[str, Any], key: str, path: str, default: int) -> int | None:
@@ -86,21 +109,38 @@ def _check_placeholders(issues: Issues, text: str, path: str, declared: set[str]
             )
 
 
+def condition_problem(condition: str) -> str | None:
+    """Why ``condition`` cannot be evaluated (``kulta.core.conditions.parse_condition``), or ``None``.
+
+    Argo compiles a condition only when a measurement is taken (``utils/evaluate``
+    ``EvalCondition``), so a typo surfaces mid-canary; KULTA parses it when the file is read.
+    """
+    try:
+        parse_condition(condition)
+    except ConditionError as err:
+        return f"{err.message} (at character {err.position})"
+    return None
+
+
+def _check_condition(issues: Issues, condition: str, path: str, declared: set[str]) -> None:
+    """Placeholders must be declared; without placeholders, the condition must parse.
+
+    A condition with placeholders is parsed once their values are known: by the loader
+    for each Rollout that passes literal values, else when the analysis run starts.
+    """
+    _check_placeholders(issues, condition, path, declared)
+    if ANY_PLACEHOLDER.search(condition):
+        return
+    problem = condition_problem(condition)
+    if problem is not None:
+        issues.add(path, f"{show(condition)} is not a valid condition: {problem}")
+
+
 def _parse_prometheus(issues: Issues, value: Any, path: str, declared: set[str]) -> PrometheusMetricProvider | None:
-    data = read_mapping(issues, value, path)
+    before = len(issues)
+    data = _PROMETHEUS.read(issues, value, path)
     if data is None:
         return None
-    before = len(issues)
-    check_keys(
-        issues,
-        data,
-        path,
-        ("address", "query", "timeout", "headers"),
-        {
-            "insecure": unsupported("prometheus.insecure", "use an http:// address or a trusted certificate"),
-            "authentication": unsupported("prometheus.authentication (sigv4/oauth2)", "use headers instead"),
-        },
-    )
     address = read_str(issues, data.get("address", MISSING), child(path, "address"), required=True)
     if address is not None:
         if not address.startswith(("http://", "https://", "{{")):
@@ -114,10 +154,9 @@ def _parse_prometheus(issues: Issues, value: Any, path: str, declared: set[str])
     items = read_list(issues, data.get("headers", MISSING), child(path, "headers"))
     for position, item in enumerate(items or ()):
         where = index(child(path, "headers"), position)
-        entry = read_mapping(issues, item, where)
+        entry = _HEADER.read(issues, item, where)
         if entry is None:
             continue
-        check_keys(issues, entry, where, ("key", "value"))
         key = read_str(issues, entry.get("key", MISSING), child(where, "key"), required=True)
         header_value = read_str(issues, entry.get("value", MISSING), child(where, "value"), required=True)
         if header_value is not None:
@@ -132,16 +171,11 @@ def _parse_prometheus(issues: Issues, value: Any, path: str, declared: set[str])
 
 
 def _parse_provider(issues: Issues, value: Any, path: str, declared: set[str]) -> PrometheusMetricProvider | None:
-    data = read_mapping(issues, value, path)
+    data = _PROVIDER.read(issues, value, path)
     if data is None:
         if value is MISSING:
             issues.add(path, "is required: add provider.prometheus with address and query")
         return None
-    refused = {
-        name: unsupported(f"the {name} metric provider", "KULTA queries Prometheus only: use provider.prometheus")
-        for name in _OTHER_PROVIDERS
-    }
-    check_keys(issues, data, path, ("prometheus",), refused)
     if "prometheus" not in data:
         if not any(name in data for name in _OTHER_PROVIDERS):
             issues.add(child(path, "prometheus"), "is required: KULTA queries Prometheus")
@@ -152,17 +186,10 @@ def _parse_provider(issues: Issues, value: Any, path: str, declared: set[str]) -
 
 
 def _parse_metric(issues: Issues, value: Any, path: str, declared: set[str], dry_run: set[str]) -> Metric | None:
-    data = read_mapping(issues, value, path)
+    data = _METRIC.read(issues, value, path)
     if data is None:
         return None
     before = len(issues)
-    check_keys(
-        issues,
-        data,
-        path,
-        _METRIC_KEYS,
-        {"consecutiveSuccessLimit": unsupported("consecutiveSuccessLimit")},
-    )
     name = read_str(issues, data.get("name", MISSING), child(path, "name"), required=True)
     provider = _parse_provider(issues, data.get("provider", MISSING), child(path, "provider"), declared)
     interval = parse_duration(issues, data.get("interval", MISSING), child(path, "interval"))
@@ -177,7 +204,7 @@ def _parse_metric(issues: Issues, value: Any, path: str, declared: set[str], dry
     for key in ("successCondition", "failureCondition"):
         condition = read_str(issues, data.get(key, MISSING), child(path, key))
         if condition is not None:
-            _check_placeholders(issues, condition, child(path, key), declared)
+            _check_condition(issues, condition, child(path, key), declared)
         conditions.append(condition)
     effective_count: int | None = count if count else (None if interval else 1)
     if effective_count is not None and effective_count > 1 and not interval:
@@ -217,10 +244,9 @@ def _parse_dry_run(issues: Issues, value: Any, path: str) -> set[str]:
     names: set[str] = set()
     for position, item in enumerate(read_list(issues, value, path) or ()):
         where = index(path, position)
-        entry = read_mapping(issues, item, where)
+        entry = _DRY_RUN_ENTRY.read(issues, item, where)
         if entry is None:
             continue
-        check_keys(issues, entry, where, ("metricName",))
         name = read_str(issues, entry.get("metricName", MISSING), child(where, "metricName"), required=True)
         if name is not None:
             names.add(name)
@@ -234,18 +260,11 @@ def parse_analysis_template(
     before = len(issues)
     check_keys(issues, data, "", ("apiVersion", "kind", "metadata", "spec"))
     metadata = parse_metadata(issues, data.get("metadata", MISSING), namespaced=not cluster_scoped)
-    spec = read_mapping(issues, data.get("spec", MISSING), "spec")
+    spec = _TEMPLATE_SPEC.read(issues, data.get("spec", MISSING), "spec")
     if spec is None:
         if "spec" not in data:
             issues.add("spec", "is required: add spec.metrics")
         return None
-    check_keys(
-        issues,
-        spec,
-        "spec",
-        ("args", "metrics", "dryRun"),
-        {"measurementRetention": unsupported("measurementRetention")},
-    )
     specs = parse_args(issues, spec.get("args", MISSING), "spec.args", value_required=False)
     args = tuple(TemplateArg(name=s.name, value=s.value, value_from=s.value_from) for s in specs)
     declared = {arg.name for arg in args}

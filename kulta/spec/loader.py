@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kulta.core.analysis_run import ARGS_PREFIX, BUILTIN_NAME, BUILTIN_NAMESPACE
 from kulta.errors import SpecError
 from kulta.model.analysis import AnalysisTemplate
 from kulta.model.rollout import (
@@ -28,7 +29,7 @@ from kulta.model.rollout import (
     Rollout,
     SourceRef,
 )
-from kulta.spec.analysis_parser import parse_analysis_template
+from kulta.spec.analysis_parser import ANY_PLACEHOLDER, condition_problem, parse_analysis_template
 from kulta.spec.fields import Issues, show
 from kulta.spec.rollout_parser import parse_rollout
 from kulta.spec.rollout_workload import check_pod_template, selector_matches
@@ -163,6 +164,55 @@ def _error_at(source: SourceRef, path: str, message: str) -> SpecError:
 
 
 _CANARY = "spec.strategy.canary"
+_CONDITION_KEYS = ("successCondition", "failureCondition")
+
+
+def _literal_values(rollout: Rollout, template: AnalysisTemplate, args: Sequence[AnalysisArg]) -> dict[str, str]:
+    """The placeholder values known from the files alone: literal ``value``s and the Rollout's name.
+
+    A Rollout's argument replaces the template's default (``analysis_run.resolve_args``);
+    ``valueFrom`` and the revision hashes are only known when the run starts.
+    """
+    values = {BUILTIN_NAME: rollout.name, BUILTIN_NAMESPACE: rollout.namespace}
+    for template_arg in template.args:
+        if template_arg.value is not None:
+            values[ARGS_PREFIX + template_arg.name] = template_arg.value
+    for arg in args:
+        values.pop(ARGS_PREFIX + arg.name, None)
+        if arg.value is not None:
+            values[ARGS_PREFIX + arg.name] = arg.value
+    return values
+
+
+def _rendered_condition_errors(
+    rollout: Rollout, template: AnalysisTemplate, args: Sequence[AnalysisArg], path: str
+) -> list[SpecError]:
+    """Conditions with placeholders, parsed with this Rollout's literal arguments filled in.
+
+    A condition whose placeholders are not all known here is parsed when the run starts.
+    """
+    values = _literal_values(rollout, template, args)
+    errors: list[SpecError] = []
+    for position, metric in enumerate(template.metrics):
+        for key, condition in zip(_CONDITION_KEYS, (metric.success_condition, metric.failure_condition), strict=True):
+            if condition is None or not ANY_PLACEHOLDER.search(condition):
+                continue
+            names = ANY_PLACEHOLDER.findall(condition)
+            if not all(name in values for name in names):
+                continue
+            rendered = ANY_PLACEHOLDER.sub(lambda match: values[match.group(1)], condition)
+            problem = condition_problem(rendered)
+            if problem is not None:
+                errors.append(
+                    _error_at(
+                        rollout.source,
+                        f"{path}.args",
+                        f'with these arguments, {key} of metric "{metric.name}" in template "{template.name}" '
+                        f"({template.source} spec.metrics[{position}]) is {show(rendered)}, not a valid "
+                        f"condition: {problem}",
+                    )
+                )
+    return errors
 
 
 def _check_analysis_refs(
@@ -185,6 +235,7 @@ def _check_analysis_refs(
                 _error_at(rollout.source, path, f"{what} is not in the files KULTA read: add it or fix the name")
             )
             continue
+        errors += _rendered_condition_errors(rollout, template, args, path)
         for arg in template.args:
             if not arg.has_default and arg.name not in given:
                 errors.append(
