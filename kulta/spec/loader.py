@@ -13,26 +13,30 @@ from __future__ import annotations
 import dataclasses
 import glob
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kulta.core.analysis_run import ARGS_PREFIX, BUILTIN_NAME, BUILTIN_NAMESPACE
 from kulta.errors import SpecError
 from kulta.model.analysis import AnalysisTemplate
 from kulta.model.rollout import (
     DEFAULT_NAMESPACE,
-    AnalysisArg,
-    AnalysisTemplateRef,
     OtherDocument,
     Rollout,
     SourceRef,
 )
-from kulta.spec.analysis_parser import ANY_PLACEHOLDER, condition_problem, parse_analysis_template
+from kulta.spec.analysis_parser import parse_analysis_template
 from kulta.spec.fields import Issues, show
+from kulta.spec.references import (
+    KIND_CLUSTER_TEMPLATE,
+    KIND_TEMPLATE,
+    Documents,
+    RefusedDocument,
+    check_references,
+    find_template,
+)
 from kulta.spec.rollout_parser import parse_rollout
-from kulta.spec.rollout_workload import check_pod_template, selector_matches
 from kulta.spec.yamlio import MAX_FILE_BYTES, read_documents
 
 __all__ = [
@@ -52,8 +56,6 @@ log = logging.getLogger(__name__)
 #: Argo's format as-is, and KULTA's own group with the same schema.
 API_VERSIONS = ("argoproj.io/v1alpha1", "kulta.io/v1alpha1")
 KIND_ROLLOUT = "Rollout"
-KIND_TEMPLATE = "AnalysisTemplate"
-KIND_CLUSTER_TEMPLATE = "ClusterAnalysisTemplate"
 _KINDS = (KIND_ROLLOUT, KIND_TEMPLATE, KIND_CLUSTER_TEMPLATE)
 _GROUPS = tuple(version.split("/")[0] for version in API_VERSIONS)
 _REFUSED_KINDS = {
@@ -83,21 +85,21 @@ class LoadResult:
 class _Collected:
     rollouts: list[Rollout] = dataclasses.field(default_factory=list)
     templates: list[AnalysisTemplate] = dataclasses.field(default_factory=list)
+    refused: list[RefusedDocument] = dataclasses.field(default_factory=list)
     others: list[OtherDocument] = dataclasses.field(default_factory=list)
     errors: list[SpecError] = dataclasses.field(default_factory=list)
     files: list[str] = dataclasses.field(default_factory=list)
 
 
-def find_template(
-    templates: Sequence[AnalysisTemplate], ref: AnalysisTemplateRef, namespace: str
-) -> AnalysisTemplate | None:
-    """The template ``ref`` names for a Rollout in ``namespace`` (cluster-scoped when asked)."""
-    for template in templates:
-        if template.name != ref.name or template.cluster_scoped != ref.cluster_scope:
-            continue
-        if ref.cluster_scope or template.namespace == namespace:
-            return template
-    return None
+def _identity(data: Mapping[str, Any]) -> tuple[str, str]:
+    """``metadata.name`` and ``metadata.namespace`` as written (``""`` / the default when absent)."""
+    metadata = data.get("metadata")
+    meta = metadata if isinstance(metadata, Mapping) else {}
+    name, namespace = meta.get("name"), meta.get("namespace")
+    return (
+        name if isinstance(name, str) else "",
+        namespace if isinstance(namespace, str) and namespace else DEFAULT_NAMESPACE,
+    )
 
 
 def _parse_document(data: Any, file: str, number: int, into: _Collected) -> None:
@@ -128,21 +130,29 @@ def _parse_document(data: Any, file: str, number: int, into: _Collected) -> None
             if rollout is not None:
                 into.rollouts.append(rollout)
         else:
-            template = parse_analysis_template(
-                issues, data, cluster_scoped=kind == KIND_CLUSTER_TEMPLATE, source=source
-            )
+            cluster_scoped = kind == KIND_CLUSTER_TEMPLATE
+            template = parse_analysis_template(issues, data, cluster_scoped=cluster_scoped, source=source)
             if template is not None:
                 into.templates.append(template)
+            else:
+                name, namespace = _identity(data)
+                into.refused.append(
+                    RefusedDocument(
+                        kind=kind,
+                        name=name,
+                        namespace="" if cluster_scoped else namespace,
+                        source=source,
+                        errors=tuple(issues.errors),
+                    )
+                )
         into.errors.extend(issues.errors)
         return
-    metadata = data.get("metadata")
-    meta = metadata if isinstance(metadata, Mapping) else {}
-    name, namespace = meta.get("name"), meta.get("namespace")
+    name, namespace = _identity(data)
     into.others.append(
         OtherDocument(
             kind=kind,
-            name=name if isinstance(name, str) else "",
-            namespace=namespace if isinstance(namespace, str) and namespace else DEFAULT_NAMESPACE,
+            name=name,
+            namespace=namespace,
             body=data,
             source=source,
             api_version=api_version,
@@ -159,196 +169,25 @@ def _parse_text(text: str, file: str, into: _Collected) -> None:
         _parse_document(document.data, file, document.index, into)
 
 
-def _error_at(source: SourceRef, path: str, message: str) -> SpecError:
-    return SpecError(source.file, source.document, path, message)
-
-
-_CANARY = "spec.strategy.canary"
-_CONDITION_KEYS = ("successCondition", "failureCondition")
-
-
-def _literal_values(rollout: Rollout, template: AnalysisTemplate, args: Sequence[AnalysisArg]) -> dict[str, str]:
-    """The placeholder values known from the files alone: literal ``value``s and the Rollout's name.
-
-    A Rollout's argument replaces the template's default (``analysis_run.resolve_args``);
-    ``valueFrom`` and the revision hashes are only known when the run starts.
-    """
-    values = {BUILTIN_NAME: rollout.name, BUILTIN_NAMESPACE: rollout.namespace}
-    for template_arg in template.args:
-        if template_arg.value is not None:
-            values[ARGS_PREFIX + template_arg.name] = template_arg.value
-    for arg in args:
-        values.pop(ARGS_PREFIX + arg.name, None)
-        if arg.value is not None:
-            values[ARGS_PREFIX + arg.name] = arg.value
-    return values
-
-
-def _rendered_condition_errors(
-    rollout: Rollout, template: AnalysisTemplate, args: Sequence[AnalysisArg], path: str
-) -> list[SpecError]:
-    """Conditions with placeholders, parsed with this Rollout's literal arguments filled in.
-
-    A condition whose placeholders are not all known here is parsed when the run starts.
-    """
-    values = _literal_values(rollout, template, args)
-    errors: list[SpecError] = []
-    for position, metric in enumerate(template.metrics):
-        for key, condition in zip(_CONDITION_KEYS, (metric.success_condition, metric.failure_condition), strict=True):
-            if condition is None or not ANY_PLACEHOLDER.search(condition):
-                continue
-            names = ANY_PLACEHOLDER.findall(condition)
-            if not all(name in values for name in names):
-                continue
-            rendered = ANY_PLACEHOLDER.sub(lambda match: values[match.group(1)], condition)
-            problem = condition_problem(rendered)
-            if problem is not None:
-                errors.append(
-                    _error_at(
-                        rollout.source,
-                        f"{path}.args",
-                        f'with these arguments, {key} of metric "{metric.name}" in template "{template.name}" '
-                        f"({template.source} spec.metrics[{position}]) is {show(rendered)}, not a valid "
-                        f"condition: {problem}",
-                    )
-                )
-    return errors
-
-
-def _check_analysis_refs(
-    rollout: Rollout,
-    refs: Sequence[AnalysisTemplateRef],
-    args: Sequence[AnalysisArg],
-    path: str,
-    templates: Sequence[AnalysisTemplate],
-) -> list[SpecError]:
-    errors: list[SpecError] = []
-    given = {arg.name for arg in args}
-    for ref in refs:
-        template = find_template(templates, ref, rollout.namespace)
-        if template is None:
-            if ref.cluster_scope:
-                what = f'ClusterAnalysisTemplate "{ref.name}"'
-            else:
-                what = f'AnalysisTemplate "{ref.name}" in namespace "{rollout.namespace}"'
-            errors.append(
-                _error_at(rollout.source, path, f"{what} is not in the files KULTA read: add it or fix the name")
-            )
-            continue
-        errors += _rendered_condition_errors(rollout, template, args, path)
-        for arg in template.args:
-            if not arg.has_default and arg.name not in given:
-                errors.append(
-                    _error_at(
-                        rollout.source,
-                        f"{path}.args",
-                        f'template "{template.name}" needs argument "{arg.name}" ({template.source}): '
-                        f"add {{name: {arg.name}, value: ...}}",
-                    )
-                )
-    return errors
-
-
-def _resolve_workload(rollout: Rollout, others: Sequence[OtherDocument]) -> tuple[Rollout | None, list[SpecError]]:
-    ref = rollout.spec.workload_ref
-    if ref is None:
-        return rollout, []
-    for other in others:
-        if other.kind == ref.kind and other.name == ref.name and other.namespace == rollout.namespace:
-            break
-    else:
-        return None, [
-            _error_at(
-                rollout.source,
-                "spec.workloadRef.name",
-                f'{ref.kind} "{ref.name}" in namespace "{rollout.namespace}" is not in the files KULTA read: '
-                "add it, or put the pod template in spec.template",
-            )
-        ]
-    issues = Issues(other.source.file, other.source.document)
-    spec = other.body.get("spec")
-    spec_map: Mapping[str, Any] = spec if isinstance(spec, Mapping) else {}
-    template = check_pod_template(issues, spec_map.get("template"), "spec.template")
-    selector: Mapping[str, Any] = rollout.spec.selector
-    if not selector:
-        raw = spec_map.get("selector")
-        if isinstance(raw, Mapping) and raw:
-            selector = dict(raw)
-        else:
-            issues.add("spec.selector", f"is required: Rollout {rollout.name} ({rollout.source}) takes it from here")
-    if template is not None and selector:
-        metadata = template.get("metadata")
-        labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
-        if not selector_matches(selector, labels if isinstance(labels, Mapping) else {}):
-            issues.add(
-                "spec.template.metadata.labels",
-                f"do not satisfy the selector of Rollout {rollout.name} ({rollout.source}): make them match",
-            )
-    if issues.errors:
-        return None, issues.errors
-    spec_with_selector = dataclasses.replace(rollout.spec, selector=selector)
-    return dataclasses.replace(rollout, spec=spec_with_selector), []
-
-
 def _cross_check(collected: _Collected) -> LoadResult:
-    """Checks across documents; errors end up ordered by file, then document."""
-    errors = list(collected.errors)
-    templates: list[AnalysisTemplate] = []
-    seen_templates: dict[tuple[bool, str, str], AnalysisTemplate] = {}
-    for template in collected.templates:
-        template_key = (template.cluster_scoped, template.namespace, template.name)
-        if template_key in seen_templates:
-            first = seen_templates[template_key].source
-            errors.append(
-                _error_at(
-                    template.source,
-                    "metadata.name",
-                    f'"{template.name}" is already defined in {first}: rename or remove one',
-                )
-            )
-            continue
-        seen_templates[template_key] = template
-        templates.append(template)
-    rollouts: list[Rollout] = []
-    seen_rollouts: dict[tuple[str, str], Rollout] = {}
-    for rollout in collected.rollouts:
-        key = (rollout.namespace, rollout.name)
-        problems: list[SpecError] = []
-        if key in seen_rollouts:
-            problems.append(
-                _error_at(
-                    rollout.source,
-                    "metadata.name",
-                    f'Rollout "{rollout.namespace}/{rollout.name}" is already defined in '
-                    f"{seen_rollouts[key].source}: rename or remove one",
-                )
-            )
-        strategy = rollout.spec.strategy
-        if strategy.analysis is not None:
-            problems += _check_analysis_refs(
-                rollout, strategy.analysis.templates, strategy.analysis.args, f"{_CANARY}.analysis", templates
-            )
-        for step in strategy.steps:
-            if step.analysis is not None:
-                problems += _check_analysis_refs(
-                    rollout,
-                    step.analysis.templates,
-                    step.analysis.args,
-                    f"{_CANARY}.steps[{step.index}].analysis",
-                    templates,
-                )
-        resolved, workload_errors = _resolve_workload(rollout, collected.others)
-        problems += workload_errors
-        if problems or resolved is None:
-            errors += problems
-            continue
-        seen_rollouts[key] = resolved
-        rollouts.append(resolved)
+    """Checks across documents (``references``); errors end up ordered by file, then document."""
+    checked = check_references(
+        Documents(
+            rollouts=tuple(collected.rollouts),
+            templates=tuple(collected.templates),
+            refused=tuple(collected.refused),
+            others=tuple(collected.others),
+        )
+    )
+    unique: dict[tuple[str, int, str, str], SpecError] = {}
+    for error in (*collected.errors, *checked.errors):
+        unique.setdefault((error.file, error.document, error.path, error.message), error)
+    errors = list(unique.values())
     file_order = {name: position for position, name in enumerate(collected.files)}
     errors.sort(key=lambda error: (file_order.get(error.file, len(file_order)), error.document))
     return LoadResult(
-        rollouts=tuple(rollouts),
-        templates=tuple(templates),
+        rollouts=checked.rollouts,
+        templates=checked.templates,
         errors=tuple(errors),
         files=tuple(collected.files),
         others=tuple(collected.others),

@@ -233,16 +233,22 @@ def test_workload_ref_takes_the_selector_from_the_deployment() -> None:
             f'{FILE}#2 spec.workloadRef.name: Deployment "web" in namespace "shop" is not in the files KULTA read: add '
             "it, or put the pod template in spec.template",
         ),
-        (
-            [deployment(labels={"app": "other"}), workload_rollout()],
-            f"{FILE}#1 spec.template.metadata.labels: do not satisfy the selector of Rollout web ({FILE}#2): make them "
-            "match",
-        ),
     ],
 )
 def test_workload_ref_errors(docs: list[object], expected: str) -> None:
     result = load(*docs)
     assert error_lines(result) == [expected]
+    assert result.rollouts == ()
+
+
+def test_an_unusable_deployment_is_named_as_the_rollouts_blocker() -> None:
+    result = load(deployment(labels={"app": "other"}), workload_rollout())
+    assert error_lines(result) == [
+        f"{FILE}#1 spec.template.metadata.labels: do not satisfy the selector of Rollout web ({FILE}#2): make them "
+        "match",
+        f'{FILE}#2 spec.workloadRef.name: Deployment "web" ({FILE}#1) cannot be used: spec.template.metadata.labels: '
+        f"do not satisfy the selector of Rollout web ({FILE}#2): make them match",
+    ]
     assert result.rollouts == ()
 
 
