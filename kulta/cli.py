@@ -109,12 +109,13 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     from kulta.app.commands import format_preview
     from kulta.app.reconciler import Reconciler, ReconcilerConfig
     from kulta.app.runner import build_stack_manager
-    from kulta.app.spec_commands import load_file_with_siblings
+    from kulta.app.spec_commands import load_with_references
     from kulta.core.reconcile import decide_step
     from kulta.core.revision import pod_template_hash, resolve_template
     from kulta.model.status import RolloutStatus
 
-    loaded, errors, rollouts = load_file_with_siblings(args.file)
+    loaded = load_with_references([args.file])
+    errors, rollouts = loaded.errors, loaded.rollouts
     if errors or not rollouts:
         for e in errors:
             sys.stderr.write(f"{e}\n")
@@ -166,7 +167,7 @@ def _program(inputs: ProgramInputs, kube: KubeReader) -> Callable[[], None]:
 def _cmd_status(args: argparse.Namespace) -> int:
     from kulta.app.commands import find_stacks, format_status_detail, format_status_table
     from kulta.app.runner import build_stack_manager
-    from kulta.app.spec_commands import load_file_with_siblings
+    from kulta.app.spec_commands import load_with_references
     from kulta.model.status import RolloutStatus
 
     stacks = build_stack_manager(args.state_dir, args.kubeconfig)
@@ -184,7 +185,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return 0
     rollout = None
     if args.file:
-        _loaded, _errors, in_file = load_file_with_siblings(args.file)
+        in_file = load_with_references([args.file]).rollouts
         rollout = next((r for r in in_file if r.name == ref.rollout), None)
     format_status_detail(status, rollout, sys.stdout)
     return 0

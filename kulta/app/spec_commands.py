@@ -3,6 +3,10 @@
 Both work on files only (no cluster, no Pulumi), so they fit in CI and pre-commit
 hooks. Output goes to the stream the CLI passes in, one error per line in the
 ``file#doc field.path: message`` form, so editors and CI logs can point at the line.
+
+``validate``, ``plan`` and ``preview`` read files by one rule, ``load_with_references``
+(docs/spec.md, "Which files are read"): the named files, plus the other YAML files of
+each named file's directory to find what they refer to; errors only of the named files.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from kulta.errors import SpecError
 from kulta.model.rollout import OtherDocument, Rollout, Step, StepKind
 from kulta.spec import LoadResult, load_paths
 
-__all__ = ["format_duration", "load_file_with_siblings", "plan_command", "render_plan", "validate_command"]
+__all__ = ["format_duration", "load_with_references", "plan_command", "render_plan", "validate_command"]
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +39,24 @@ def format_duration(seconds: int) -> str:
     return "".join(parts)
 
 
+def load_with_references(paths: Sequence[str]) -> LoadResult:
+    """The files ``validate``, ``plan`` and ``preview`` read, by the same rule for all three.
+
+    The named files (files, directories, globs) are checked; the other YAML files directly
+    in each named file's directory are read too, for the analysis templates and
+    ``workloadRef`` Deployments the named files refer to, but their errors are not reported.
+    """
+    return load_paths(paths, base=Path.cwd(), siblings=True)
+
+
 def _summary(result: LoadResult) -> str:
-    return (
+    text = (
         f"{len(result.files)} file(s): {len(result.rollouts)} rollout(s), "
-        f"{len(result.templates)} analysis template(s), {len(result.errors)} error(s)"
+        f"{len(result.templates_of_named_files())} analysis template(s), {len(result.errors)} error(s)"
     )
+    if result.reference_files:
+        text += f"; {len(result.reference_files)} more file(s) of their directories read for references"
+    return text
 
 
 def _write_errors(errors: Sequence[SpecError], out: TextIO) -> None:
@@ -49,7 +66,7 @@ def _write_errors(errors: Sequence[SpecError], out: TextIO) -> None:
 
 def validate_command(paths: Sequence[str], out: TextIO) -> int:
     """Print every error of every file, then a summary; 0 when all files are valid."""
-    result = load_paths(paths, base=Path.cwd())
+    result = load_with_references(paths)
     _write_errors(result.errors, out)
     if not result.files and not result.errors:
         out.write("no YAML files found: pass files, directories or globs\n")
@@ -152,43 +169,29 @@ def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[
     return lines
 
 
-def load_file_with_siblings(path: str) -> tuple[LoadResult, list[SpecError], list[Rollout]]:
-    """Load ``path`` with the YAML files of its directory (templates, Deployments).
-
-    Returns everything loaded, the errors of ``path`` itself and its Rollouts.
-    """
-    target = Path(path)
-    result = load_paths([target, target.parent], base=Path.cwd())
-    name = result.files[0] if result.files else path
-    errors = [error for error in result.errors if error.file == name]
-    rollouts = [rollout for rollout in result.rollouts if rollout.source.file == name]
-    return result, errors, rollouts
-
-
 def plan_command(path: str, out: TextIO) -> int:
     """Print the whole plan of each Rollout in the file ``path``; 1 when it has errors.
 
-    Analysis templates and ``workloadRef`` Deployments are looked up in every YAML file
-    of the same directory (that is where they usually live); only the errors that
-    concern ``path`` itself are printed.
+    Files are read as by ``validate`` (``load_with_references``): analysis templates and
+    ``workloadRef`` Deployments may be in the other YAML files of the same directory.
     """
     target = Path(path)
     if not target.is_file():
         out.write(f"{path}: no such file: pass one YAML file\n")
         return 1
-    result, errors, rollouts = load_file_with_siblings(path)
+    result = load_with_references([path])
     name = result.files[0] if result.files else path
-    if errors:
-        _write_errors(errors, out)
-        out.write(f"FAILED: {len(errors)} error(s) in {name}\n")
+    if result.errors:
+        _write_errors(result.errors, out)
+        out.write(f"FAILED: {len(result.errors)} error(s) in {name}\n")
         return 1
-    if not rollouts:
+    if not result.rollouts:
         out.write(f"no Rollout found in {name}\n")
         return 1
-    for position, rollout in enumerate(rollouts):
+    for position, rollout in enumerate(result.rollouts):
         if position:
             out.write("\n")
         for line in render_plan(rollout, result.others):
             out.write(line + "\n")
-    log.debug("printed the plan of %d rollouts from %s", len(rollouts), name)
+    log.debug("printed the plan of %d rollouts from %s", len(result.rollouts), name)
     return 0

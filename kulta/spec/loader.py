@@ -70,15 +70,25 @@ _GLOB_CHARS = ("*", "?", "[")
 class LoadResult:
     """What a set of files holds: valid objects, every error, the files read."""
 
+    #: the Rollouts of the named files
     rollouts: tuple[Rollout, ...] = ()
+    #: every valid template, of the named files and of the files read for references
     templates: tuple[AnalysisTemplate, ...] = ()
+    #: the errors of the named files
     errors: tuple[SpecError, ...] = ()
+    #: the named files (what the paths expanded to), in reading order
     files: tuple[str, ...] = ()
     others: tuple[OtherDocument, ...] = ()
+    #: files read only to find what the named files refer to (their errors are not reported)
+    reference_files: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def templates_of_named_files(self) -> tuple[AnalysisTemplate, ...]:
+        named = set(self.files)
+        return tuple(template for template in self.templates if template.source.file in named)
 
 
 @dataclass
@@ -89,6 +99,7 @@ class _Collected:
     others: list[OtherDocument] = dataclasses.field(default_factory=list)
     errors: list[SpecError] = dataclasses.field(default_factory=list)
     files: list[str] = dataclasses.field(default_factory=list)
+    reference_files: list[str] = dataclasses.field(default_factory=list)
 
 
 def _identity(data: Mapping[str, Any]) -> tuple[str, str]:
@@ -171,9 +182,10 @@ def _parse_text(text: str, file: str, into: _Collected) -> None:
 
 def _cross_check(collected: _Collected) -> LoadResult:
     """Checks across documents (``references``); errors end up ordered by file, then document."""
+    references = set(collected.reference_files)
     checked = check_references(
         Documents(
-            rollouts=tuple(collected.rollouts),
+            rollouts=tuple(rollout for rollout in collected.rollouts if rollout.source.file not in references),
             templates=tuple(collected.templates),
             refused=tuple(collected.refused),
             others=tuple(collected.others),
@@ -181,6 +193,9 @@ def _cross_check(collected: _Collected) -> LoadResult:
     )
     unique: dict[tuple[str, int, str, str], SpecError] = {}
     for error in (*collected.errors, *checked.errors):
+        if error.file in references:
+            log.debug("not reported (a file read for references): %s", error)
+            continue
         unique.setdefault((error.file, error.document, error.path, error.message), error)
     errors = list(unique.values())
     file_order = {name: position for position, name in enumerate(collected.files)}
@@ -191,6 +206,7 @@ def _cross_check(collected: _Collected) -> LoadResult:
         errors=tuple(errors),
         files=tuple(collected.files),
         others=tuple(collected.others),
+        reference_files=tuple(collected.reference_files),
     )
 
 
@@ -259,28 +275,63 @@ def _read_file(path: Path, name: str, collected: _Collected) -> str | None:
         return None
 
 
-def load_paths(paths: Iterable[str | Path], *, base: Path | None = None) -> LoadResult:
-    """Read files, directories (``*.yaml``/``*.yml`` below them, sorted) and globs.
+def _yaml_files_in(directory: Path) -> list[Path]:
+    """The YAML files directly in ``directory`` (not below it), sorted, hidden ones skipped."""
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError as exc:
+        log.info("cannot list %s: %s", directory, exc)
+        return []
+    return [
+        entry
+        for entry in entries
+        if entry.suffix in _YAML_SUFFIXES and not entry.name.startswith(".") and entry.is_file()
+    ]
 
-    File names in errors and ``files`` are relative to ``base`` when given.
+
+def _read_into(path: Path, name: str, collected: _Collected) -> None:
+    text = _read_file(path, name, collected)
+    if text is not None:
+        _parse_text(text, name, collected)
+
+
+def load_paths(paths: Iterable[str | Path], *, base: Path | None = None, siblings: bool = False) -> LoadResult:
+    """Read files, directories (``*.yaml``/``*.yml`` below them, sorted) and globs: the named files.
+
+    With ``siblings`` (``kulta validate``, ``plan``, ``preview``), the other YAML files
+    directly in each named file's directory are read too, only to find what the named
+    files refer to (analysis templates, ``workloadRef`` Deployments): their Rollouts and
+    their errors are left out of the result. File names in errors and ``files`` are
+    relative to ``base`` when given.
     """
     collected = _Collected()
     seen: set[Path] = set()
+    named: list[Path] = []
     for raw in paths:
         for path in _expand(raw, base, collected):
+            resolved = path.resolve()
+            if resolved not in seen:
+                seen.add(resolved)
+                named.append(path)
+    for path in named:
+        name = _display_name(path, base)
+        collected.files.append(name)
+        _read_into(path, name, collected)
+    directories = dict.fromkeys(path.parent for path in named) if siblings else {}
+    for directory in directories:
+        for path in _yaml_files_in(directory):
             resolved = path.resolve()
             if resolved in seen:
                 continue
             seen.add(resolved)
             name = _display_name(path, base)
-            collected.files.append(name)
-            text = _read_file(path, name, collected)
-            if text is not None:
-                _parse_text(text, name, collected)
+            collected.reference_files.append(name)
+            _read_into(path, name, collected)
     result = _cross_check(collected)
     log.info(
-        "loaded %d files: %d rollouts, %d templates, %d errors",
+        "loaded %d files (and %d for references): %d rollouts, %d templates, %d errors",
         len(result.files),
+        len(result.reference_files),
         len(result.rollouts),
         len(result.templates),
         len(result.errors),

@@ -271,3 +271,20 @@ def test_find_template_respects_namespace_and_scope() -> None:
     assert find_template(result.templates, ref, "b") is None
     cluster_ref = AnalysisTemplateRef("success-rate", cluster_scope=True)
     assert find_template(result.templates, cluster_ref, "b") is clustered
+
+
+def test_sibling_files_are_read_for_references_only_when_asked(tmp_path: Path) -> None:
+    (tmp_path / "rollout.yaml").write_text(
+        dump(with_steps({"analysis": {"templates": [{"templateName": "success-rate"}]}}))
+    )
+    (tmp_path / "templates.yaml").write_text(dump(template_doc()))
+    (tmp_path / ".hidden.yaml").write_text("broken: [\n")
+    alone = load_paths([tmp_path / "rollout.yaml"], base=tmp_path)
+    assert alone.reference_files == ()
+    assert [error.path for error in alone.errors] == ["spec.strategy.canary.steps[0].analysis"]
+    with_siblings = load_paths([tmp_path / "rollout.yaml"], base=tmp_path, siblings=True)
+    assert error_lines(with_siblings) == []
+    assert with_siblings.files == ("rollout.yaml",)
+    assert with_siblings.reference_files == ("templates.yaml",)
+    assert [t.source.file for t in with_siblings.templates] == ["templates.yaml"]
+    assert with_siblings.templates_of_named_files() == ()
