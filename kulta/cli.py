@@ -40,6 +40,13 @@ def _common_stack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"), help="kubeconfig of the target cluster")
 
 
+_NAMESPACE_HELP = "namespace of the documents without metadata.namespace (like kubectl apply -n; default: default)"
+
+
+def _namespace_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--namespace", help=_NAMESPACE_HELP)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kulta", description="Progressive delivery as code")
     parser.add_argument("--version", action="version", version=f"kulta {__version__}")
@@ -49,12 +56,15 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check Rollout/AnalysisTemplate files; list every error")
     p.add_argument("paths", nargs="+")
+    _namespace_arg(p)
 
     p = sub.add_parser("plan", help="print every step of a Rollout as a table")
     p.add_argument("file")
+    _namespace_arg(p)
 
     p = sub.add_parser("preview", help="what each step's Pulumi update would change (real preview)")
     p.add_argument("file")
+    _namespace_arg(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--step", type=int)
     group.add_argument("--all", action="store_true")
@@ -64,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", required=True, help="local path, file://, https:// or ssh URL")
     p.add_argument("--branch", default="main")
     p.add_argument("--path", default=".", help="directory or glob of Rollout files in the repo")
+    _namespace_arg(p)
+    p.add_argument(
+        "--path-namespace",
+        action="append",
+        default=[],
+        metavar="DIR=NAMESPACE",
+        help="documents without metadata.namespace in files under DIR (relative to the repository root) are in "
+        "NAMESPACE; repeatable, the longest DIR wins; other files use --namespace",
+    )
     p.add_argument("--once", action="store_true", help="one pass (scheduled GitOps job); exit 1 if anything failed")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between passes (loop)")
     p.add_argument("--concurrency", type=int, default=4)
@@ -114,7 +133,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     from kulta.core.revision import pod_template_hash, resolve_template
     from kulta.model.status import RolloutStatus
 
-    loaded = load_with_references([args.file])
+    loaded = load_with_references([args.file], namespace=_namespace(args))
     errors, rollouts = loaded.errors, loaded.rollouts
     if errors or not rollouts:
         for e in errors:
@@ -156,6 +175,14 @@ def _cmd_preview(args: argparse.Namespace) -> int:
                 label = f"step {step}: {rollout.spec.strategy.steps[step].kind.value}"
             format_preview(label, report, sys.stdout)
     return 0
+
+
+def _namespace(args: argparse.Namespace) -> str:
+    """``--namespace``, checked (a ConfigError names the option), else ``default``."""
+    from kulta.model.rollout import DEFAULT_NAMESPACE
+    from kulta.spec.namespaces import check_namespace
+
+    return DEFAULT_NAMESPACE if args.namespace is None else check_namespace(args.namespace)
 
 
 def _program(inputs: ProgramInputs, kube: KubeReader) -> Callable[[], None]:
@@ -233,11 +260,14 @@ def _cmd_manual(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from kulta.adapters.sinks import SinkMode
     from kulta.app.runner import RunOptions, run
+    from kulta.spec.namespaces import parse_path_namespace
 
     options = RunOptions(
         repo=args.repo,
         branch=args.branch,
         path=args.path,
+        namespace=_namespace(args),
+        path_namespaces=tuple(parse_path_namespace(text) for text in args.path_namespace),
         once=args.once,
         interval=args.interval,
         concurrency=args.concurrency,
@@ -283,11 +313,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             from kulta.app.spec_commands import validate_command
 
-            return validate_command(args.paths, sys.stdout)
+            return validate_command(args.paths, sys.stdout, namespace=_namespace(args))
         if args.command == "plan":
             from kulta.app.spec_commands import plan_command
 
-            return plan_command(args.file, sys.stdout)
+            return plan_command(args.file, sys.stdout, namespace=_namespace(args))
         handlers = {
             "preview": _cmd_preview,
             "run": _cmd_run,

@@ -32,7 +32,9 @@ from kulta.adapters.stacks import StackManager, StackSettings, stack_name_for
 from kulta.app.commands import find_stacks
 from kulta.app.reconciler import PassReport, Reconciler, ReconcilerConfig
 from kulta.errors import ConfigError, TemporaryError
+from kulta.model.rollout import DEFAULT_NAMESPACE
 from kulta.spec.loader import LoadResult, load_paths
+from kulta.spec.namespaces import DefaultNamespaces
 
 __all__ = ["RunOptions", "build_stack_manager", "run"]
 
@@ -48,6 +50,10 @@ class RunOptions:
     repo: str
     branch: str = "main"
     path: str = "."
+    #: the namespace of documents without metadata.namespace (``--namespace``)
+    namespace: str = DEFAULT_NAMESPACE
+    #: ``--path-namespace DIR=NS``: the same, per directory of the repository
+    path_namespaces: tuple[tuple[str, str], ...] = ()
     once: bool = False
     interval: float = 30.0
     concurrency: int = 4
@@ -164,6 +170,7 @@ def run(options: RunOptions, out: TextIO) -> int:
     if options.metrics_port is not None and not options.once:
         server = metrics.start_http_server("127.0.0.1", options.metrics_port)
         out.write(f"metrics on {server.url}\n")
+    namespaces = DefaultNamespaces(default=options.namespace, by_directory=options.path_namespaces)
     stopper = _Stopper()
     stopper.on_stop = reconciler.stop
     previous = {sig: signal.signal(sig, stopper) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -188,7 +195,7 @@ def run(options: RunOptions, out: TextIO) -> int:
                     return EXIT_GIT_UNREACHABLE
                 stopper.event.wait(next_retry_delay(failures))
                 continue
-            loaded = load_paths(list(snapshot.files), base=snapshot.workdir)
+            loaded = load_paths(list(snapshot.files), base=snapshot.workdir, namespaces=namespaces)
             out.write(f"pass {passes}: commit {snapshot.commit[:12]}, {len(loaded.rollouts)} rollout(s)\n")
             report = reconciler.reconcile_pass(loaded, snapshot.commit)
             _orphans(stacks, options, loaded, out)

@@ -19,8 +19,9 @@ from typing import TextIO
 from kulta.core.plan import DesiredState, PlanMode, WaitKind, desired_state, full_plan
 from kulta.core.revision import pod_template_hash, resolve_template
 from kulta.errors import SpecError
-from kulta.model.rollout import OtherDocument, Rollout, Step, StepKind
+from kulta.model.rollout import DEFAULT_NAMESPACE, OtherDocument, Rollout, Step, StepKind
 from kulta.spec import LoadResult, load_paths
+from kulta.spec.namespaces import DefaultNamespaces
 
 __all__ = ["format_duration", "load_with_references", "plan_command", "render_plan", "validate_command"]
 
@@ -39,14 +40,15 @@ def format_duration(seconds: int) -> str:
     return "".join(parts)
 
 
-def load_with_references(paths: Sequence[str]) -> LoadResult:
+def load_with_references(paths: Sequence[str], *, namespace: str = DEFAULT_NAMESPACE) -> LoadResult:
     """The files ``validate``, ``plan`` and ``preview`` read, by the same rule for all three.
 
     The named files (files, directories, globs) are checked; the other YAML files directly
     in each named file's directory are read too, for the analysis templates and
     ``workloadRef`` Deployments the named files refer to, but their errors are not reported.
+    Documents without ``metadata.namespace`` are in ``namespace`` (``--namespace``).
     """
-    return load_paths(paths, base=Path.cwd(), siblings=True)
+    return load_paths(paths, base=Path.cwd(), siblings=True, namespaces=DefaultNamespaces(default=namespace))
 
 
 def _summary(result: LoadResult) -> str:
@@ -64,9 +66,9 @@ def _write_errors(errors: Sequence[SpecError], out: TextIO) -> None:
         out.write(f"{error}\n")
 
 
-def validate_command(paths: Sequence[str], out: TextIO) -> int:
+def validate_command(paths: Sequence[str], out: TextIO, *, namespace: str = DEFAULT_NAMESPACE) -> int:
     """Print every error of every file, then a summary; 0 when all files are valid."""
-    result = load_with_references(paths)
+    result = load_with_references(paths, namespace=namespace)
     _write_errors(result.errors, out)
     if not result.files and not result.errors:
         out.write("no YAML files found: pass files, directories or globs\n")
@@ -169,7 +171,7 @@ def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[
     return lines
 
 
-def plan_command(path: str, out: TextIO) -> int:
+def plan_command(path: str, out: TextIO, *, namespace: str = DEFAULT_NAMESPACE) -> int:
     """Print the whole plan of each Rollout in the file ``path``; 1 when it has errors.
 
     Files are read as by ``validate`` (``load_with_references``): analysis templates and
@@ -179,7 +181,7 @@ def plan_command(path: str, out: TextIO) -> int:
     if not target.is_file():
         out.write(f"{path}: no such file: pass one YAML file\n")
         return 1
-    result = load_with_references([path])
+    result = load_with_references([path], namespace=namespace)
     name = result.files[0] if result.files else path
     if result.errors:
         _write_errors(result.errors, out)

@@ -14,7 +14,7 @@ from typing import Any
 
 from kulta.core.conditions import ConditionError, parse_condition
 from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvider, TemplateArg
-from kulta.model.rollout import SourceRef
+from kulta.model.rollout import DEFAULT_NAMESPACE, SourceRef
 from kulta.spec.common import parse_args, parse_metadata, unsupported
 from kulta.spec.fields import (
     MISSING,
@@ -254,12 +254,22 @@ def _parse_dry_run(issues: Issues, value: Any, path: str) -> set[str]:
 
 
 def parse_analysis_template(
-    issues: Issues, data: Mapping[str, Any], *, cluster_scoped: bool, source: SourceRef
+    issues: Issues,
+    data: Mapping[str, Any],
+    *,
+    cluster_scoped: bool,
+    source: SourceRef,
+    default_namespace: str = DEFAULT_NAMESPACE,
 ) -> AnalysisTemplate | None:
-    """A template from a document whose apiVersion and kind were already checked."""
+    """A template from a document whose apiVersion and kind were already checked.
+
+    A namespaced template without ``metadata.namespace`` is in ``default_namespace``.
+    """
     before = len(issues)
     check_keys(issues, data, "", ("apiVersion", "kind", "metadata", "spec"))
-    metadata = parse_metadata(issues, data.get("metadata", MISSING), namespaced=not cluster_scoped)
+    metadata = parse_metadata(
+        issues, data.get("metadata", MISSING), namespaced=not cluster_scoped, default_namespace=default_namespace
+    )
     spec = _TEMPLATE_SPEC.read(issues, data.get("spec", MISSING), "spec")
     if spec is None:
         if "spec" not in data:

@@ -21,13 +21,13 @@ from typing import Any
 from kulta.errors import SpecError
 from kulta.model.analysis import AnalysisTemplate
 from kulta.model.rollout import (
-    DEFAULT_NAMESPACE,
     OtherDocument,
     Rollout,
     SourceRef,
 )
 from kulta.spec.analysis_parser import parse_analysis_template
 from kulta.spec.fields import Issues, show
+from kulta.spec.namespaces import DefaultNamespaces
 from kulta.spec.references import (
     KIND_CLUSTER_TEMPLATE,
     KIND_TEMPLATE,
@@ -63,6 +63,7 @@ _REFUSED_KINDS = {
     "Experiment": "experiments are not supported by KULTA: remove this document",
 }
 _YAML_SUFFIXES = (".yaml", ".yml")
+_DEFAULT_NAMESPACES = DefaultNamespaces()
 _GLOB_CHARS = ("*", "?", "[")
 
 
@@ -100,17 +101,17 @@ class _Collected:
     errors: list[SpecError] = dataclasses.field(default_factory=list)
     files: list[str] = dataclasses.field(default_factory=list)
     reference_files: list[str] = dataclasses.field(default_factory=list)
+    namespaces: DefaultNamespaces = _DEFAULT_NAMESPACES
+    #: documents without metadata.namespace -> why they are in the namespace they got
+    namespace_origins: dict[SourceRef, str] = dataclasses.field(default_factory=dict)
 
 
-def _identity(data: Mapping[str, Any]) -> tuple[str, str]:
-    """``metadata.name`` and ``metadata.namespace`` as written (``""`` / the default when absent)."""
+def _identity(data: Mapping[str, Any]) -> tuple[str, str | None]:
+    """``metadata.name`` (``""`` when absent) and ``metadata.namespace`` (``None`` when absent)."""
     metadata = data.get("metadata")
     meta = metadata if isinstance(metadata, Mapping) else {}
     name, namespace = meta.get("name"), meta.get("namespace")
-    return (
-        name if isinstance(name, str) else "",
-        namespace if isinstance(namespace, str) and namespace else DEFAULT_NAMESPACE,
-    )
+    return (name if isinstance(name, str) else "", namespace if isinstance(namespace, str) and namespace else None)
 
 
 def _parse_document(data: Any, file: str, number: int, into: _Collected) -> None:
@@ -129,6 +130,11 @@ def _parse_document(data: Any, file: str, number: int, into: _Collected) -> None
         into.errors.extend(issues.errors)
         return
     group = api_version.split("/")[0]
+    name, written_namespace = _identity(data)
+    default_namespace = into.namespaces.for_file(file)
+    namespace = written_namespace or default_namespace
+    if written_namespace is None and kind != KIND_CLUSTER_TEMPLATE:
+        into.namespace_origins[source] = into.namespaces.origin(file)
     if kind in _KINDS or group in _GROUPS:
         if kind in _REFUSED_KINDS:
             issues.add("kind", _REFUSED_KINDS[kind])
@@ -137,16 +143,17 @@ def _parse_document(data: Any, file: str, number: int, into: _Collected) -> None
         elif api_version not in API_VERSIONS:
             issues.add("apiVersion", f"{show(api_version)} is not supported; use {' or '.join(API_VERSIONS)}")
         elif kind == KIND_ROLLOUT:
-            rollout = parse_rollout(issues, data, api_version, source)
+            rollout = parse_rollout(issues, data, api_version, source, default_namespace=default_namespace)
             if rollout is not None:
                 into.rollouts.append(rollout)
         else:
             cluster_scoped = kind == KIND_CLUSTER_TEMPLATE
-            template = parse_analysis_template(issues, data, cluster_scoped=cluster_scoped, source=source)
+            template = parse_analysis_template(
+                issues, data, cluster_scoped=cluster_scoped, source=source, default_namespace=default_namespace
+            )
             if template is not None:
                 into.templates.append(template)
             else:
-                name, namespace = _identity(data)
                 into.refused.append(
                     RefusedDocument(
                         kind=kind,
@@ -158,7 +165,6 @@ def _parse_document(data: Any, file: str, number: int, into: _Collected) -> None
                 )
         into.errors.extend(issues.errors)
         return
-    name, namespace = _identity(data)
     into.others.append(
         OtherDocument(
             kind=kind,
@@ -189,6 +195,7 @@ def _cross_check(collected: _Collected) -> LoadResult:
             templates=tuple(collected.templates),
             refused=tuple(collected.refused),
             others=tuple(collected.others),
+            namespace_origins=dict(collected.namespace_origins),
         )
     )
     unique: dict[tuple[str, int, str, str], SpecError] = {}
@@ -210,9 +217,9 @@ def _cross_check(collected: _Collected) -> LoadResult:
     )
 
 
-def load_text(text: str, file: str) -> LoadResult:
+def load_text(text: str, file: str, *, namespaces: DefaultNamespaces = _DEFAULT_NAMESPACES) -> LoadResult:
     """Everything in one YAML text, named ``file`` in errors."""
-    collected = _Collected(files=[file])
+    collected = _Collected(files=[file], namespaces=namespaces)
     _parse_text(text, file, collected)
     return _cross_check(collected)
 
@@ -295,16 +302,23 @@ def _read_into(path: Path, name: str, collected: _Collected) -> None:
         _parse_text(text, name, collected)
 
 
-def load_paths(paths: Iterable[str | Path], *, base: Path | None = None, siblings: bool = False) -> LoadResult:
+def load_paths(
+    paths: Iterable[str | Path],
+    *,
+    base: Path | None = None,
+    siblings: bool = False,
+    namespaces: DefaultNamespaces = _DEFAULT_NAMESPACES,
+) -> LoadResult:
     """Read files, directories (``*.yaml``/``*.yml`` below them, sorted) and globs: the named files.
 
     With ``siblings`` (``kulta validate``, ``plan``, ``preview``), the other YAML files
     directly in each named file's directory are read too, only to find what the named
     files refer to (analysis templates, ``workloadRef`` Deployments): their Rollouts and
     their errors are left out of the result. File names in errors and ``files`` are
-    relative to ``base`` when given.
+    relative to ``base`` when given. A document without ``metadata.namespace`` is in
+    the namespace ``namespaces`` gives its file (``default`` unless told otherwise).
     """
-    collected = _Collected()
+    collected = _Collected(namespaces=namespaces)
     seen: set[Path] = set()
     named: list[Path] = []
     for raw in paths:

@@ -4,8 +4,9 @@ A Rollout names analysis templates (``steps[].analysis``, ``canary.analysis``) a
 maybe a Deployment (``workloadRef``). Each is looked up among the documents of every
 file read, in the Rollout's namespace. When the lookup fails, the error names the
 real blocker: the object was read but refused (and why), or it is in another
-namespace, or it is not in the files at all. Duplicate names are reported on the
-second definition.
+namespace (both messages say where each namespace came from: ``metadata.namespace``
+or the default of ``kulta.spec.namespaces``), or it is not in the files at all.
+Duplicate names are reported on the second definition.
 """
 
 from __future__ import annotations
@@ -60,6 +61,19 @@ class Documents:
     templates: tuple[AnalysisTemplate, ...] = ()
     refused: tuple[RefusedDocument, ...] = ()
     others: tuple[OtherDocument, ...] = ()
+    #: documents without ``metadata.namespace`` -> why they are in the namespace they got
+    namespace_origins: Mapping[SourceRef, str] = dataclasses.field(default_factory=dict)
+
+    def in_namespace(self, namespace: str, source: SourceRef, *, located: bool = False) -> str:
+        """``in namespace "NS"``, with the document's place (``located``) and where NS came from.
+
+        Where NS came from is said only for a document without ``metadata.namespace``.
+        """
+        notes = [str(source)] if located else []
+        origin = self.namespace_origins.get(source)
+        if origin:
+            notes.append(origin)
+        return f'in namespace "{namespace}"' + (f" ({', '.join(notes)})" if notes else "")
 
 
 @dataclass(frozen=True)
@@ -100,16 +114,35 @@ def _template_kind(cluster_scope: bool) -> str:
     return KIND_CLUSTER_TEMPLATE if cluster_scope else KIND_TEMPLATE
 
 
-def _missing_template(rollout: Rollout, ref: AnalysisTemplateRef, refused: Sequence[RefusedDocument]) -> str:
-    """Why no usable template answers ``ref``: refused (and why), or not in the files."""
+def _not_found(
+    what: str, rollout: Rollout, documents: Documents, elsewhere: Sequence[tuple[str, SourceRef]], fix: str
+) -> str:
+    """``what`` is not in the Rollout's namespace: name that namespace, and any same-named object elsewhere."""
+    text = f"{what} {documents.in_namespace(rollout.namespace, rollout.source)} is not in the files KULTA read"
+    found = [documents.in_namespace(namespace, source, located=True) for namespace, source in elsewhere]
+    if found:
+        return f"{text}, but one is {' and one '.join(found)}: put them in the same namespace"
+    return f"{text}: {fix}"
+
+
+def _missing_template(rollout: Rollout, ref: AnalysisTemplateRef, documents: Documents) -> str:
+    """Why no usable template answers ``ref``: refused (and why), in another namespace, or not in the files."""
     kind = _template_kind(ref.cluster_scope)
-    for document in refused:
+    for document in documents.refused:
         if document.kind != kind or document.name != ref.name:
             continue
         if ref.cluster_scope or document.namespace == rollout.namespace:
             return f'{kind} "{ref.name}" ({document.source}) cannot be used: {_blocker(document.errors)}'
-    where = "" if ref.cluster_scope else f' in namespace "{rollout.namespace}"'
-    return f'{kind} "{ref.name}"{where} is not in the files KULTA read: add it or fix the name'
+    what = f'{kind} "{ref.name}"'
+    if ref.cluster_scope:
+        return f"{what} is not in the files KULTA read: add it or fix the name"
+    elsewhere = [
+        (template.namespace, template.source)
+        for template in documents.templates
+        if template.name == ref.name and not template.cluster_scoped
+    ] + [(document.namespace, document.source) for document in documents.refused if document.kind == kind]
+    elsewhere = [(namespace, source) for namespace, source in elsewhere if namespace != rollout.namespace]
+    return _not_found(what, rollout, documents, sorted(elsewhere, key=str), "add it or fix the name")
 
 
 def _literal_values(rollout: Rollout, template: AnalysisTemplate, args: Sequence[AnalysisArg]) -> dict[str, str]:
@@ -172,7 +205,7 @@ def _check_analysis_refs(
     for ref in refs:
         template = find_template(documents.templates, ref, rollout.namespace)
         if template is None:
-            errors.append(_error_at(rollout.source, path, _missing_template(rollout, ref, documents.refused)))
+            errors.append(_error_at(rollout.source, path, _missing_template(rollout, ref, documents)))
             continue
         errors += _rendered_condition_errors(rollout, template, args, path)
         for arg in template.args:
@@ -188,7 +221,7 @@ def _check_analysis_refs(
     return errors
 
 
-def _resolve_workload(rollout: Rollout, others: Sequence[OtherDocument]) -> tuple[Rollout | None, list[SpecError]]:
+def _resolve_workload(rollout: Rollout, documents: Documents) -> tuple[Rollout | None, list[SpecError]]:
     """The Rollout with the selector of its ``workloadRef`` Deployment, or the errors that prevent it.
 
     When the Deployment is found but unusable, its own errors are reported at the
@@ -197,18 +230,20 @@ def _resolve_workload(rollout: Rollout, others: Sequence[OtherDocument]) -> tupl
     ref = rollout.spec.workload_ref
     if ref is None:
         return rollout, []
-    for other in others:
-        if other.kind == ref.kind and other.name == ref.name and other.namespace == rollout.namespace:
+    same_name = [other for other in documents.others if other.kind == ref.kind and other.name == ref.name]
+    for other in same_name:
+        if other.namespace == rollout.namespace:
             break
     else:
-        return None, [
-            _error_at(
-                rollout.source,
-                _WORKLOAD_NAME,
-                f'{ref.kind} "{ref.name}" in namespace "{rollout.namespace}" is not in the files KULTA read: '
-                "add it, or put the pod template in spec.template",
-            )
-        ]
+        elsewhere = [(other.namespace, other.source) for other in same_name]
+        message = _not_found(
+            f'{ref.kind} "{ref.name}"',
+            rollout,
+            documents,
+            elsewhere,
+            "add it, or put the pod template in spec.template",
+        )
+        return None, [_error_at(rollout.source, _WORKLOAD_NAME, message)]
     issues = Issues(other.source.file, other.source.document)
     spec = other.body.get("spec")
     spec_map: Mapping[str, Any] = spec if isinstance(spec, Mapping) else {}
@@ -291,7 +326,7 @@ def check_references(documents: Documents) -> Checked:
                     f"{_CANARY}.steps[{step.index}].analysis",
                     usable,
                 )
-        resolved, workload_errors = _resolve_workload(rollout, documents.others)
+        resolved, workload_errors = _resolve_workload(rollout, documents)
         problems += workload_errors
         if problems or resolved is None:
             errors += problems

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kulta.model.rollout import CanaryStrategy, Rollout, RolloutSpec, SourceRef
+from kulta.model.rollout import DEFAULT_NAMESPACE, CanaryStrategy, Rollout, RolloutSpec, SourceRef
 from kulta.spec.common import parse_metadata, unsupported
 from kulta.spec.fields import MISSING, Issues, Shape, check_keys, child, read_bool, read_int
 from kulta.spec.rollout_canary import parse_canary
@@ -147,8 +147,18 @@ def _parse_spec(issues: Issues, value: Any) -> RolloutSpec | None:
 MAX_ROLLOUT_NAME = 253 - 11
 
 
-def parse_rollout(issues: Issues, data: Mapping[str, Any], api_version: str, source: SourceRef) -> Rollout | None:
-    """A Rollout from a document whose apiVersion and kind were already checked."""
+def parse_rollout(
+    issues: Issues,
+    data: Mapping[str, Any],
+    api_version: str,
+    source: SourceRef,
+    *,
+    default_namespace: str = DEFAULT_NAMESPACE,
+) -> Rollout | None:
+    """A Rollout from a document whose apiVersion and kind were already checked.
+
+    Without ``metadata.namespace`` it is in ``default_namespace`` (``kulta.spec.namespaces``).
+    """
     before = len(issues)
     check_keys(
         issues,
@@ -157,7 +167,9 @@ def parse_rollout(issues: Issues, data: Mapping[str, Any], api_version: str, sou
         ("apiVersion", "kind", "metadata", "spec"),
         {"status": "is written by the controller, not by users; remove it from the file"},
     )
-    metadata = parse_metadata(issues, data.get("metadata", MISSING), max_name_length=MAX_ROLLOUT_NAME)
+    metadata = parse_metadata(
+        issues, data.get("metadata", MISSING), max_name_length=MAX_ROLLOUT_NAME, default_namespace=default_namespace
+    )
     spec = _parse_spec(issues, data.get("spec", MISSING))
     if len(issues) != before or spec is None or metadata.name is None:
         return None

@@ -230,8 +230,8 @@ def test_workload_ref_takes_the_selector_from_the_deployment() -> None:
         ),
         (
             [deployment(namespace="other"), workload_rollout()],
-            f'{FILE}#2 spec.workloadRef.name: Deployment "web" in namespace "shop" is not in the files KULTA read: add '
-            "it, or put the pod template in spec.template",
+            f'{FILE}#2 spec.workloadRef.name: Deployment "web" in namespace "shop" is not in the files KULTA read, '
+            f'but one is in namespace "other" ({FILE}#1): put them in the same namespace',
         ),
     ],
 )
