@@ -56,6 +56,8 @@ def _summary(result: LoadResult) -> str:
         f"{len(result.files)} file(s): {len(result.rollouts)} rollout(s), "
         f"{len(result.templates_of_named_files())} analysis template(s), {len(result.errors)} error(s)"
     )
+    if result.warnings:
+        text += f", {len(result.warnings)} warning(s)"
     if result.reference_files:
         text += f"; {len(result.reference_files)} more file(s) of their directories read for references"
     return text
@@ -67,9 +69,14 @@ def _write_errors(errors: Sequence[SpecError], out: TextIO) -> None:
 
 
 def validate_command(paths: Sequence[str], out: TextIO, *, namespace: str = DEFAULT_NAMESPACE) -> int:
-    """Print every error of every file, then a summary; 0 when all files are valid."""
+    """Print every error and warning of every file, then a summary; 0 when all files are valid.
+
+    Warnings (fields KULTA accepts but does not use) never change the exit status.
+    """
     result = load_with_references(paths, namespace=namespace)
     _write_errors(result.errors, out)
+    for warning in result.warnings:
+        out.write(f"warning: {warning}\n")
     if not result.files and not result.errors:
         out.write("no YAML files found: pass files, directories or globs\n")
         return 1

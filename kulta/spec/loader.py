@@ -26,7 +26,7 @@ from kulta.model.rollout import (
     SourceRef,
 )
 from kulta.spec.analysis_parser import parse_analysis_template
-from kulta.spec.fields import Issues, show
+from kulta.spec.fields import Issues, SpecWarning, show
 from kulta.spec.namespaces import DefaultNamespaces
 from kulta.spec.references import (
     KIND_CLUSTER_TEMPLATE,
@@ -46,6 +46,7 @@ __all__ = [
     "KIND_TEMPLATE",
     "LoadResult",
     "OtherDocument",
+    "SpecWarning",
     "find_template",
     "load_paths",
     "load_text",
@@ -77,6 +78,8 @@ class LoadResult:
     templates: tuple[AnalysisTemplate, ...] = ()
     #: the errors of the named files
     errors: tuple[SpecError, ...] = ()
+    #: what the named files hold that KULTA accepts but does not use
+    warnings: tuple[SpecWarning, ...] = ()
     #: the named files (what the paths expanded to), in reading order
     files: tuple[str, ...] = ()
     others: tuple[OtherDocument, ...] = ()
@@ -99,6 +102,7 @@ class _Collected:
     refused: list[RefusedDocument] = dataclasses.field(default_factory=list)
     others: list[OtherDocument] = dataclasses.field(default_factory=list)
     errors: list[SpecError] = dataclasses.field(default_factory=list)
+    warnings: list[SpecWarning] = dataclasses.field(default_factory=list)
     files: list[str] = dataclasses.field(default_factory=list)
     reference_files: list[str] = dataclasses.field(default_factory=list)
     namespaces: DefaultNamespaces = _DEFAULT_NAMESPACES
@@ -164,6 +168,7 @@ def _parse_document(data: Any, file: str, number: int, into: _Collected) -> None
                     )
                 )
         into.errors.extend(issues.errors)
+        into.warnings.extend(issues.warnings)
         return
     into.others.append(
         OtherDocument(
@@ -211,6 +216,7 @@ def _cross_check(collected: _Collected) -> LoadResult:
         rollouts=checked.rollouts,
         templates=checked.templates,
         errors=tuple(errors),
+        warnings=tuple(warning for warning in collected.warnings if warning.file not in references),
         files=tuple(collected.files),
         others=tuple(collected.others),
         reference_files=tuple(collected.reference_files),
@@ -343,11 +349,12 @@ def load_paths(
             _read_into(path, name, collected)
     result = _cross_check(collected)
     log.info(
-        "loaded %d files (and %d for references): %d rollouts, %d templates, %d errors",
+        "loaded %d files (and %d for references): %d rollouts, %d templates, %d errors, %d warnings",
         len(result.files),
         len(result.reference_files),
         len(result.rollouts),
         len(result.templates),
         len(result.errors),
+        len(result.warnings),
     )
     return result

@@ -33,7 +33,14 @@ from kulta.spec.rollout_workload import (
     template_labels,
 )
 
-__all__ = ["MAX_ROLLOUT_NAME", "parse_rollout"]
+__all__ = ["MAX_ROLLOUT_NAME", "NOTIFICATIONS_ANNOTATION_PREFIX", "parse_rollout"]
+
+#: Argo Rollouts' notification subscriptions: ``notifications.argoproj.io/subscribe.<trigger>.<service>``.
+NOTIFICATIONS_ANNOTATION_PREFIX = "notifications.argoproj.io/"
+_NOTIFICATIONS_UNUSED = (
+    "Argo Rollouts notifications are not sent by KULTA; it emits CDEvents for every rollout instead "
+    "(docs/events.md): subscribe a CloudEvents sink (kulta run --sink-url) and remove this annotation"
+)
 
 _SPEC = Shape(
     (
@@ -170,6 +177,9 @@ def parse_rollout(
     metadata = parse_metadata(
         issues, data.get("metadata", MISSING), max_name_length=MAX_ROLLOUT_NAME, default_namespace=default_namespace
     )
+    for key in metadata.annotations:
+        if key.startswith(NOTIFICATIONS_ANNOTATION_PREFIX):
+            issues.warn(child(child("metadata", "annotations"), key), _NOTIFICATIONS_UNUSED)
     spec = _parse_spec(issues, data.get("spec", MISSING))
     if len(issues) != before or spec is None or metadata.name is None:
         return None
