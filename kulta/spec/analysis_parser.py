@@ -9,7 +9,7 @@ the way Argo checks them (count >= failureLimit, count > 1 needs an interval) an
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kulta.core.conditions import ConditionError, parse_condition
@@ -30,10 +30,12 @@ from kulta.spec.fields import (
     show,
 )
 
-__all__ = ["ARG_PLACEHOLDER", "ANY_PLACEHOLDER", "condition_problem", "parse_analysis_template"]
+__all__ = ["ARG_PLACEHOLDER", "ANY_PLACEHOLDER", "DRY_RUN_ALL", "condition_problem", "parse_analysis_template"]
 
 #: ``{{args.NAME}}``: the only placeholder KULTA (like Argo) substitutes in a query.
 ARG_PLACEHOLDER = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}")
+#: KULTA's extra ``dryRun`` rule for "every metric" (Argo writes ``.*``).
+DRY_RUN_ALL = "*"
 #: any ``{{...}}`` placeholder (arguments and the ``{{rollout.*}}`` built-ins).
 ANY_PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]*)\s*\}\}")
 
@@ -51,7 +53,13 @@ _OTHER_PROVIDERS = (
     "plugin",
 )
 
-_TEMPLATE_SPEC = Shape(("args", "metrics", "dryRun"), {"measurementRetention": unsupported("measurementRetention")})
+_TEMPLATE_SPEC = Shape(
+    ("args", "metrics", "dryRun"),
+    {
+        "measurementRetention": unsupported("measurementRetention"),
+        "templates": unsupported("spec.templates (a template made of other templates)", "list the metrics here"),
+    },
+)
 _DRY_RUN_ENTRY = Shape(("metricName",))
 _METRIC = Shape(
     (
@@ -80,6 +88,10 @@ _PROMETHEUS = Shape(
     {
         "insecure": unsupported("prometheus.insecure", "use an http:// address or a trusted certificate"),
         "authentication": unsupported("prometheus.authentication (sigv4/oauth2)", "use headers instead"),
+        "rangeQuery": unsupported(
+            "prometheus.rangeQuery",
+            "KULTA makes instant queries: aggregate over a range in the query, e.g. max_over_time(...[5m])",
+        ),
     },
 )
 _HEADER = Shape(("key", "value"))
@@ -185,7 +197,9 @@ def _parse_provider(issues: Issues, value: Any, path: str, declared: set[str]) -
     return _parse_prometheus(issues, data["prometheus"], child(path, "prometheus"), declared)
 
 
-def _parse_metric(issues: Issues, value: Any, path: str, declared: set[str], dry_run: set[str]) -> Metric | None:
+def _parse_metric(
+    issues: Issues, value: Any, path: str, declared: set[str], dry_run: Sequence[re.Pattern[str]]
+) -> Metric | None:
     data = _METRIC.read(issues, value, path)
     if data is None:
         return None
@@ -236,21 +250,31 @@ def _parse_metric(issues: Issues, value: Any, path: str, declared: set[str], dry
         consecutive_error_limit=error_limit,
         success_condition=conditions[0],
         failure_condition=conditions[1],
-        dry_run="*" in dry_run or name in dry_run,
+        dry_run=any(rule.search(name) for rule in dry_run),
     )
 
 
-def _parse_dry_run(issues: Issues, value: Any, path: str) -> set[str]:
-    names: set[str] = set()
+def _parse_dry_run(issues: Issues, value: Any, path: str) -> list[tuple[re.Pattern[str], str]]:
+    """``dryRun[].metricName`` rules: regular expressions searched in metric names.
+
+    Argo's ``GetDryRunMetrics`` (utils/analysis/helpers.go) marks every metric whose name
+    ``regexp.MatchString`` finds the rule in (unanchored, so ``.*`` marks all). KULTA
+    also takes ``"*"`` for all metrics.
+    """
+    rules: list[tuple[re.Pattern[str], str]] = []
     for position, item in enumerate(read_list(issues, value, path) or ()):
         where = index(path, position)
         entry = _DRY_RUN_ENTRY.read(issues, item, where)
         if entry is None:
             continue
-        name = read_str(issues, entry.get("metricName", MISSING), child(where, "metricName"), required=True)
-        if name is not None:
-            names.add(name)
-    return names
+        text = read_str(issues, entry.get("metricName", MISSING), child(where, "metricName"), required=True)
+        if text is None:
+            continue
+        try:
+            rules.append((re.compile("" if text == DRY_RUN_ALL else text), text))
+        except re.error as exc:
+            issues.add(child(where, "metricName"), f"{show(text)} is not a valid regular expression: {exc}")
+    return rules
 
 
 def parse_analysis_template(
@@ -281,21 +305,24 @@ def parse_analysis_template(
     if isinstance(spec.get("args"), list):
         declared |= {a["name"] for a in spec["args"] if isinstance(a, Mapping) and isinstance(a.get("name"), str)}
     dry_run = _parse_dry_run(issues, spec.get("dryRun", MISSING), "spec.dryRun")
+    rules = [rule for rule, _ in dry_run]
     metrics: list[Metric] = []
     items = read_list(issues, spec.get("metrics", MISSING), "spec.metrics")
     if not items and len(issues) == before:
         issues.add("spec.metrics", "must list at least one metric")
     for position, item in enumerate(items or ()):
-        metric = _parse_metric(issues, item, index("spec.metrics", position), declared, dry_run)
+        metric = _parse_metric(issues, item, index("spec.metrics", position), declared, rules)
         if metric is None:
             continue
         if any(existing.name == metric.name for existing in metrics):
             issues.add(index("spec.metrics", position) + ".name", f'metric "{metric.name}" appears twice')
             continue
         metrics.append(metric)
-    for unknown in sorted(dry_run - {m.name for m in metrics} - {"*"}):
-        if items and len(metrics) == len(items):
-            issues.add("spec.dryRun", f'names metric "{unknown}" which the template does not have')
+    for rule, text in dry_run:
+        if items and len(metrics) == len(items) and not any(rule.search(m.name) for m in metrics):
+            issues.add(
+                "spec.dryRun", f"{show(text)} matches no metric of the template (metricName is a regular expression)"
+            )
     if len(issues) != before or metadata.name is None:
         return None
     return AnalysisTemplate(

@@ -174,7 +174,15 @@ def parse_canary(issues: Issues, value: Any, path: str) -> CanaryStrategy | None
         if dynamic:
             issues.add(child(path, "dynamicStableScale"), "needs trafficRouting: add trafficRouting or remove it")
         if "scaleDownDelaySeconds" in data:
+            # Argo's ValidateRolloutStrategyCanary refuses it (InvalidCanaryScaleDownDelay).
             issues.add(child(path, "scaleDownDelaySeconds"), "needs trafficRouting: add trafficRouting or remove it")
+        if "abortScaleDownDelaySeconds" in data:
+            # Argo ignores it without trafficRouting (GetAbortScaleDownDelaySecondsOrDefault): refused by name here.
+            issues.add(
+                child(path, "abortScaleDownDelaySeconds"),
+                "needs trafficRouting (without it an aborted canary is scaled down at once, as in Argo, which "
+                "ignores this field): add trafficRouting or remove it",
+            )
     _check_step_routing(issues, canary=data, items=items or [], path=path, has_routing=has_routing, routing=routing)
     if len(issues) != before:
         return None

@@ -49,6 +49,10 @@ _GATEWAY = Shape(
             for key in ("grpcRoute", "grpcRoutes", "tcpRoute", "tcpRoutes", "tlsRoute", "tlsRoutes")
         },
         **{
+            key: unsupported(key, "name the routes with httpRoute or httpRoutes")
+            for key in ("httpRouteSelector", "grpcRouteSelector", "tcpRouteSelector", "tlsRouteSelector")
+        },
+        **{
             key: unsupported(key)
             for key in ("configMap", "inProgressLabelKey", "inProgressLabelValue", "disableInProgressLabel")
         },
