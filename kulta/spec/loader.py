@@ -5,7 +5,9 @@ user's mistake: every problem becomes a ``SpecError`` in ``LoadResult.errors`` a
 reading goes on, so one bad file (or document) never hides the others. Only objects
 without errors are returned. Checks that span documents (a template referenced by a
 Rollout, a Deployment named by ``workloadRef``, duplicate names) run after all files
-are read, so a template may live in another file than its Rollout.
+are read (``kulta.spec.references``), so a template may live in another file than its
+Rollout. Which files are read: the named ones, and with ``siblings`` the other YAML
+files of their directories, for references only (docs/spec.md, "Which files are read").
 """
 
 from __future__ import annotations
@@ -293,7 +295,7 @@ def _yaml_files_in(directory: Path) -> list[Path]:
     try:
         entries = sorted(directory.iterdir())
     except OSError as exc:
-        log.info("cannot list %s: %s", directory, exc)
+        log.warning("cannot list %s for referenced templates and Deployments: %s", directory, exc)
         return []
     return [
         entry
