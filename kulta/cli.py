@@ -39,6 +39,13 @@ def _common_stack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"), help="kubeconfig of the target cluster")
 
 
+_NAMESPACE_HELP = "namespace of the documents without metadata.namespace (like kubectl apply -n; default: default)"
+
+
+def _namespace_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--namespace", help=_NAMESPACE_HELP)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kulta", description="Progressive delivery as code")
     parser.add_argument("--version", action="version", version=f"kulta {__version__}")
@@ -48,12 +55,15 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check Rollout/AnalysisTemplate files; list every error")
     p.add_argument("paths", nargs="+")
+    _namespace_arg(p)
 
     p = sub.add_parser("plan", help="print every step of a Rollout as a table")
     p.add_argument("file")
+    _namespace_arg(p)
 
     p = sub.add_parser("preview", help="what each step's Pulumi update would change (real preview)")
     p.add_argument("file")
+    _namespace_arg(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--step", type=int)
     group.add_argument("--all", action="store_true")
@@ -63,6 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", required=True, help="local path, file://, https:// or ssh URL")
     p.add_argument("--branch", default="main")
     p.add_argument("--path", default=".", help="directory or glob of Rollout files in the repo")
+    _namespace_arg(p)
+    p.add_argument(
+        "--path-namespace",
+        action="append",
+        default=[],
+        metavar="DIR=NAMESPACE",
+        help="documents without metadata.namespace in files under DIR (relative to the repository root) are in "
+        "NAMESPACE; repeatable, the longest DIR wins; other files use --namespace",
+    )
     p.add_argument("--once", action="store_true", help="one pass (scheduled GitOps job); exit 1 if anything failed")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between passes (loop)")
     p.add_argument("--concurrency", type=int, default=4)
@@ -108,12 +127,13 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     from kulta.app.commands import format_preview
     from kulta.app.reconciler import Reconciler, ReconcilerConfig
     from kulta.app.runner import build_stack_manager
-    from kulta.app.spec_commands import load_file_with_siblings
+    from kulta.app.spec_commands import load_with_references
     from kulta.core.reconcile import decide_step
     from kulta.core.revision import pod_template_hash, resolve_template
     from kulta.model.status import RolloutStatus
 
-    loaded, errors, rollouts = load_file_with_siblings(args.file)
+    loaded = load_with_references([args.file], namespace=_namespace(args))
+    errors, rollouts = loaded.errors, loaded.rollouts
     if errors or not rollouts:
         for e in errors:
             sys.stderr.write(f"{e}\n")
@@ -156,6 +176,14 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _namespace(args: argparse.Namespace) -> str:
+    """``--namespace``, checked (a ConfigError names the option), else ``default``."""
+    from kulta.model.rollout import DEFAULT_NAMESPACE
+    from kulta.spec.namespaces import check_namespace
+
+    return DEFAULT_NAMESPACE if args.namespace is None else check_namespace(args.namespace)
+
+
 def _program(inputs: ProgramInputs) -> Callable[[], None]:
     from kulta.adapters.program import deploy
 
@@ -166,7 +194,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from kulta.adapters.health_file import read_health
     from kulta.app.commands import find_stacks, format_health_lines, format_status_detail, format_status_table
     from kulta.app.runner import build_stack_manager
-    from kulta.app.spec_commands import load_file_with_siblings
+    from kulta.app.spec_commands import load_with_references
     from kulta.model.status import RolloutStatus
 
     stacks = build_stack_manager(args.state_dir, args.kubeconfig)
@@ -186,7 +214,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return 0
     rollout = None
     if args.file:
-        _loaded, _errors, in_file = load_file_with_siblings(args.file)
+        in_file = load_with_references([args.file]).rollouts
         rollout = next((r for r in in_file if r.name == ref.rollout), None)
     format_status_detail(status, rollout, sys.stdout)
     format_health_lines(health, [ref.name], sys.stdout)
@@ -235,11 +263,14 @@ def _cmd_manual(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from kulta.adapters.sinks import SinkMode
     from kulta.app.runner import RunOptions, run
+    from kulta.spec.namespaces import parse_path_namespace
 
     options = RunOptions(
         repo=args.repo,
         branch=args.branch,
         path=args.path,
+        namespace=_namespace(args),
+        path_namespaces=tuple(parse_path_namespace(text) for text in args.path_namespace),
         once=args.once,
         interval=args.interval,
         concurrency=args.concurrency,
@@ -285,11 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             from kulta.app.spec_commands import validate_command
 
-            return validate_command(args.paths, sys.stdout)
+            return validate_command(args.paths, sys.stdout, namespace=_namespace(args))
         if args.command == "plan":
             from kulta.app.spec_commands import plan_command
 
-            return plan_command(args.file, sys.stdout)
+            return plan_command(args.file, sys.stdout, namespace=_namespace(args))
         handlers = {
             "preview": _cmd_preview,
             "run": _cmd_run,

@@ -33,7 +33,9 @@ from kulta.adapters.stacks import StackManager, StackSettings, stack_name_for
 from kulta.app.commands import find_stacks
 from kulta.app.reconciler import PassReport, Reconciler, ReconcilerConfig
 from kulta.errors import ConfigError, KultaError, TemporaryError
+from kulta.model.rollout import DEFAULT_NAMESPACE
 from kulta.spec.loader import LoadResult, load_paths
+from kulta.spec.namespaces import DefaultNamespaces
 
 __all__ = ["RunOptions", "build_stack_manager", "run"]
 
@@ -49,6 +51,10 @@ class RunOptions:
     repo: str
     branch: str = "main"
     path: str = "."
+    #: the namespace of documents without metadata.namespace (``--namespace``)
+    namespace: str = DEFAULT_NAMESPACE
+    #: ``--path-namespace DIR=NS``: the same, per directory of the repository
+    path_namespaces: tuple[tuple[str, str], ...] = ()
     once: bool = False
     interval: float = 30.0
     concurrency: int = 4
@@ -144,10 +150,11 @@ def _one_pass(
     outbox: Outbox | None,
     options: RunOptions,
     snapshot: GitSnapshot,
+    namespaces: DefaultNamespaces,
     passes: int,
     out: TextIO,
 ) -> PassReport:
-    loaded = load_paths(list(snapshot.files), base=snapshot.workdir)
+    loaded = load_paths(list(snapshot.files), base=snapshot.workdir, namespaces=namespaces)
     out.write(f"pass {passes}: commit {snapshot.commit[:12]}, {len(loaded.rollouts)} rollout(s)\n")
     report = reconciler.reconcile_pass(loaded, snapshot.commit)
     _orphans(stacks, options, loaded, out)
@@ -204,6 +211,7 @@ def run(options: RunOptions, out: TextIO) -> int:
     if options.metrics_port is not None and not options.once:
         server = metrics.start_http_server("127.0.0.1", options.metrics_port)
         out.write(f"metrics on {server.url}\n")
+    namespaces = DefaultNamespaces(default=options.namespace, by_directory=options.path_namespaces)
     stopper = _Stopper()
     stopper.on_stop = reconciler.stop
     previous = {sig: signal.signal(sig, stopper) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -229,7 +237,7 @@ def run(options: RunOptions, out: TextIO) -> int:
                 stopper.event.wait(next_retry_delay(failures))
                 continue
             try:
-                report = _one_pass(reconciler, stacks, metrics, outbox, options, snapshot, passes, out)
+                report = _one_pass(reconciler, stacks, metrics, outbox, options, snapshot, namespaces, passes, out)
             except ConfigError:
                 raise  # a flag or the environment is wrong: stop and say so
             except KultaError as exc:

@@ -3,6 +3,10 @@
 Both work on files only (no cluster, no Pulumi), so they fit in CI and pre-commit
 hooks. Output goes to the stream the CLI passes in, one error per line in the
 ``file#doc field.path: message`` form, so editors and CI logs can point at the line.
+
+``validate``, ``plan`` and ``preview`` read files by one rule, ``load_with_references``
+(docs/spec.md, "Which files are read"): the named files, plus the other YAML files of
+each named file's directory to find what they refer to; errors only of the named files.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from typing import TextIO
 from kulta.core.plan import DesiredState, PlanMode, WaitKind, desired_state, full_plan
 from kulta.core.revision import pod_template_hash, resolve_template
 from kulta.errors import SpecError
-from kulta.model.rollout import OtherDocument, Rollout, Step, StepKind
+from kulta.model.rollout import DEFAULT_NAMESPACE, OtherDocument, Rollout, Step, StepKind
 from kulta.spec import LoadResult, load_paths
+from kulta.spec.namespaces import DefaultNamespaces
 
-__all__ = ["format_duration", "load_file_with_siblings", "plan_command", "render_plan", "validate_command"]
+__all__ = ["format_duration", "load_with_references", "plan_command", "render_plan", "validate_command"]
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +40,27 @@ def format_duration(seconds: int) -> str:
     return "".join(parts)
 
 
+def load_with_references(paths: Sequence[str], *, namespace: str = DEFAULT_NAMESPACE) -> LoadResult:
+    """The files ``validate``, ``plan`` and ``preview`` read, by the same rule for all three.
+
+    The named files (files, directories, globs) are checked; the other YAML files directly
+    in each named file's directory are read too, for the analysis templates and
+    ``workloadRef`` Deployments the named files refer to, but their errors are not reported.
+    Documents without ``metadata.namespace`` are in ``namespace`` (``--namespace``).
+    """
+    return load_paths(paths, base=Path.cwd(), siblings=True, namespaces=DefaultNamespaces(default=namespace))
+
+
 def _summary(result: LoadResult) -> str:
-    return (
+    text = (
         f"{len(result.files)} file(s): {len(result.rollouts)} rollout(s), "
-        f"{len(result.templates)} analysis template(s), {len(result.errors)} error(s)"
+        f"{len(result.templates_of_named_files())} analysis template(s), {len(result.errors)} error(s)"
     )
+    if result.warnings:
+        text += f", {len(result.warnings)} warning(s)"
+    if result.reference_files:
+        text += f"; {len(result.reference_files)} more file(s) of their directories read for references"
+    return text
 
 
 def _write_errors(errors: Sequence[SpecError], out: TextIO) -> None:
@@ -47,10 +68,15 @@ def _write_errors(errors: Sequence[SpecError], out: TextIO) -> None:
         out.write(f"{error}\n")
 
 
-def validate_command(paths: Sequence[str], out: TextIO) -> int:
-    """Print every error of every file, then a summary; 0 when all files are valid."""
-    result = load_paths(paths, base=Path.cwd())
+def validate_command(paths: Sequence[str], out: TextIO, *, namespace: str = DEFAULT_NAMESPACE) -> int:
+    """Print every error and warning of every file, then a summary; 0 when all files are valid.
+
+    Warnings (fields KULTA accepts but does not use) never change the exit status.
+    """
+    result = load_with_references(paths, namespace=namespace)
     _write_errors(result.errors, out)
+    for warning in result.warnings:
+        out.write(f"warning: {warning}\n")
     if not result.files and not result.errors:
         out.write("no YAML files found: pass files, directories or globs\n")
         return 1
@@ -152,43 +178,29 @@ def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[
     return lines
 
 
-def load_file_with_siblings(path: str) -> tuple[LoadResult, list[SpecError], list[Rollout]]:
-    """Load ``path`` with the YAML files of its directory (templates, Deployments).
-
-    Returns everything loaded, the errors of ``path`` itself and its Rollouts.
-    """
-    target = Path(path)
-    result = load_paths([target, target.parent], base=Path.cwd())
-    name = result.files[0] if result.files else path
-    errors = [error for error in result.errors if error.file == name]
-    rollouts = [rollout for rollout in result.rollouts if rollout.source.file == name]
-    return result, errors, rollouts
-
-
-def plan_command(path: str, out: TextIO) -> int:
+def plan_command(path: str, out: TextIO, *, namespace: str = DEFAULT_NAMESPACE) -> int:
     """Print the whole plan of each Rollout in the file ``path``; 1 when it has errors.
 
-    Analysis templates and ``workloadRef`` Deployments are looked up in every YAML file
-    of the same directory (that is where they usually live); only the errors that
-    concern ``path`` itself are printed.
+    Files are read as by ``validate`` (``load_with_references``): analysis templates and
+    ``workloadRef`` Deployments may be in the other YAML files of the same directory.
     """
     target = Path(path)
     if not target.is_file():
         out.write(f"{path}: no such file: pass one YAML file\n")
         return 1
-    result, errors, rollouts = load_file_with_siblings(path)
+    result = load_with_references([path], namespace=namespace)
     name = result.files[0] if result.files else path
-    if errors:
-        _write_errors(errors, out)
-        out.write(f"FAILED: {len(errors)} error(s) in {name}\n")
+    if result.errors:
+        _write_errors(result.errors, out)
+        out.write(f"FAILED: {len(result.errors)} error(s) in {name}\n")
         return 1
-    if not rollouts:
+    if not result.rollouts:
         out.write(f"no Rollout found in {name}\n")
         return 1
-    for position, rollout in enumerate(rollouts):
+    for position, rollout in enumerate(result.rollouts):
         if position:
             out.write("\n")
         for line in render_plan(rollout, result.others):
             out.write(line + "\n")
-    log.debug("printed the plan of %d rollouts from %s", len(rollouts), name)
+    log.debug("printed the plan of %d rollouts from %s", len(result.rollouts), name)
     return 0

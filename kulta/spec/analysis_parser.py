@@ -9,30 +9,35 @@ the way Argo checks them (count >= failureLimit, count > 1 needs an interval) an
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kulta.core.conditions import ConditionError, parse_condition
 from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvider, TemplateArg
-from kulta.model.rollout import SourceRef
+from kulta.model.rollout import DEFAULT_NAMESPACE, SourceRef
 from kulta.spec.common import parse_args, parse_metadata, unsupported
 from kulta.spec.fields import (
     MISSING,
     Issues,
+    Shape,
     check_keys,
     child,
     index,
     parse_duration,
     read_int,
     read_list,
-    read_mapping,
     read_str,
     show,
 )
 
-__all__ = ["ARG_PLACEHOLDER", "parse_analysis_template"]
+__all__ = ["ARG_PLACEHOLDER", "ANY_PLACEHOLDER", "DRY_RUN_ALL", "condition_problem", "parse_analysis_template"]
 
 #: ``{{args.NAME}}``: the only placeholder KULTA (like Argo) substitutes in a query.
 ARG_PLACEHOLDER = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}")
+#: KULTA's extra ``dryRun`` rule for "every metric" (Argo writes ``.*``).
+DRY_RUN_ALL = "*"
+#: any ``{{...}}`` placeholder (arguments and the ``{{rollout.*}}`` built-ins).
+ANY_PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]*)\s*\}\}")
 
 _OTHER_PROVIDERS = (
     "kayenta",
@@ -48,18 +53,48 @@ _OTHER_PROVIDERS = (
     "plugin",
 )
 
-_METRIC_KEYS = (
-    "name",
-    "provider",
-    "interval",
-    "initialDelay",
-    "count",
-    "successCondition",
-    "failureCondition",
-    "failureLimit",
-    "inconclusiveLimit",
-    "consecutiveErrorLimit",
+_TEMPLATE_SPEC = Shape(
+    ("args", "metrics", "dryRun"),
+    {
+        "measurementRetention": unsupported("measurementRetention"),
+        "templates": unsupported("spec.templates (a template made of other templates)", "list the metrics here"),
+    },
 )
+_DRY_RUN_ENTRY = Shape(("metricName",))
+_METRIC = Shape(
+    (
+        "name",
+        "provider",
+        "interval",
+        "initialDelay",
+        "count",
+        "successCondition",
+        "failureCondition",
+        "failureLimit",
+        "inconclusiveLimit",
+        "consecutiveErrorLimit",
+    ),
+    {"consecutiveSuccessLimit": unsupported("consecutiveSuccessLimit")},
+)
+_PROVIDER = Shape(
+    ("prometheus",),
+    {
+        name: unsupported(f"the {name} metric provider", "KULTA queries Prometheus only: use provider.prometheus")
+        for name in _OTHER_PROVIDERS
+    },
+)
+_PROMETHEUS = Shape(
+    ("address", "query", "timeout", "headers"),
+    {
+        "insecure": unsupported("prometheus.insecure", "use an http:// address or a trusted certificate"),
+        "authentication": unsupported("prometheus.authentication (sigv4/oauth2)", "use headers instead"),
+        "rangeQuery": unsupported(
+            "prometheus.rangeQuery",
+            "KULTA makes instant queries: aggregate over a range in the query, e.g. max_over_time(...[5m])",
+        ),
+    },
+)
+_HEADER = Shape(("key", "value"))
 
 
 def _limit(issues: Issues, data: Mapping[str, Any], key: str, path: str, default: int) -> int | None:
@@ -86,21 +121,38 @@ def _check_placeholders(issues: Issues, text: str, path: str, declared: set[str]
             )
 
 
+def condition_problem(condition: str) -> str | None:
+    """Why ``condition`` cannot be evaluated (``kulta.core.conditions.parse_condition``), or ``None``.
+
+    Argo compiles a condition only when a measurement is taken (``utils/evaluate``
+    ``EvalCondition``), so a typo surfaces mid-canary; KULTA parses it when the file is read.
+    """
+    try:
+        parse_condition(condition)
+    except ConditionError as err:
+        return f"{err.message} (at character {err.position})"
+    return None
+
+
+def _check_condition(issues: Issues, condition: str, path: str, declared: set[str]) -> None:
+    """Placeholders must be declared; without placeholders, the condition must parse.
+
+    A condition with placeholders is parsed once their values are known: by the loader
+    for each Rollout that passes literal values, else when the analysis run starts.
+    """
+    _check_placeholders(issues, condition, path, declared)
+    if ANY_PLACEHOLDER.search(condition):
+        return
+    problem = condition_problem(condition)
+    if problem is not None:
+        issues.add(path, f"{show(condition)} is not a valid condition: {problem}")
+
+
 def _parse_prometheus(issues: Issues, value: Any, path: str, declared: set[str]) -> PrometheusMetricProvider | None:
-    data = read_mapping(issues, value, path)
+    before = len(issues)
+    data = _PROMETHEUS.read(issues, value, path)
     if data is None:
         return None
-    before = len(issues)
-    check_keys(
-        issues,
-        data,
-        path,
-        ("address", "query", "timeout", "headers"),
-        {
-            "insecure": unsupported("prometheus.insecure", "use an http:// address or a trusted certificate"),
-            "authentication": unsupported("prometheus.authentication (sigv4/oauth2)", "use headers instead"),
-        },
-    )
     address = read_str(issues, data.get("address", MISSING), child(path, "address"), required=True)
     if address is not None:
         if not address.startswith(("http://", "https://", "{{")):
@@ -114,10 +166,9 @@ def _parse_prometheus(issues: Issues, value: Any, path: str, declared: set[str])
     items = read_list(issues, data.get("headers", MISSING), child(path, "headers"))
     for position, item in enumerate(items or ()):
         where = index(child(path, "headers"), position)
-        entry = read_mapping(issues, item, where)
+        entry = _HEADER.read(issues, item, where)
         if entry is None:
             continue
-        check_keys(issues, entry, where, ("key", "value"))
         key = read_str(issues, entry.get("key", MISSING), child(where, "key"), required=True)
         header_value = read_str(issues, entry.get("value", MISSING), child(where, "value"), required=True)
         if header_value is not None:
@@ -132,16 +183,11 @@ def _parse_prometheus(issues: Issues, value: Any, path: str, declared: set[str])
 
 
 def _parse_provider(issues: Issues, value: Any, path: str, declared: set[str]) -> PrometheusMetricProvider | None:
-    data = read_mapping(issues, value, path)
+    data = _PROVIDER.read(issues, value, path)
     if data is None:
         if value is MISSING:
             issues.add(path, "is required: add provider.prometheus with address and query")
         return None
-    refused = {
-        name: unsupported(f"the {name} metric provider", "KULTA queries Prometheus only: use provider.prometheus")
-        for name in _OTHER_PROVIDERS
-    }
-    check_keys(issues, data, path, ("prometheus",), refused)
     if "prometheus" not in data:
         if not any(name in data for name in _OTHER_PROVIDERS):
             issues.add(child(path, "prometheus"), "is required: KULTA queries Prometheus")
@@ -151,18 +197,13 @@ def _parse_provider(issues: Issues, value: Any, path: str, declared: set[str]) -
     return _parse_prometheus(issues, data["prometheus"], child(path, "prometheus"), declared)
 
 
-def _parse_metric(issues: Issues, value: Any, path: str, declared: set[str], dry_run: set[str]) -> Metric | None:
-    data = read_mapping(issues, value, path)
+def _parse_metric(
+    issues: Issues, value: Any, path: str, declared: set[str], dry_run: Sequence[re.Pattern[str]]
+) -> Metric | None:
+    data = _METRIC.read(issues, value, path)
     if data is None:
         return None
     before = len(issues)
-    check_keys(
-        issues,
-        data,
-        path,
-        _METRIC_KEYS,
-        {"consecutiveSuccessLimit": unsupported("consecutiveSuccessLimit")},
-    )
     name = read_str(issues, data.get("name", MISSING), child(path, "name"), required=True)
     provider = _parse_provider(issues, data.get("provider", MISSING), child(path, "provider"), declared)
     interval = parse_duration(issues, data.get("interval", MISSING), child(path, "interval"))
@@ -177,7 +218,7 @@ def _parse_metric(issues: Issues, value: Any, path: str, declared: set[str], dry
     for key in ("successCondition", "failureCondition"):
         condition = read_str(issues, data.get(key, MISSING), child(path, key))
         if condition is not None:
-            _check_placeholders(issues, condition, child(path, key), declared)
+            _check_condition(issues, condition, child(path, key), declared)
         conditions.append(condition)
     effective_count: int | None = count if count else (None if interval else 1)
     if effective_count is not None and effective_count > 1 and not interval:
@@ -209,64 +250,79 @@ def _parse_metric(issues: Issues, value: Any, path: str, declared: set[str], dry
         consecutive_error_limit=error_limit,
         success_condition=conditions[0],
         failure_condition=conditions[1],
-        dry_run="*" in dry_run or name in dry_run,
+        dry_run=any(rule.search(name) for rule in dry_run),
     )
 
 
-def _parse_dry_run(issues: Issues, value: Any, path: str) -> set[str]:
-    names: set[str] = set()
+def _parse_dry_run(issues: Issues, value: Any, path: str) -> list[tuple[re.Pattern[str], str]]:
+    """``dryRun[].metricName`` rules: regular expressions searched in metric names.
+
+    Argo's ``GetDryRunMetrics`` (utils/analysis/helpers.go) marks every metric whose name
+    ``regexp.MatchString`` finds the rule in (unanchored, so ``.*`` marks all). KULTA
+    also takes ``"*"`` for all metrics.
+    """
+    rules: list[tuple[re.Pattern[str], str]] = []
     for position, item in enumerate(read_list(issues, value, path) or ()):
         where = index(path, position)
-        entry = read_mapping(issues, item, where)
+        entry = _DRY_RUN_ENTRY.read(issues, item, where)
         if entry is None:
             continue
-        check_keys(issues, entry, where, ("metricName",))
-        name = read_str(issues, entry.get("metricName", MISSING), child(where, "metricName"), required=True)
-        if name is not None:
-            names.add(name)
-    return names
+        text = read_str(issues, entry.get("metricName", MISSING), child(where, "metricName"), required=True)
+        if text is None:
+            continue
+        try:
+            rules.append((re.compile("" if text == DRY_RUN_ALL else text), text))
+        except re.error as exc:
+            issues.add(child(where, "metricName"), f"{show(text)} is not a valid regular expression: {exc}")
+    return rules
 
 
 def parse_analysis_template(
-    issues: Issues, data: Mapping[str, Any], *, cluster_scoped: bool, source: SourceRef
+    issues: Issues,
+    data: Mapping[str, Any],
+    *,
+    cluster_scoped: bool,
+    source: SourceRef,
+    default_namespace: str = DEFAULT_NAMESPACE,
 ) -> AnalysisTemplate | None:
-    """A template from a document whose apiVersion and kind were already checked."""
+    """A template from a document whose apiVersion and kind were already checked.
+
+    A namespaced template without ``metadata.namespace`` is in ``default_namespace``.
+    """
     before = len(issues)
     check_keys(issues, data, "", ("apiVersion", "kind", "metadata", "spec"))
-    metadata = parse_metadata(issues, data.get("metadata", MISSING), namespaced=not cluster_scoped)
-    spec = read_mapping(issues, data.get("spec", MISSING), "spec")
+    metadata = parse_metadata(
+        issues, data.get("metadata", MISSING), namespaced=not cluster_scoped, default_namespace=default_namespace
+    )
+    spec = _TEMPLATE_SPEC.read(issues, data.get("spec", MISSING), "spec")
     if spec is None:
         if "spec" not in data:
             issues.add("spec", "is required: add spec.metrics")
         return None
-    check_keys(
-        issues,
-        spec,
-        "spec",
-        ("args", "metrics", "dryRun"),
-        {"measurementRetention": unsupported("measurementRetention")},
-    )
     specs = parse_args(issues, spec.get("args", MISSING), "spec.args", value_required=False)
     args = tuple(TemplateArg(name=s.name, value=s.value, value_from=s.value_from) for s in specs)
     declared = {arg.name for arg in args}
     if isinstance(spec.get("args"), list):
         declared |= {a["name"] for a in spec["args"] if isinstance(a, Mapping) and isinstance(a.get("name"), str)}
     dry_run = _parse_dry_run(issues, spec.get("dryRun", MISSING), "spec.dryRun")
+    rules = [rule for rule, _ in dry_run]
     metrics: list[Metric] = []
     items = read_list(issues, spec.get("metrics", MISSING), "spec.metrics")
     if not items and len(issues) == before:
         issues.add("spec.metrics", "must list at least one metric")
     for position, item in enumerate(items or ()):
-        metric = _parse_metric(issues, item, index("spec.metrics", position), declared, dry_run)
+        metric = _parse_metric(issues, item, index("spec.metrics", position), declared, rules)
         if metric is None:
             continue
         if any(existing.name == metric.name for existing in metrics):
             issues.add(index("spec.metrics", position) + ".name", f'metric "{metric.name}" appears twice')
             continue
         metrics.append(metric)
-    for unknown in sorted(dry_run - {m.name for m in metrics} - {"*"}):
-        if items and len(metrics) == len(items):
-            issues.add("spec.dryRun", f'names metric "{unknown}" which the template does not have')
+    for rule, text in dry_run:
+        if items and len(metrics) == len(items) and not any(rule.search(m.name) for m in metrics):
+            issues.add(
+                "spec.dryRun", f"{show(text)} matches no metric of the template (metricName is a regular expression)"
+            )
     if len(issues) != before or metadata.name is None:
         return None
     return AnalysisTemplate(

@@ -89,13 +89,21 @@ class Metadata:
     annotations: dict[str, str]
 
 
-def parse_metadata(issues: Issues, value: Any, *, namespaced: bool = True, max_name_length: int = 253) -> Metadata:
+def parse_metadata(
+    issues: Issues,
+    value: Any,
+    *,
+    namespaced: bool = True,
+    max_name_length: int = 253,
+    default_namespace: str = DEFAULT_NAMESPACE,
+) -> Metadata:
+    """``metadata``; a namespaced object without ``namespace`` is in ``default_namespace``."""
     path = "metadata"
     data = read_mapping(issues, value, path)
     if data is None:
         if value is MISSING:
             issues.add(path, "is required: add metadata.name")
-        return Metadata(None, DEFAULT_NAMESPACE, {}, {})
+        return Metadata(None, default_namespace, {}, {})
     server_set = {key: "is set by the Kubernetes API server; remove it from the file" for key in _SERVER_METADATA}
     refused = {
         "generateName": unsupported("metadata.generateName", "KULTA needs a fixed metadata.name"),
@@ -108,7 +116,7 @@ def parse_metadata(issues: Issues, value: Any, *, namespaced: bool = True, max_n
     name = read_str(issues, data.get("name", MISSING), child(path, "name"), required=True)
     if name is not None and not check_dns_subdomain(issues, name, child(path, "name"), max_length=max_name_length):
         name = None
-    namespace = DEFAULT_NAMESPACE
+    namespace = default_namespace
     if namespaced:
         ns = read_str(issues, data.get("namespace", MISSING), child(path, "namespace"))
         if ns is not None and check_dns_label(issues, ns, child(path, "namespace")):

@@ -13,13 +13,16 @@ import difflib
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from kulta.errors import SpecError
+from kulta.errors import SpecError, SpecLocation
 
 __all__ = [
     "MISSING",
     "Issues",
+    "Shape",
+    "SpecWarning",
     "check_keys",
     "child",
     "index",
@@ -48,16 +51,39 @@ _DURATION_UNITS = {"h": 3600, "m": 60, "s": 1}
 _DURATION_HELP = "use whole seconds (90) or a duration like 30s, 5m, 1h, 1h30m"
 
 
+@dataclass(frozen=True)
+class SpecWarning:
+    """Something in a user's file KULTA accepts but does not use; never fails a command.
+
+    ``str(warning)`` reads like an error: ``file#doc field.path: message``.
+    """
+
+    location: SpecLocation
+    message: str
+
+    @property
+    def file(self) -> str:
+        return self.location.file
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
 class Issues:
-    """The errors found so far in one YAML document."""
+    """The errors (and warnings) found so far in one YAML document."""
 
     def __init__(self, file: str, document: int) -> None:
         self.file = file
         self.document = document
         self.errors: list[SpecError] = []
+        self.warnings: list[SpecWarning] = []
 
     def add(self, path: str, message: str) -> None:
         self.errors.append(SpecError(self.file, self.document, path, message))
+
+    def warn(self, path: str, message: str) -> None:
+        """A field KULTA ignores on purpose: reported by ``kulta validate``, never an error."""
+        self.warnings.append(SpecWarning(SpecLocation(self.file, self.document, path), message))
 
     def __len__(self) -> int:
         return len(self.errors)
@@ -127,6 +153,27 @@ def read_mapping(issues: Issues, value: Any, path: str, *, what: str = "a mappin
         return value
     issues.add(path, f"must be {what}, got {show(value)}")
     return None
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The keys one mapping of a document may hold: the ones KULTA reads and the Argo ones it refuses.
+
+    Every object parser starts the same way: "is it a mapping, and are its keys known?"
+    A module declares one ``Shape`` per object it parses, next to the parser, and calls
+    ``shape.read``; so the accepted fields of, say, a ``pause`` step are listed in one place.
+    """
+
+    known: tuple[str, ...]
+    #: an Argo field KULTA refuses -> the message that says so (see ``common.unsupported``)
+    refused: Mapping[str, str] = field(default_factory=dict)
+
+    def read(self, issues: Issues, value: Any, path: str) -> Mapping[str, Any] | None:
+        """``value`` as a mapping with its unknown and refused keys reported; ``None`` if not a mapping."""
+        data = read_mapping(issues, value, path)
+        if data is not None:
+            check_keys(issues, data, path, self.known, self.refused)
+        return data
 
 
 def read_list(issues: Issues, value: Any, path: str) -> list[Any] | None:

@@ -5,7 +5,9 @@ user's mistake: every problem becomes a ``SpecError`` in ``LoadResult.errors`` a
 reading goes on, so one bad file (or document) never hides the others. Only objects
 without errors are returned. Checks that span documents (a template referenced by a
 Rollout, a Deployment named by ``workloadRef``, duplicate names) run after all files
-are read, so a template may live in another file than its Rollout.
+are read (``kulta.spec.references``), so a template may live in another file than its
+Rollout. Which files are read: the named ones, and with ``siblings`` the other YAML
+files of their directories, for references only (docs/spec.md, "Which files are read").
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,16 +23,22 @@ from typing import Any
 from kulta.errors import SpecError
 from kulta.model.analysis import AnalysisTemplate
 from kulta.model.rollout import (
-    DEFAULT_NAMESPACE,
-    AnalysisArg,
-    AnalysisTemplateRef,
     OtherDocument,
     Rollout,
     SourceRef,
 )
 from kulta.spec.analysis_parser import parse_analysis_template
-from kulta.spec.fields import Issues, show
-from kulta.spec.rollout_parser import check_pod_template, parse_rollout, selector_matches
+from kulta.spec.fields import Issues, SpecWarning, show
+from kulta.spec.namespaces import DefaultNamespaces
+from kulta.spec.references import (
+    KIND_CLUSTER_TEMPLATE,
+    KIND_TEMPLATE,
+    Documents,
+    RefusedDocument,
+    check_references,
+    find_template,
+)
+from kulta.spec.rollout_parser import parse_rollout
 from kulta.spec.yamlio import MAX_FILE_BYTES, read_documents
 
 __all__ = [
@@ -40,6 +48,7 @@ __all__ = [
     "KIND_TEMPLATE",
     "LoadResult",
     "OtherDocument",
+    "SpecWarning",
     "find_template",
     "load_paths",
     "load_text",
@@ -50,8 +59,6 @@ log = logging.getLogger(__name__)
 #: Argo's format as-is, and KULTA's own group with the same schema.
 API_VERSIONS = ("argoproj.io/v1alpha1", "kulta.io/v1alpha1")
 KIND_ROLLOUT = "Rollout"
-KIND_TEMPLATE = "AnalysisTemplate"
-KIND_CLUSTER_TEMPLATE = "ClusterAnalysisTemplate"
 _KINDS = (KIND_ROLLOUT, KIND_TEMPLATE, KIND_CLUSTER_TEMPLATE)
 _GROUPS = tuple(version.split("/")[0] for version in API_VERSIONS)
 _REFUSED_KINDS = {
@@ -59,6 +66,7 @@ _REFUSED_KINDS = {
     "Experiment": "experiments are not supported by KULTA: remove this document",
 }
 _YAML_SUFFIXES = (".yaml", ".yml")
+_DEFAULT_NAMESPACES = DefaultNamespaces()
 _GLOB_CHARS = ("*", "?", "[")
 
 
@@ -66,36 +74,50 @@ _GLOB_CHARS = ("*", "?", "[")
 class LoadResult:
     """What a set of files holds: valid objects, every error, the files read."""
 
+    #: the Rollouts of the named files
     rollouts: tuple[Rollout, ...] = ()
+    #: every valid template, of the named files and of the files read for references
     templates: tuple[AnalysisTemplate, ...] = ()
+    #: the errors of the named files
     errors: tuple[SpecError, ...] = ()
+    #: what the named files hold that KULTA accepts but does not use
+    warnings: tuple[SpecWarning, ...] = ()
+    #: the named files (what the paths expanded to), in reading order
     files: tuple[str, ...] = ()
     others: tuple[OtherDocument, ...] = ()
+    #: files read only to find what the named files refer to (their errors are not reported)
+    reference_files: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def templates_of_named_files(self) -> tuple[AnalysisTemplate, ...]:
+        named = set(self.files)
+        return tuple(template for template in self.templates if template.source.file in named)
 
 
 @dataclass
 class _Collected:
     rollouts: list[Rollout] = dataclasses.field(default_factory=list)
     templates: list[AnalysisTemplate] = dataclasses.field(default_factory=list)
+    refused: list[RefusedDocument] = dataclasses.field(default_factory=list)
     others: list[OtherDocument] = dataclasses.field(default_factory=list)
     errors: list[SpecError] = dataclasses.field(default_factory=list)
+    warnings: list[SpecWarning] = dataclasses.field(default_factory=list)
     files: list[str] = dataclasses.field(default_factory=list)
+    reference_files: list[str] = dataclasses.field(default_factory=list)
+    namespaces: DefaultNamespaces = _DEFAULT_NAMESPACES
+    #: documents without metadata.namespace -> why they are in the namespace they got
+    namespace_origins: dict[SourceRef, str] = dataclasses.field(default_factory=dict)
 
 
-def find_template(
-    templates: Sequence[AnalysisTemplate], ref: AnalysisTemplateRef, namespace: str
-) -> AnalysisTemplate | None:
-    """The template ``ref`` names for a Rollout in ``namespace`` (cluster-scoped when asked)."""
-    for template in templates:
-        if template.name != ref.name or template.cluster_scoped != ref.cluster_scope:
-            continue
-        if ref.cluster_scope or template.namespace == namespace:
-            return template
-    return None
+def _identity(data: Mapping[str, Any]) -> tuple[str, str | None]:
+    """``metadata.name`` (``""`` when absent) and ``metadata.namespace`` (``None`` when absent)."""
+    metadata = data.get("metadata")
+    meta = metadata if isinstance(metadata, Mapping) else {}
+    name, namespace = meta.get("name"), meta.get("namespace")
+    return (name if isinstance(name, str) else "", namespace if isinstance(namespace, str) and namespace else None)
 
 
 def _parse_document(data: Any, file: str, number: int, into: _Collected) -> None:
@@ -114,6 +136,11 @@ def _parse_document(data: Any, file: str, number: int, into: _Collected) -> None
         into.errors.extend(issues.errors)
         return
     group = api_version.split("/")[0]
+    name, written_namespace = _identity(data)
+    default_namespace = into.namespaces.for_file(file)
+    namespace = written_namespace or default_namespace
+    if written_namespace is None and kind != KIND_CLUSTER_TEMPLATE:
+        into.namespace_origins[source] = into.namespaces.origin(file)
     if kind in _KINDS or group in _GROUPS:
         if kind in _REFUSED_KINDS:
             issues.add("kind", _REFUSED_KINDS[kind])
@@ -122,25 +149,34 @@ def _parse_document(data: Any, file: str, number: int, into: _Collected) -> None
         elif api_version not in API_VERSIONS:
             issues.add("apiVersion", f"{show(api_version)} is not supported; use {' or '.join(API_VERSIONS)}")
         elif kind == KIND_ROLLOUT:
-            rollout = parse_rollout(issues, data, api_version, source)
+            rollout = parse_rollout(issues, data, api_version, source, default_namespace=default_namespace)
             if rollout is not None:
                 into.rollouts.append(rollout)
         else:
+            cluster_scoped = kind == KIND_CLUSTER_TEMPLATE
             template = parse_analysis_template(
-                issues, data, cluster_scoped=kind == KIND_CLUSTER_TEMPLATE, source=source
+                issues, data, cluster_scoped=cluster_scoped, source=source, default_namespace=default_namespace
             )
             if template is not None:
                 into.templates.append(template)
+            else:
+                into.refused.append(
+                    RefusedDocument(
+                        kind=kind,
+                        name=name,
+                        namespace="" if cluster_scoped else namespace,
+                        source=source,
+                        errors=tuple(issues.errors),
+                    )
+                )
         into.errors.extend(issues.errors)
+        into.warnings.extend(issues.warnings)
         return
-    metadata = data.get("metadata")
-    meta = metadata if isinstance(metadata, Mapping) else {}
-    name, namespace = meta.get("name"), meta.get("namespace")
     into.others.append(
         OtherDocument(
             kind=kind,
-            name=name if isinstance(name, str) else "",
-            namespace=namespace if isinstance(namespace, str) and namespace else DEFAULT_NAMESPACE,
+            name=name,
+            namespace=namespace,
             body=data,
             source=source,
             api_version=api_version,
@@ -157,155 +193,41 @@ def _parse_text(text: str, file: str, into: _Collected) -> None:
         _parse_document(document.data, file, document.index, into)
 
 
-def _error_at(source: SourceRef, path: str, message: str) -> SpecError:
-    return SpecError(source.file, source.document, path, message)
-
-
-_CANARY = "spec.strategy.canary"
-
-
-def _check_analysis_refs(
-    rollout: Rollout,
-    refs: Sequence[AnalysisTemplateRef],
-    args: Sequence[AnalysisArg],
-    path: str,
-    templates: Sequence[AnalysisTemplate],
-) -> list[SpecError]:
-    errors: list[SpecError] = []
-    given = {arg.name for arg in args}
-    for ref in refs:
-        template = find_template(templates, ref, rollout.namespace)
-        if template is None:
-            if ref.cluster_scope:
-                what = f'ClusterAnalysisTemplate "{ref.name}"'
-            else:
-                what = f'AnalysisTemplate "{ref.name}" in namespace "{rollout.namespace}"'
-            errors.append(
-                _error_at(rollout.source, path, f"{what} is not in the files KULTA read: add it or fix the name")
-            )
-            continue
-        for arg in template.args:
-            if not arg.has_default and arg.name not in given:
-                errors.append(
-                    _error_at(
-                        rollout.source,
-                        f"{path}.args",
-                        f'template "{template.name}" needs argument "{arg.name}" ({template.source}): '
-                        f"add {{name: {arg.name}, value: ...}}",
-                    )
-                )
-    return errors
-
-
-def _resolve_workload(rollout: Rollout, others: Sequence[OtherDocument]) -> tuple[Rollout | None, list[SpecError]]:
-    ref = rollout.spec.workload_ref
-    if ref is None:
-        return rollout, []
-    for other in others:
-        if other.kind == ref.kind and other.name == ref.name and other.namespace == rollout.namespace:
-            break
-    else:
-        return None, [
-            _error_at(
-                rollout.source,
-                "spec.workloadRef.name",
-                f'{ref.kind} "{ref.name}" in namespace "{rollout.namespace}" is not in the files KULTA read: '
-                "add it, or put the pod template in spec.template",
-            )
-        ]
-    issues = Issues(other.source.file, other.source.document)
-    spec = other.body.get("spec")
-    spec_map: Mapping[str, Any] = spec if isinstance(spec, Mapping) else {}
-    template = check_pod_template(issues, spec_map.get("template"), "spec.template")
-    selector: Mapping[str, Any] = rollout.spec.selector
-    if not selector:
-        raw = spec_map.get("selector")
-        if isinstance(raw, Mapping) and raw:
-            selector = dict(raw)
-        else:
-            issues.add("spec.selector", f"is required: Rollout {rollout.name} ({rollout.source}) takes it from here")
-    if template is not None and selector:
-        metadata = template.get("metadata")
-        labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
-        if not selector_matches(selector, labels if isinstance(labels, Mapping) else {}):
-            issues.add(
-                "spec.template.metadata.labels",
-                f"do not satisfy the selector of Rollout {rollout.name} ({rollout.source}): make them match",
-            )
-    if issues.errors:
-        return None, issues.errors
-    spec_with_selector = dataclasses.replace(rollout.spec, selector=selector)
-    return dataclasses.replace(rollout, spec=spec_with_selector), []
-
-
 def _cross_check(collected: _Collected) -> LoadResult:
-    """Checks across documents; errors end up ordered by file, then document."""
-    errors = list(collected.errors)
-    templates: list[AnalysisTemplate] = []
-    seen_templates: dict[tuple[bool, str, str], AnalysisTemplate] = {}
-    for template in collected.templates:
-        template_key = (template.cluster_scoped, template.namespace, template.name)
-        if template_key in seen_templates:
-            first = seen_templates[template_key].source
-            errors.append(
-                _error_at(
-                    template.source,
-                    "metadata.name",
-                    f'"{template.name}" is already defined in {first}: rename or remove one',
-                )
-            )
+    """Checks across documents (``references``); errors end up ordered by file, then document."""
+    references = set(collected.reference_files)
+    checked = check_references(
+        Documents(
+            rollouts=tuple(rollout for rollout in collected.rollouts if rollout.source.file not in references),
+            templates=tuple(collected.templates),
+            refused=tuple(collected.refused),
+            others=tuple(collected.others),
+            namespace_origins=dict(collected.namespace_origins),
+        )
+    )
+    unique: dict[tuple[str, int, str, str], SpecError] = {}
+    for error in (*collected.errors, *checked.errors):
+        if error.file in references:
+            log.debug("not reported (a file read for references): %s", error)
             continue
-        seen_templates[template_key] = template
-        templates.append(template)
-    rollouts: list[Rollout] = []
-    seen_rollouts: dict[tuple[str, str], Rollout] = {}
-    for rollout in collected.rollouts:
-        key = (rollout.namespace, rollout.name)
-        problems: list[SpecError] = []
-        if key in seen_rollouts:
-            problems.append(
-                _error_at(
-                    rollout.source,
-                    "metadata.name",
-                    f'Rollout "{rollout.namespace}/{rollout.name}" is already defined in '
-                    f"{seen_rollouts[key].source}: rename or remove one",
-                )
-            )
-        strategy = rollout.spec.strategy
-        if strategy.analysis is not None:
-            problems += _check_analysis_refs(
-                rollout, strategy.analysis.templates, strategy.analysis.args, f"{_CANARY}.analysis", templates
-            )
-        for step in strategy.steps:
-            if step.analysis is not None:
-                problems += _check_analysis_refs(
-                    rollout,
-                    step.analysis.templates,
-                    step.analysis.args,
-                    f"{_CANARY}.steps[{step.index}].analysis",
-                    templates,
-                )
-        resolved, workload_errors = _resolve_workload(rollout, collected.others)
-        problems += workload_errors
-        if problems or resolved is None:
-            errors += problems
-            continue
-        seen_rollouts[key] = resolved
-        rollouts.append(resolved)
+        unique.setdefault((error.file, error.document, error.path, error.message), error)
+    errors = list(unique.values())
     file_order = {name: position for position, name in enumerate(collected.files)}
     errors.sort(key=lambda error: (file_order.get(error.file, len(file_order)), error.document))
     return LoadResult(
-        rollouts=tuple(rollouts),
-        templates=tuple(templates),
+        rollouts=checked.rollouts,
+        templates=checked.templates,
         errors=tuple(errors),
+        warnings=tuple(warning for warning in collected.warnings if warning.file not in references),
         files=tuple(collected.files),
         others=tuple(collected.others),
+        reference_files=tuple(collected.reference_files),
     )
 
 
-def load_text(text: str, file: str) -> LoadResult:
+def load_text(text: str, file: str, *, namespaces: DefaultNamespaces = _DEFAULT_NAMESPACES) -> LoadResult:
     """Everything in one YAML text, named ``file`` in errors."""
-    collected = _Collected(files=[file])
+    collected = _Collected(files=[file], namespaces=namespaces)
     _parse_text(text, file, collected)
     return _cross_check(collected)
 
@@ -368,30 +290,73 @@ def _read_file(path: Path, name: str, collected: _Collected) -> str | None:
         return None
 
 
-def load_paths(paths: Iterable[str | Path], *, base: Path | None = None) -> LoadResult:
-    """Read files, directories (``*.yaml``/``*.yml`` below them, sorted) and globs.
+def _yaml_files_in(directory: Path) -> list[Path]:
+    """The YAML files directly in ``directory`` (not below it), sorted, hidden ones skipped."""
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError as exc:
+        log.warning("cannot list %s for referenced templates and Deployments: %s", directory, exc)
+        return []
+    return [
+        entry
+        for entry in entries
+        if entry.suffix in _YAML_SUFFIXES and not entry.name.startswith(".") and entry.is_file()
+    ]
 
-    File names in errors and ``files`` are relative to ``base`` when given.
+
+def _read_into(path: Path, name: str, collected: _Collected) -> None:
+    text = _read_file(path, name, collected)
+    if text is not None:
+        _parse_text(text, name, collected)
+
+
+def load_paths(
+    paths: Iterable[str | Path],
+    *,
+    base: Path | None = None,
+    siblings: bool = False,
+    namespaces: DefaultNamespaces = _DEFAULT_NAMESPACES,
+) -> LoadResult:
+    """Read files, directories (``*.yaml``/``*.yml`` below them, sorted) and globs: the named files.
+
+    With ``siblings`` (``kulta validate``, ``plan``, ``preview``), the other YAML files
+    directly in each named file's directory are read too, only to find what the named
+    files refer to (analysis templates, ``workloadRef`` Deployments): their Rollouts and
+    their errors are left out of the result. File names in errors and ``files`` are
+    relative to ``base`` when given. A document without ``metadata.namespace`` is in
+    the namespace ``namespaces`` gives its file (``default`` unless told otherwise).
     """
-    collected = _Collected()
+    collected = _Collected(namespaces=namespaces)
     seen: set[Path] = set()
+    named: list[Path] = []
     for raw in paths:
         for path in _expand(raw, base, collected):
+            resolved = path.resolve()
+            if resolved not in seen:
+                seen.add(resolved)
+                named.append(path)
+    for path in named:
+        name = _display_name(path, base)
+        collected.files.append(name)
+        _read_into(path, name, collected)
+    directories = dict.fromkeys(path.parent for path in named) if siblings else {}
+    for directory in directories:
+        for path in _yaml_files_in(directory):
             resolved = path.resolve()
             if resolved in seen:
                 continue
             seen.add(resolved)
             name = _display_name(path, base)
-            collected.files.append(name)
-            text = _read_file(path, name, collected)
-            if text is not None:
-                _parse_text(text, name, collected)
+            collected.reference_files.append(name)
+            _read_into(path, name, collected)
     result = _cross_check(collected)
     log.info(
-        "loaded %d files: %d rollouts, %d templates, %d errors",
+        "loaded %d files (and %d for references): %d rollouts, %d templates, %d errors, %d warnings",
         len(result.files),
+        len(result.reference_files),
         len(result.rollouts),
         len(result.templates),
         len(result.errors),
+        len(result.warnings),
     )
     return result

@@ -178,7 +178,7 @@ M0 = f"{FILE}#1 spec.metrics[0]"
         ({"metrics": [metric(), metric()]}, f'{FILE}#1 spec.metrics[1].name: metric "m" appears twice'),
         (
             {"metrics": [metric()], "dryRun": [{"metricName": "x"}]},
-            f'{FILE}#1 spec.dryRun: names metric "x" which the template does not have',
+            f'{FILE}#1 spec.dryRun: "x" matches no metric of the template (metricName is a regular expression)',
         ),
         (
             {"metrics": [metric()], "measurementRetention": []},

@@ -114,3 +114,72 @@ def test_plan_without_rollouts_or_file(workdir: Path) -> None:
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (5, "5s"), (90, "1m30s"), (3600, "1h"), (5405, "1h30m5s")])
 def test_format_duration(seconds: int, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+# --- one loading rule for validate, plan (and preview): named files + their directory's YAML files
+
+ANALYSIS_STEP = {"analysis": {"templates": [{"templateName": "success-rate"}]}}
+
+
+def test_validate_and_plan_both_find_a_template_in_a_sibling_file(workdir: Path) -> None:
+    (workdir / "rollout.yaml").write_text(dump(with_steps({"setWeight": 10}, ANALYSIS_STEP)))
+    (workdir / "templates.yaml").write_text(dump(template_doc()))
+    assert run(validate_command, ["rollout.yaml"]) == (
+        0,
+        "OK: 1 file(s): 1 rollout(s), 0 analysis template(s), 0 error(s); "
+        "1 more file(s) of their directories read for references\n",
+    )
+    code, text = run(plan_command, "rollout.yaml")
+    assert code == 0
+    assert text.splitlines()[0] == "Rollout shop/web (rollout.yaml#1)"
+
+
+def test_validate_and_plan_report_the_same_missing_template(workdir: Path) -> None:
+    (workdir / "apps").mkdir()
+    (workdir / "apps" / "analysis").mkdir()
+    (workdir / "apps" / "rollout.yaml").write_text(dump(with_steps(ANALYSIS_STEP)))
+    # below the Rollout's directory, not in it: neither command reads it
+    (workdir / "apps" / "analysis" / "templates.yaml").write_text(dump(template_doc()))
+    error = (
+        'apps/rollout.yaml#1 spec.strategy.canary.steps[0].analysis: AnalysisTemplate "success-rate" in namespace '
+        '"shop" is not in the files KULTA read: add it or fix the name'
+    )
+    code, text = run(validate_command, ["apps/rollout.yaml"])
+    assert (code, text.splitlines()[0]) == (1, error)
+    assert run(plan_command, "apps/rollout.yaml") == (1, f"{error}\nFAILED: 1 error(s) in apps/rollout.yaml\n")
+    # naming the subdirectory too makes its templates part of the files read
+    assert run(validate_command, ["apps/rollout.yaml", "apps/analysis"])[0] == 0
+
+
+def test_errors_and_rollouts_of_sibling_files_are_not_reported(workdir: Path) -> None:
+    (workdir / "web.yaml").write_text(dump(with_steps({"setWeight": 10})))
+    (workdir / "broken.yaml").write_text("broken: [\n")
+    other = with_steps({"setWeight": 200})
+    other["metadata"]["name"] = "other"
+    (workdir / "other.yaml").write_text(dump(other))
+    assert run(validate_command, ["web.yaml"]) == (
+        0,
+        "OK: 1 file(s): 1 rollout(s), 0 analysis template(s), 0 error(s); "
+        "2 more file(s) of their directories read for references\n",
+    )
+    code, text = run(plan_command, "web.yaml")
+    assert (code, text.count("Rollout shop/")) == (0, 1)
+    # named, the same files are checked
+    code, text = run(validate_command, ["."])
+    assert code == 1
+    assert text.splitlines()[-1] == "FAILED: 3 file(s): 1 rollout(s), 0 analysis template(s), 2 error(s)"
+
+
+def test_a_refused_template_in_a_sibling_file_is_still_named_as_the_blocker(workdir: Path) -> None:
+    (workdir / "rollout.yaml").write_text(dump(with_steps(ANALYSIS_STEP)))
+    bad = template_doc()
+    bad["spec"]["metrics"][0]["provider"] = {"web": {"url": "http://shop/health"}}
+    (workdir / "templates.yaml").write_text(dump(bad))
+    expected = (
+        'rollout.yaml#1 spec.strategy.canary.steps[0].analysis: AnalysisTemplate "success-rate" (templates.yaml#1) '
+        "cannot be used: spec.metrics[0].provider.web: the web metric provider is not supported by KULTA; KULTA "
+        "queries Prometheus only: use provider.prometheus"
+    )
+    code, text = run(validate_command, ["rollout.yaml"])
+    assert (code, text.splitlines()[0]) == (1, expected)
+    assert run(plan_command, "rollout.yaml") == (1, f"{expected}\nFAILED: 1 error(s) in rollout.yaml\n")

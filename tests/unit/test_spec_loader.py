@@ -230,19 +230,25 @@ def test_workload_ref_takes_the_selector_from_the_deployment() -> None:
         ),
         (
             [deployment(namespace="other"), workload_rollout()],
-            f'{FILE}#2 spec.workloadRef.name: Deployment "web" in namespace "shop" is not in the files KULTA read: add '
-            "it, or put the pod template in spec.template",
-        ),
-        (
-            [deployment(labels={"app": "other"}), workload_rollout()],
-            f"{FILE}#1 spec.template.metadata.labels: do not satisfy the selector of Rollout web ({FILE}#2): make them "
-            "match",
+            f'{FILE}#2 spec.workloadRef.name: Deployment "web" in namespace "shop" is not in the files KULTA read, '
+            f'but one is in namespace "other" ({FILE}#1): put them in the same namespace',
         ),
     ],
 )
 def test_workload_ref_errors(docs: list[object], expected: str) -> None:
     result = load(*docs)
     assert error_lines(result) == [expected]
+    assert result.rollouts == ()
+
+
+def test_an_unusable_deployment_is_named_as_the_rollouts_blocker() -> None:
+    result = load(deployment(labels={"app": "other"}), workload_rollout())
+    assert error_lines(result) == [
+        f"{FILE}#1 spec.template.metadata.labels: do not satisfy the selector of Rollout web ({FILE}#2): make them "
+        "match",
+        f'{FILE}#2 spec.workloadRef.name: Deployment "web" ({FILE}#1) cannot be used: spec.template.metadata.labels: '
+        f"do not satisfy the selector of Rollout web ({FILE}#2): make them match",
+    ]
     assert result.rollouts == ()
 
 
@@ -265,3 +271,20 @@ def test_find_template_respects_namespace_and_scope() -> None:
     assert find_template(result.templates, ref, "b") is None
     cluster_ref = AnalysisTemplateRef("success-rate", cluster_scope=True)
     assert find_template(result.templates, cluster_ref, "b") is clustered
+
+
+def test_sibling_files_are_read_for_references_only_when_asked(tmp_path: Path) -> None:
+    (tmp_path / "rollout.yaml").write_text(
+        dump(with_steps({"analysis": {"templates": [{"templateName": "success-rate"}]}}))
+    )
+    (tmp_path / "templates.yaml").write_text(dump(template_doc()))
+    (tmp_path / ".hidden.yaml").write_text("broken: [\n")
+    alone = load_paths([tmp_path / "rollout.yaml"], base=tmp_path)
+    assert alone.reference_files == ()
+    assert [error.path for error in alone.errors] == ["spec.strategy.canary.steps[0].analysis"]
+    with_siblings = load_paths([tmp_path / "rollout.yaml"], base=tmp_path, siblings=True)
+    assert error_lines(with_siblings) == []
+    assert with_siblings.files == ("rollout.yaml",)
+    assert with_siblings.reference_files == ("templates.yaml",)
+    assert [t.source.file for t in with_siblings.templates] == ["templates.yaml"]
+    assert with_siblings.templates_of_named_files() == ()

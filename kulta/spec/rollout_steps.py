@@ -1,0 +1,200 @@
+"""One entry of ``spec.strategy.canary.steps``: setWeight, pause, analysis, setCanaryScale, setHeaderRoute.
+
+A step holds one primary action (setWeight, pause or analysis), as in Argo; the
+step kinds Argo has and KULTA does not (experiment, setMirrorRoute, plugin) are
+refused by name. Rules that tie a step to other canary fields (setCanaryScale and
+setHeaderRoute need trafficRouting) live in ``rollout_canary``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kulta.model.rollout import (
+    PRIMARY_STEP_KINDS,
+    HeaderMatch,
+    HeaderMatchType,
+    Pause,
+    SetCanaryScale,
+    SetHeaderRoute,
+    Step,
+    StepKind,
+)
+from kulta.spec.common import unsupported
+from kulta.spec.fields import (
+    MISSING,
+    Issues,
+    Shape,
+    child,
+    index,
+    parse_duration,
+    read_bool,
+    read_int,
+    read_list,
+    read_str,
+    show,
+)
+from kulta.spec.rollout_analysis_refs import parse_step_analysis
+
+__all__ = ["STEP_KEYS", "parse_step"]
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
+
+#: the step kinds KULTA reads (one key each).
+STEP_KEYS = tuple(kind.value for kind in StepKind)
+_STEP = Shape(
+    STEP_KEYS,
+    {
+        "experiment": unsupported("the experiment step", "remove the step; use an analysis step to test the canary"),
+        "setMirrorRoute": unsupported("the setMirrorRoute step", "remove the step"),
+        "plugin": unsupported("the plugin step", "remove the step"),
+    },
+)
+_PAUSE = Shape(("duration",))
+_SCALE_CHOICES = ("replicas", "weight", "matchTrafficWeight")
+_CANARY_SCALE = Shape(_SCALE_CHOICES)
+_HEADER_ROUTE = Shape(("name", "match"))
+_HEADER_MATCH = Shape(("headerName", "headerValue"))
+_HEADER_VALUE = Shape(tuple(member.value for member in HeaderMatchType))
+
+
+def _parse_pause(issues: Issues, value: Any, path: str) -> Pause | None:
+    if value is None:
+        issues.add(path, "is empty; write `pause: {}` to pause until promoted or `pause: {duration: 30s}`")
+        return None
+    data = _PAUSE.read(issues, value, path)
+    if data is None:
+        return None
+    if "duration" not in data or data["duration"] is None:
+        return Pause(duration_seconds=None)
+    seconds = parse_duration(issues, data["duration"], child(path, "duration"))
+    return None if seconds is None else Pause(duration_seconds=seconds)
+
+
+def _parse_canary_scale(issues: Issues, value: Any, path: str) -> SetCanaryScale | None:
+    data = _CANARY_SCALE.read(issues, value, path)
+    if data is None:
+        return None
+    present = [key for key in _SCALE_CHOICES if key in data]
+    if len(present) != 1:
+        found = f" (found {' and '.join(present)})" if present else ""
+        issues.add(path, f"needs exactly one of replicas, weight, matchTrafficWeight{found}")
+        return None
+    key = present[0]
+    if key == "replicas":
+        replicas = read_int(issues, data[key], child(path, key), minimum=0, required=True)
+        return None if replicas is None else SetCanaryScale(replicas=replicas)
+    if key == "weight":
+        weight = read_int(issues, data[key], child(path, key), minimum=0, maximum=100, required=True)
+        return None if weight is None else SetCanaryScale(weight=weight)
+    match = read_bool(issues, data[key], child(path, key))
+    if match is not True:
+        if match is False:
+            issues.add(child(path, key), "false has no effect; use matchTrafficWeight: true or set replicas/weight")
+        elif data[key] is None:
+            issues.add(child(path, key), "is empty; use matchTrafficWeight: true")
+        return None
+    return SetCanaryScale(match_traffic_weight=True)
+
+
+def _parse_header_match(issues: Issues, value: Any, path: str) -> HeaderMatch | None:
+    data = _HEADER_MATCH.read(issues, value, path)
+    if data is None:
+        return None
+    name = read_str(issues, data.get("headerName", MISSING), child(path, "headerName"), required=True)
+    if name is not None and not _HEADER_NAME.match(name):
+        issues.add(child(path, "headerName"), f"{show(name)} is not a valid HTTP header name")
+        name = None
+    where = child(path, "headerValue")
+    raw = data.get("headerValue", MISSING)
+    if raw is MISSING or raw is None:
+        issues.add(where, "is required: use {exact: V}, {prefix: V} or {regex: V}")
+        return None
+    matcher = _HEADER_VALUE.read(issues, raw, where)
+    if matcher is None:
+        return None
+    present = [member for member in HeaderMatchType if member.value in matcher]
+    if len(present) != 1:
+        found = f" (found {' and '.join(m.value for m in present)})" if present else ""
+        issues.add(where, f"needs exactly one of exact, prefix, regex{found}")
+        return None
+    match_type = present[0]
+    text = read_str(issues, matcher[match_type.value], child(where, match_type.value), required=True)
+    if text is None or name is None:
+        return None
+    if match_type is HeaderMatchType.REGEX:
+        try:
+            re.compile(text)
+        except re.error as exc:
+            issues.add(child(where, "regex"), f"{show(text)} is not a valid regular expression: {exc}")
+            return None
+    return HeaderMatch(name=name, value=text, match_type=match_type)
+
+
+def _parse_header_route(issues: Issues, value: Any, path: str) -> SetHeaderRoute | None:
+    data = _HEADER_ROUTE.read(issues, value, path)
+    if data is None:
+        return None
+    name = read_str(issues, data.get("name", MISSING), child(path, "name"), required=True)
+    matches: list[HeaderMatch] = []
+    ok = name is not None
+    items = read_list(issues, data.get("match", MISSING), child(path, "match"))
+    for position, item in enumerate(items or ()):
+        parsed = _parse_header_match(issues, item, index(child(path, "match"), position))
+        if parsed is None:
+            ok = False
+        else:
+            matches.append(parsed)
+    if "match" in data and data["match"] is not None and items is None:
+        ok = False
+    return SetHeaderRoute(name=name, matches=tuple(matches)) if ok and name is not None else None
+
+
+def parse_step(issues: Issues, value: Any, path: str, position: int) -> Step | None:
+    """``steps[position]``: its kinds and the value of each."""
+    before = len(issues)
+    data = _STEP.read(issues, value, path)
+    if data is None:
+        return None
+    if not data:
+        issues.add(path, f"is empty; a step needs one of {', '.join(STEP_KEYS)}")
+        return None
+    kinds = frozenset(kind for kind in StepKind if kind.value in data)
+    primary = [kind.value for kind in PRIMARY_STEP_KINDS if kind in kinds]
+    if len(primary) > 1:
+        issues.add(
+            path,
+            f"has {' and '.join(primary)}; a step may have only one of setWeight, pause, analysis: "
+            "split it into one step each",
+        )
+    set_weight = None
+    if StepKind.SET_WEIGHT in kinds:
+        set_weight = read_int(
+            issues, data["setWeight"], child(path, "setWeight"), minimum=0, maximum=100, required=True
+        )
+    pause = _parse_pause(issues, data["pause"], child(path, "pause")) if StepKind.PAUSE in kinds else None
+    analysis = (
+        parse_step_analysis(issues, data["analysis"], child(path, "analysis")) if StepKind.ANALYSIS in kinds else None
+    )
+    scale = (
+        _parse_canary_scale(issues, data["setCanaryScale"], child(path, "setCanaryScale"))
+        if StepKind.SET_CANARY_SCALE in kinds
+        else None
+    )
+    header = (
+        _parse_header_route(issues, data["setHeaderRoute"], child(path, "setHeaderRoute"))
+        if StepKind.SET_HEADER_ROUTE in kinds
+        else None
+    )
+    if len(issues) != before or not kinds:
+        return None
+    return Step(
+        index=position,
+        kinds=kinds,
+        set_weight=set_weight,
+        pause=pause,
+        analysis=analysis,
+        set_canary_scale=scale,
+        set_header_route=header,
+    )
