@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kulta.core.conditions import ConditionError, parse_condition
+from kulta.core.conditions import ConditionError, check_cost, parse_condition
 from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvider, TemplateArg
 from kulta.model.rollout import DEFAULT_NAMESPACE, SourceRef
 from kulta.spec.common import parse_args, parse_metadata, unsupported
@@ -128,9 +128,13 @@ def condition_problem(condition: str) -> str | None:
     ``EvalCondition``), so a typo surfaces mid-canary; KULTA parses it when the file is read.
     """
     try:
-        parse_condition(condition)
+        parsed = parse_condition(condition)
     except ConditionError as err:
         return f"{err.message} (at character {err.position})"
+    try:
+        check_cost(parsed)
+    except ConditionError as err:
+        return err.message
     return None
 
 

@@ -122,3 +122,11 @@ def test_good_literal_arguments_and_unknown_values_pass() -> None:
     from_field = {"name": "max", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['max']"}}}
     # a valueFrom argument is only known when the run starts: checked then, not refused here
     assert error_lines(load(_rollout_passing(from_field), _threshold_template())) == []
+
+
+def test_a_condition_over_the_evaluation_budget_is_refused_when_the_file_is_read() -> None:
+    nested = "count(result, {count(result, {count(result, {# > 0}) > 0}) > 0}) > 0"
+    result = load(template_doc(metrics=[metric(successCondition=nested)]))
+    (line,) = error_lines(result)
+    assert "spec.metrics[0].successCondition" in line
+    assert "too costly" in line and "the budget is 1000000" in line
