@@ -197,6 +197,17 @@ def test_a_status_written_before_strategy_hashes_existed_is_not_restarted():
     assert classify(make(STEPS), R2, st, None, Observation()) is Situation.STEPPING
 
 
+def test_spec_paused_holds_the_canary_at_its_step():
+    rollout = make(STEPS)
+    st = walk_to(rollout, 2)
+    paused = replace(rollout, spec=replace(rollout.spec, paused=True))
+    d, held = run(paused, st, T0 + timedelta(hours=1))
+    assert not d.apply and held.phase is Phase.PAUSED and held.current_step_index == 2
+    assert "spec.paused is true" in d.reason
+    d, resumed = run(rollout, held, T0 + timedelta(hours=1))  # paused: false again
+    assert d.apply and resumed.current_step_index == 3
+
+
 # --------------------------------------------------------------------------- scale-down delays
 
 
