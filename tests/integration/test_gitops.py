@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,7 @@ from kulta.adapters.kube import KubeReader
 from kulta.adapters.stacks import StackManager, StackSettings, stack_name_for
 from kulta.app.reconciler import Reconciler, ReconcilerConfig
 from kulta.core.routes import route_weights
+from kulta.core.times import parse_time
 from kulta.devcluster import free_port
 from kulta.model.status import Phase, RolloutStatus
 from kulta.spec.loader import load_paths
@@ -56,8 +58,11 @@ spec:
 WALK_STEPS = """        - setWeight: 20
         - setWeight: 50
         - setWeight: 80"""
-PAUSE_STEPS = """        - setWeight: 50
-        - pause: {duration: 8s}
+#: long enough that the second ``--once`` process surely starts inside it on a loaded
+#: 2-core machine (a start-up takes a few seconds: an order of magnitude of margin)
+PAUSE_SECONDS = 30
+PAUSE_STEPS = f"""        - setWeight: 50
+        - pause: {{duration: {PAUSE_SECONDS}s}}
         - setWeight: 80"""
 HOLD_STEPS = """        - setWeight: 50
         - pause: {}
@@ -202,7 +207,9 @@ def test_once_runs_across_a_timed_pause_honour_it_exactly_once(cluster, repo, tm
     r2 = kulta(cluster, state, *args)  # still pausing: no update at all
     assert r2.returncode == 0 and "pausing" in r2.stdout, r2.stdout
     assert len(stacks.history(stack_name_for("e2e", ns, "shop"))) == n_before
-    time.sleep(8.5)
+    # wait for the pause's end as recorded in the status, not a guess of how long the runs took
+    pause_end = parse_time(st.pause_started_at) + timedelta(seconds=PAUSE_SECONDS)
+    time.sleep(max(0.0, (pause_end - datetime.now(UTC)).total_seconds()) + 1.0)
     r3 = kulta(cluster, state, *args)
     assert r3.returncode == 0, r3.stdout + r3.stderr
     st = status_of(stacks, ns)
