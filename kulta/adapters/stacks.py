@@ -22,13 +22,20 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
+import grpc
 from pulumi import automation as auto
+from pulumi.automation._server import LanguageServer
+from pulumi.automation._stack import ExecKind, _cleanup
+from pulumi.runtime._grpc_settings import _GRPC_CHANNEL_OPTIONS
+from pulumi.runtime.proto import language_pb2_grpc
 
+from kulta.adapters.file_backend import FileBackend, file_backend_root
 from kulta.core.constants import PULUMI_PROJECT
 from kulta.errors import Dependency, DependencyError, StackLockedError, StepFailedError
 
@@ -49,6 +56,8 @@ ENV_PASSPHRASE = "PULUMI_CONFIG_PASSPHRASE"  # noqa: S105 (a variable name, not 
 ENV_PASSPHRASE_FILE = "PULUMI_CONFIG_PASSPHRASE_FILE"  # noqa: S105
 STACK_NAME_RE = re.compile(r"[^A-Za-z0-9_.-]")
 ERROR_TAIL_LINES = 12
+#: the file backend keeps each blob's metadata beside it in ``<name>.attrs``
+ATTRS_SUFFIX = ".attrs"
 
 
 _T = TypeVar("_T")
@@ -154,6 +163,9 @@ class StackManager:
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
+        root = file_backend_root(settings.resolved_backend())
+        #: the file backend read directly (no CLI process); None for other backends
+        self.files = FileBackend(root, PULUMI_PROJECT) if root is not None else None
         self._stacks: dict[str, auto.Stack] = {}
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
@@ -201,6 +213,8 @@ class StackManager:
         return name in self.list_stacks()
 
     def list_stacks(self) -> list[str]:
+        if self.files is not None:
+            return self.files.stack_names()
         ws = auto.LocalWorkspace(
             work_dir=str(self._ensure_dir(self.settings.state_dir / "workspaces" / "_list")),
             pulumi_home=self.settings.pulumi_home or None,
@@ -222,8 +236,11 @@ class StackManager:
 
         Read from one ``pulumi stack export`` (the root Stack resource's outputs)
         instead of the Automation API's two ``stack output`` calls: KULTA's
-        outputs hold no secrets, and every CLI call costs ~0.3 s per step.
+        outputs hold no secrets, and every CLI call costs ~0.3 s per step. A file
+        backend is read directly, with no process at all.
         """
+        if self.files is not None:
+            return self.files.outputs(name)
         stack = self._stack(name)
         deployment = _backend(f"reading the state of stack {name}", stack.export_stack).deployment or {}
         for resource in deployment.get("resources", []) or []:
@@ -233,6 +250,8 @@ class StackManager:
 
     def get_tag(self, name: str, key: str) -> str | None:
         """A stack tag; tags live in the backend (DIY backends too, since Pulumi 3.211)."""
+        if self.files is not None:
+            return self.files.tags(name).get(key)
         stack = self._stack(name)
         tags = _backend(f"reading the tags of stack {name}", lambda: stack.workspace.list_tags(name))
         value = tags.get(key)
@@ -270,14 +289,19 @@ class StackManager:
         on_output: Callable[[str], None] | None = None,
         refresh: bool = False,
     ) -> UpdateReport:
-        """Run one update; the outputs returned are what the engine recorded."""
+        """Run one update; the outputs returned are what the engine recorded.
+
+        One CLI process: ``Stack.up`` of the Automation API runs ``stack output``
+        twice and ``stack history`` once after every update (~0.9 s); here the
+        resource changes come from the update's own event stream and the outputs
+        from the file backend's checkpoint (or one ``stack export`` elsewhere).
+        """
         stack = self._stack(name, program)
         self.recover_dead_lock(name)
         start = time.monotonic()
+        events: list[auto.EngineEvent] = []
         try:
-            result = stack.up(
-                message=message, on_output=on_output, color="never", suppress_progress=True, refresh=refresh
-            )
+            _up(stack, program, message, refresh=refresh, on_event=events.append, on_output=on_output)
         except auto.errors.ConcurrentUpdateError as exc:
             raise StackLockedError(f"stack {name} is being updated by another process; retrying later") from exc
         except auto.errors.CommandError as exc:
@@ -286,9 +310,12 @@ class StackManager:
             raise DependencyError(
                 Dependency.PULUMI_BACKEND, f"Pulumi update of stack {name}: {type(exc).__name__}: {exc}"
             ) from exc
-        outputs = {k: v.value for k, v in result.outputs.items()}
-        changes = {str(getattr(k, "value", k)): int(v) for k, v in (result.summary.resource_changes or {}).items()}
-        return UpdateReport(outputs=outputs, changes=changes, seconds=time.monotonic() - start)
+        seconds = time.monotonic() - start
+        changes: dict[str, int] = {}
+        for event in events:
+            if event.summary_event is not None:
+                changes = {str(getattr(k, "value", k)): int(v) for k, v in event.summary_event.resource_changes.items()}
+        return UpdateReport(outputs=self.outputs(name), changes=changes, seconds=seconds)
 
     def preview(self, name: str, program: Callable[[], None]) -> PreviewReport:
         stack = self._stack(name, program)
@@ -363,7 +390,12 @@ class StackManager:
                 extra={"stack": name, "pid": pid, "lock": lock.name},
             )
             lock.unlink(missing_ok=True)
+            lock.with_name(lock.name + ATTRS_SUFFIX).unlink(missing_ok=True)
             removed = True
+        for attrs in directory.glob(f"*.json{ATTRS_SUFFIX}"):
+            # the blob library's metadata file of a lock already gone (left by a kill -9)
+            if not attrs.with_name(attrs.name.removesuffix(ATTRS_SUFFIX)).exists():
+                attrs.unlink(missing_ok=True)
         return removed
 
 
@@ -401,6 +433,41 @@ def _tail(exc: auto.errors.CommandError) -> str:
             return "\n".join(lines[: ERROR_TAIL_LINES * 3])
     lines = [ln for ln in text.splitlines() if ln.strip()]
     return "\n".join(lines[-ERROR_TAIL_LINES:])
+
+
+def _up(
+    stack: auto.Stack,
+    program: Callable[[], None],
+    message: str,
+    *,
+    refresh: bool,
+    on_event: Callable[[auto.EngineEvent], None],
+    on_output: Callable[[str], None] | None,
+) -> None:
+    """``Stack.up`` without its follow-up calls: the inline program served over gRPC,
+    one ``pulumi up`` process, its engine events collected.
+
+    Uses the Automation API's own pieces (``LanguageServer``, the event-log
+    server, ``_run_pulumi_cmd_sync``), so the CLI sees exactly what ``Stack.up``
+    gives it; they are private, so a Pulumi SDK upgrade must be checked against
+    them (as for ``kulta/langhost.py``, ADR 0004).
+    """
+    args = ["up", "--yes", "--skip-preview", "--message", message, "--color", "never", "--suppress-progress"]
+    if refresh:
+        args.append("--refresh")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=_GRPC_CHANNEL_OPTIONS)
+    language_pb2_grpc.add_LanguageRuntimeServicer_to_server(LanguageServer(program), server)
+    port = server.add_insecure_port(address="127.0.0.1:0")
+    server.start()
+    args += [f"--client=127.0.0.1:{port}", "--exec-kind", ExecKind.INLINE.value]
+    log_file, watcher, stop_event, temp_dir, events_server = stack._setup_event_log(
+        "up", on_event, stack.workspace.pulumi_version
+    )
+    args += ["--event-log", log_file]
+    try:
+        stack._run_pulumi_cmd_sync(args, on_output)
+    finally:
+        _cleanup(temp_dir, watcher, stop_event, lambda: server.stop(0), events_server)
 
 
 def _no_program() -> None:

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from kulta.adapters.stacks import StackManager, StackSettings
 
@@ -56,3 +57,19 @@ def test_non_file_backends_are_left_alone(tmp_path):
     m = StackManager(StackSettings(state_dir=tmp_path, backend_url="s3://bucket/kulta"))
     assert m.lock_dir("dev.shop.web") is None
     assert m.recover_dead_lock("dev.shop.web") is False
+
+
+def test_a_dead_lock_goes_with_its_attrs_file_and_orphaned_attrs_are_removed(tmp_path):
+    m = manager(tmp_path)
+    path = write_lock(m, "dev.shop.web", dead_pid(), socket.gethostname())
+    attrs = path + ".attrs"
+    Path(attrs).write_text("{}")  # the blob library's metadata, left beside the lock
+    directory = m.lock_dir("dev.shop.web")
+    assert directory is not None
+    orphan = directory / "lock-gone.json.attrs"  # a kill -9 left only the metadata
+    orphan.write_text("{}")
+    live = write_lock(m, "dev.shop.web", os.getpid(), socket.gethostname())
+    Path(live + ".attrs").write_text("{}")
+    assert m.recover_dead_lock("dev.shop.web") is True
+    assert not os.path.exists(path) and not os.path.exists(attrs) and not orphan.exists()
+    assert os.path.exists(live) and os.path.exists(live + ".attrs")
