@@ -180,15 +180,18 @@ class Reconciler:
     def stack_name(self, rollout: Rollout) -> str:
         return stack_name_for(self.config.environment, rollout.namespace, rollout.name)
 
-    def reconcile_rollout(self, rollout: Rollout, loaded: LoadResult, commit: str = "") -> RolloutOutcome:
-        """One rollout's pass. Never raises: every failure becomes the outcome's error,
+    def reconcile_rollout(
+        self, rollout: Rollout, loaded: LoadResult, commit: str = "", max_updates: int = MAX_UPDATES_PER_PASS
+    ) -> RolloutOutcome:
+        """One rollout's turn: updates until it waits, ends, or ``max_updates`` (then it is
+        due again at once). Never raises: every failure becomes the outcome's error,
         recorded in ``health`` with a retry time (exponential backoff with jitter)."""
         name = self.stack_name(rollout)
         lock = self.stacks.stack_lock(name)
         if not lock.acquire(blocking=False):
             return RolloutOutcome(name, None, 0, 0, "another worker is on this stack", 0, None, skipped=True)
         try:
-            outcome = self._reconcile(rollout, loaded, commit, name)
+            outcome = self._reconcile(rollout, loaded, commit, name, max_updates)
         except StackLockedError as exc:
             log.info("stack locked; skipping", extra={"stack": name})
             return RolloutOutcome(name, None, 0, 0, str(exc), 0, self.clock() + timedelta(seconds=5), skipped=True)
@@ -226,7 +229,9 @@ class Reconciler:
             log.warning("ignoring the stack tag %s: %s", TAG_COMMAND, exc, extra={"stack": name})
             return None
 
-    def _reconcile(self, rollout: Rollout, loaded: LoadResult, commit: str, name: str) -> RolloutOutcome:
+    def _reconcile(
+        self, rollout: Rollout, loaded: LoadResult, commit: str, name: str, max_updates: int
+    ) -> RolloutOutcome:
         template = resolve_template(rollout, loaded.others)
         revision = pod_template_hash(template)
         updates = 0
@@ -242,7 +247,11 @@ class Reconciler:
             status, command = status_read.result(), command_read.result()
         if self.outbox is not None:
             self.outbox.recover_staged(name, status.last_event_id if status else "")
-        while updates < MAX_UPDATES_PER_PASS and not self.stopping:
+        more = False
+        while not self.stopping:
+            if updates >= max_updates:
+                more = True  # this turn is over; the rollout is due again at once
+                break
             now = self.clock()
             # drift only once per pass: right after our own update the cluster matches
             observation = failure or self.observe(rollout, loaded, status, revision, now, drift=updates == 0)
@@ -288,7 +297,7 @@ class Reconciler:
                 break  # an outputs-only update (e.g. new measurements): nothing more to do now
         if status is not None:
             self._sync_pod_metadata(rollout, status)
-        next_due = self._next_due(rollout, loaded, status, decision)
+        next_due = self.clock() if more else self._next_due(rollout, loaded, status, decision)
         return RolloutOutcome(
             key=name,
             phase=status.phase if status else None,

@@ -11,13 +11,14 @@ anything failed.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
@@ -31,9 +32,10 @@ from kulta.adapters.prometheus import PrometheusClient
 from kulta.adapters.sinks import FileSink, HttpSink, SinkConfig, SinkMode
 from kulta.adapters.stacks import StackManager, StackSettings, stack_name_for
 from kulta.app.commands import find_stacks
-from kulta.app.reconciler import PassReport, Reconciler, ReconcilerConfig
+from kulta.app.reconciler import PassReport, Reconciler, ReconcilerConfig, RolloutOutcome
+from kulta.app.scheduler import WorkQueue
 from kulta.errors import ConfigError, KultaError, TemporaryError
-from kulta.model.rollout import DEFAULT_NAMESPACE
+from kulta.model.rollout import DEFAULT_NAMESPACE, Rollout
 from kulta.spec.loader import LoadResult, load_paths
 from kulta.spec.namespaces import DefaultNamespaces
 
@@ -112,11 +114,7 @@ def _report(report: PassReport, out: TextIO) -> None:
     for err in report.spec_errors:
         out.write(f"spec error: {err}\n")
     for o in report.outcomes:
-        phase = o.phase.value if o.phase else "-"
-        state = "skipped" if o.skipped else ("ERROR" if o.error else phase)
-        due = f" next {o.next_due.strftime('%H:%M:%S')}" if o.next_due else ""
-        step = f"step {min(o.step, o.step_count)}/{o.step_count}"
-        out.write(f"{o.key}: {state} {step} updates {o.updates}{due} — {o.error or o.message}\n")
+        out.write(_outcome_line(o))
     if report.delivery is not None:
         d = report.delivery
         out.write(f"events: {d.sent} sent, {d.failed} failed, {d.pending} pending\n")
@@ -175,6 +173,170 @@ def _one_pass(
     return report
 
 
+#: a rollout's turn ends after this many updates; it is due again at once (fairness)
+UPDATES_PER_TURN = 4
+#: how often due events are handed to the sink while the loop runs
+DELIVERY_INTERVAL = 1.0
+
+
+def _outcome_line(o: RolloutOutcome) -> str:
+    phase = o.phase.value if o.phase else "-"
+    state = "skipped" if o.skipped else ("ERROR" if o.error else phase)
+    due = f" next {o.next_due.strftime('%H:%M:%S')}" if o.next_due else ""
+    step = f"step {min(o.step, o.step_count)}/{o.step_count}"
+    return f"{o.key}: {state} {step} updates {o.updates}{due} — {o.error or o.message}\n"
+
+
+def _once(
+    options: RunOptions,
+    git: GitSource,
+    reconciler: Reconciler,
+    stacks: StackManager,
+    metrics: ReconcilerMetrics,
+    outbox: Outbox | None,
+    namespaces: DefaultNamespaces,
+    out: TextIO,
+) -> int:
+    """``--once``: one pass over every rollout; the exit status says whether anything failed."""
+    try:
+        snapshot = git.sync()
+        metrics.set_git_last_sync(time.time())
+    except TemporaryError as exc:
+        out.write(f"git: {exc} (keeping the current state)\n")
+        return EXIT_GIT_UNREACHABLE
+    try:
+        report = _one_pass(reconciler, stacks, metrics, outbox, options, snapshot, namespaces, 1, out)
+    except ConfigError:
+        raise  # a flag or the environment is wrong: stop and say so
+    except KultaError as exc:
+        out.write(f"pass failed: {exc}\n")
+        return EXIT_FAILED
+    except Exception:
+        log.exception("the pass failed unexpectedly (a bug: please report it)")
+        out.write("pass failed unexpectedly; see the log\n")
+        return EXIT_FAILED
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _serve(
+    options: RunOptions,
+    git: GitSource,
+    reconciler: Reconciler,
+    stacks: StackManager,
+    metrics: ReconcilerMetrics,
+    outbox: Outbox | None,
+    namespaces: DefaultNamespaces,
+    stopper: _Stopper,
+    out: TextIO,
+) -> int:
+    """The loop: Git every ``interval``; each rollout reconciled when due, by a bounded pool.
+
+    A rollout is due when its pause ends, a measurement or a retry is due, after a
+    new commit, and at the latest one interval after its last turn (so another
+    writer's change — CI's ``pulumi up``, ``kulta promote`` — is seen within one
+    interval; with the file backend a turn with nothing to do starts no process).
+    """
+    queue = WorkQueue()
+    workers = max(1, options.concurrency)
+    running: dict[str, concurrent.futures.Future[RolloutOutcome]] = {}
+    loaded: LoadResult | None = None
+    by_key: dict[str, Rollout] = {}
+    commit = ""
+    passes = 0
+    git_failures = 0
+    next_sync = reconciler.clock()
+    next_delivery = time.monotonic()
+    outcomes: dict[str, RolloutOutcome] = {}
+    interval = timedelta(seconds=options.interval)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kulta") as pool:
+        while not stopper.event.is_set():
+            now = reconciler.clock()
+            if now >= next_sync:
+                passes += 1
+                next_sync = now + interval
+                try:
+                    snapshot = git.sync()
+                    git_failures = 0
+                    metrics.set_git_last_sync(time.time())
+                except TemporaryError as exc:
+                    git_failures += 1
+                    metrics.count_git_fetch_failure()
+                    out.write(f"git: {exc} (keeping the current state)\n")
+                    next_sync = now + timedelta(seconds=min(options.interval, next_retry_delay(git_failures)))
+                    snapshot = None
+                if snapshot is not None:
+                    try:
+                        if loaded is None or snapshot.commit != commit:
+                            loaded = load_paths(list(snapshot.files), base=snapshot.workdir, namespaces=namespaces)
+                            commit = snapshot.commit
+                            by_key = {reconciler.stack_name(r): r for r in loaded.rollouts}
+                            for err in loaded.errors:
+                                out.write(f"spec error: {err}\n")
+                        out.write(f"pass {passes}: commit {commit[:12]}, {len(by_key)} rollout(s)\n")
+                        _orphans(stacks, options, loaded, out)
+                    except ConfigError:
+                        raise
+                    except Exception:
+                        log.exception("loading commit %s failed (a bug: please report it)", snapshot.commit[:12])
+                    queue.forget(set(by_key))
+                    reconciler.health.forget(set(by_key))
+                    for key in by_key:
+                        queue.schedule(key, now)  # at least once per interval
+                    failing = reconciler.health.snapshot()
+                    write_health(options.state_dir, {k: f.to_json() for k, f in failing.items()})
+                    metrics.set_rollouts_failing(len(failing))
+                    phases: dict[str, int] = {}
+                    for o in outcomes.values():
+                        if o.phase is not None and o.key in by_key:
+                            phases[o.phase.value] = phases.get(o.phase.value, 0) + 1
+                    metrics.set_rollout_phases(phases)
+                    metrics.count_reconcile("succeeded")
+            for key, future in list(running.items()):
+                if not future.done():
+                    continue
+                del running[key]
+                queue.done(key)
+                outcome = future.result()  # reconcile_rollout never raises
+                outcomes[key] = outcome
+                out.write(_outcome_line(outcome))
+                out.flush()
+                if key in by_key:
+                    queue.schedule(key, outcome.next_due or reconciler.clock() + interval)
+            while loaded is not None and len(running) < workers and not stopper.event.is_set():
+                picked = queue.pop_due(reconciler.clock())
+                if picked is None:
+                    break
+                if picked not in by_key:
+                    queue.done(picked)
+                    continue
+                running[picked] = pool.submit(
+                    reconciler.reconcile_rollout, by_key[picked], loaded, commit, UPDATES_PER_TURN
+                )
+            if time.monotonic() >= next_delivery:
+                next_delivery = time.monotonic() + DELIVERY_INTERVAL
+                delivery = reconciler.deliver_events()
+                if delivery is not None and (delivery.sent or delivery.failed):
+                    out.write(f"events: {delivery.sent} sent, {delivery.failed} failed, {delivery.pending} pending\n")
+                if outbox is not None:
+                    metrics.set_events_pending(outbox.count())
+            if options.max_passes is not None and passes >= options.max_passes and not running and not len(queue):
+                break
+            wake = [next_sync]
+            due = queue.next_due()
+            if due is not None:
+                wake.append(due)
+            wait = max(0.0, min((w - reconciler.clock()).total_seconds() for w in wake))
+            wait = min(wait, DELIVERY_INTERVAL)
+            if running:
+                concurrent.futures.wait(running.values(), timeout=wait, return_when=concurrent.futures.FIRST_COMPLETED)
+            else:
+                stopper.event.wait(wait)
+        # stopping: the updates in flight finish (the reconciler takes no further step)
+        for future in running.values():
+            out.write(_outcome_line(future.result()))
+    return EXIT_OK
+
+
 def run(options: RunOptions, out: TextIO) -> int:
     """Run the loop (or one pass with ``once``); return the process exit status."""
     options.state_dir.mkdir(parents=True, exist_ok=True)
@@ -215,51 +377,10 @@ def run(options: RunOptions, out: TextIO) -> int:
     stopper = _Stopper()
     stopper.on_stop = reconciler.stop
     previous = {sig: signal.signal(sig, stopper) for sig in (signal.SIGTERM, signal.SIGINT)}
-    failures = 0
-    passes = 0
-    status = EXIT_OK
     try:
-        while not stopper.event.is_set():
-            passes += 1
-            snapshot: GitSnapshot | None
-            try:
-                snapshot = git.sync()
-                failures = 0
-                metrics.set_git_last_sync(time.time())
-            except TemporaryError as exc:
-                failures += 1
-                metrics.count_git_fetch_failure()
-                out.write(f"git: {exc} (keeping the current state)\n")
-                snapshot = None
-            if snapshot is None:
-                if options.once:
-                    return EXIT_GIT_UNREACHABLE
-                stopper.event.wait(next_retry_delay(failures))
-                continue
-            try:
-                report = _one_pass(reconciler, stacks, metrics, outbox, options, snapshot, namespaces, passes, out)
-            except ConfigError:
-                raise  # a flag or the environment is wrong: stop and say so
-            except KultaError as exc:
-                out.write(f"pass {passes} failed, retried on the next pass: {exc}\n")
-                report = None
-            except Exception:
-                log.exception("pass %d failed unexpectedly (a bug: please report it); retrying", passes)
-                out.write(f"pass {passes} failed unexpectedly; see the log. Retrying.\n")
-                report = None
-            if report is None:
-                status = EXIT_FAILED
-                if options.once or (options.max_passes is not None and passes >= options.max_passes):
-                    break
-                stopper.event.wait(min(options.interval, next_retry_delay(1)))
-                continue
-            status = EXIT_FAILED if report.failed else EXIT_OK
-            if options.once or (options.max_passes is not None and passes >= options.max_passes):
-                break
-            now = datetime.now(UTC)
-            due = report.next_due()
-            wait = options.interval if due is None else max(0.5, min(options.interval, (due - now).total_seconds()))
-            stopper.event.wait(wait)
+        if not options.once:
+            return _serve(options, git, reconciler, stacks, metrics, outbox, namespaces, stopper, out)
+        return _once(options, git, reconciler, stacks, metrics, outbox, namespaces, out)
     except ConfigError as exc:
         out.write(f"error: {exc}\n")
         return EXIT_FAILED
@@ -268,4 +389,3 @@ def run(options: RunOptions, out: TextIO) -> int:
             signal.signal(sig, handler)
         if server is not None:
             server.stop()
-    return status
