@@ -48,6 +48,8 @@ from kulta.redact import MESSAGE_LIMIT, redact_url, safe_text
 
 __all__ = [
     "CDEVENT_CONTENT_TYPE",
+    "EVENTS_FILE_FLAG",
+    "SINK_URL_FLAG",
     "EventSink",
     "FileSink",
     "HttpSink",
