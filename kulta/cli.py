@@ -49,7 +49,11 @@ def _namespace_arg(p: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kulta", description="Progressive delivery as code")
     parser.add_argument("--version", action="version", version=f"kulta {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("KULTA_LOG_LEVEL", "WARNING"))
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("KULTA_LOG_LEVEL", "WARNING"),
+        help="DEBUG, INFO, WARNING (default), ERROR or CRITICAL",
+    )
     parser.add_argument("--log-json", action="store_true", help="structured JSON logs on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -311,8 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from kulta.logging_setup import configure_logging
 
-    configure_logging(level=args.log_level.upper(), json=args.log_json, stream=sys.stderr)
     try:
+        configure_logging(level=args.log_level, json=args.log_json, stream=sys.stderr)
         if args.command == "validate":
             from kulta.app.spec_commands import validate_command
 

@@ -4,7 +4,14 @@ Modules log with ``extra={"rollout": ..., "namespace": ..., "step": ...}``;
 both formats carry those fields so a rollout's story can be filtered out of a
 busy reconciler's output. Every record passes through ``RedactingFilter``
 before it is written, so a credential that slipped into a message, an
-argument, an extra field or a traceback is masked (see ``kulta.redact``).
+argument, an extra field (also inside a dict or list) or a traceback is masked,
+and every message is capped (see ``kulta.redact``).
+
+The HTTP client libraries log each request line (with its query string) at
+INFO/DEBUG; a Prometheus query can carry a secret analysis argument, and
+queries are never logged. ``QUIET_LOGGERS`` are therefore held at WARNING
+whatever ``--log-level`` says, and their records below WARNING are dropped by
+the handler too, in case something lowers their level again.
 """
 
 from __future__ import annotations
@@ -16,10 +23,13 @@ import sys
 from typing import Any, TextIO
 
 from kulta.errors import ConfigError
-from kulta.redact import redact_text
+from kulta.redact import MESSAGE_LIMIT, REDACTED, TRACEBACK_LIMIT, is_secret_key, redact_value, safe_text
 
 __all__ = [
+    "LEVELS",
+    "QUIET_LOGGERS",
     "JsonFormatter",
+    "QuietLibrariesFilter",
     "RedactingFilter",
     "TextFormatter",
     "configure_logging",
@@ -27,6 +37,8 @@ __all__ = [
 ]
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: Libraries that log request lines (URL and query) below WARNING: kept at WARNING.
+QUIET_LOGGERS = ("httpx", "httpcore", "urllib3")
 _HANDLER_MARK = "_kulta_handler"
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
@@ -46,32 +58,50 @@ def _utc_time(record: logging.LogRecord) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
-class RedactingFilter(logging.Filter):
-    """Masks credentials in the message, string extras, exception and stack text of each record.
+def _rendered_message(record: logging.LogRecord) -> str:
+    """``msg % args``; a call whose arguments do not fit its format still yields a line saying so."""
+    try:
+        return record.getMessage()
+    except (TypeError, ValueError, KeyError) as err:
+        return f"{record.msg!s} (log arguments {record.args!r} do not fit the message: {err})"
 
-    The message is rendered (``msg % args``) and redacted once, so formatters
-    and every later handler see only the safe text.
+
+class RedactingFilter(logging.Filter):
+    """Masks credentials in the message, extras, exception and stack text of each record, and caps them.
+
+    The message is rendered (``msg % args``), redacted and capped once, so
+    formatters and every later handler see only the safe text. Extras are
+    walked (``kulta.redact.redact_value``): strings inside dicts and lists are
+    redacted, an extra named like a secret (``token=...``) is masked whole.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact_text(record.getMessage())
+        record.msg = safe_text(_rendered_message(record), limit=MESSAGE_LIMIT)
         record.args = None
         for key, value in record_extras(record).items():
-            if isinstance(value, str):
-                setattr(record, key, redact_text(value))
+            setattr(record, key, REDACTED if is_secret_key(key) else redact_value(value, limit=MESSAGE_LIMIT))
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact_text(record.exc_text)
+            record.exc_text = safe_text(record.exc_text, limit=TRACEBACK_LIMIT)
         if record.stack_info:
-            record.stack_info = redact_text(record.stack_info)
+            record.stack_info = safe_text(record.stack_info, limit=TRACEBACK_LIMIT)
         return True
+
+
+class QuietLibrariesFilter(logging.Filter):
+    """Drops records below WARNING from ``QUIET_LOGGERS`` (request lines with URLs and queries)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return not any(record.name == name or record.name.startswith(f"{name}.") for name in QUIET_LOGGERS)
 
 
 def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str:
     parts: list[str] = []
     if record.exc_info and not record.exc_text:
-        record.exc_text = redact_text(formatter.formatException(record.exc_info))
+        record.exc_text = safe_text(formatter.formatException(record.exc_info), limit=TRACEBACK_LIMIT)
     if record.exc_text:
         parts.append(record.exc_text)
     if record.stack_info:
@@ -125,9 +155,11 @@ def configure_logging(level: str = "INFO", json: bool = False, stream: TextIO | 
     """Send every logger's records to ``stream`` (stderr) as text or JSON lines, redacted.
 
     Calling it again replaces the handler it installed before (handlers added
-    by others, like pytest's, are left alone). Returns the installed handler.
+    by others, like pytest's, are left alone). ``QUIET_LOGGERS`` stay at
+    WARNING whatever ``level`` is. Returns the installed handler; an unknown
+    ``level`` is a ``ConfigError`` naming the valid ones.
     """
-    name = level.upper()
+    name = level.strip().upper()
     if name not in LEVELS:
         raise ConfigError(f"--log-level: {level!r} is not one of {', '.join(LEVELS)}")
     root = logging.getLogger()
@@ -136,8 +168,11 @@ def configure_logging(level: str = "INFO", json: bool = False, stream: TextIO | 
         old.close()
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
+    handler.addFilter(QuietLibrariesFilter())
     handler.addFilter(RedactingFilter())
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)
     root.setLevel(name)
+    for quiet in QUIET_LOGGERS:
+        logging.getLogger(quiet).setLevel(logging.WARNING)
     return handler

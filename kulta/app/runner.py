@@ -80,10 +80,19 @@ def build_stack_manager(state_dir: Path, kubeconfig: str | None) -> StackManager
 
 
 def _deliverer(options: RunOptions) -> tuple[Outbox | None, Deliverer | None]:
+    """The event sink and its outbox, checked at start-up (before the first pass).
+
+    A bad ``--sink-url`` (not http/https, no host, unparseable), an unset or
+    unusable ``--sink-auth-env`` value, an ``--events-file`` that is a
+    directory, or an outbox path that is not a directory raise
+    ``ConfigError``/``OutboxCorruptError`` here, naming the flag and the fix.
+    ``--sink-url`` takes precedence over ``--events-file``.
+    """
     sink: HttpSink | FileSink | None = None
-    if options.sink_url:
-        sink = HttpSink(SinkConfig(url=options.sink_url, mode=options.sink_mode, auth_header_env=options.sink_auth_env))
-    elif options.events_file:
+    if options.sink_url is not None:
+        config = SinkConfig(url=options.sink_url, mode=options.sink_mode, auth_header_env=options.sink_auth_env)
+        sink = HttpSink(config)
+    elif options.events_file is not None:
         sink = FileSink(options.events_file)
     if sink is None:
         return None, None

@@ -9,10 +9,12 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from kulta import cli
 from kulta.errors import ConfigError
-from kulta.logging_setup import configure_logging
+from kulta.logging_setup import QUIET_LOGGERS, RedactingFilter, configure_logging
 
 SECRET = "ghp_abcdefSECRET123456"
 
@@ -21,10 +23,13 @@ SECRET = "ghp_abcdefSECRET123456"
 def restore_root_logger() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    quiet = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
     yield
     for handler in [h for h in root.handlers if h not in handlers]:
         root.removeHandler(handler)
     root.setLevel(level)
+    for name, quiet_level in quiet.items():
+        logging.getLogger(name).setLevel(quiet_level)
 
 
 def lines(stream: io.StringIO) -> list[str]:
@@ -139,3 +144,99 @@ def test_secrets_in_args_and_extras_are_redacted(json_mode: bool) -> None:
     text = out.getvalue()
     assert SECRET not in text
     assert text.count("https://***@h/r.git") == 2
+
+
+# --------------------------------------------------------------------------- issue 11
+
+
+def _query_prometheus(query: str) -> None:
+    """One real httpx request (answered in-process), as the Prometheus provider makes it."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"status": "success"}))
+    with httpx.Client(transport=transport) as client:
+        client.get("http://prometheus.test:9090/api/v1/query", params={"query": query})
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "INFO"])
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_http_request_lines_with_queries_are_never_logged(level: str, json_mode: bool) -> None:
+    out = io.StringIO()
+    configure_logging(level, json=json_mode, stream=out)
+    _query_prometheus(f'sum(rate(x{{api_key="{SECRET}"}}[5m]))')
+    logging.getLogger("kulta.adapters.prometheus").info("metric done")
+    text = out.getvalue()
+    assert SECRET not in text
+    assert "prometheus.test" not in text
+    assert "metric done" in text  # the handler does write INFO lines
+
+
+def test_http_library_records_below_warning_are_dropped_even_if_their_level_is_lowered_again() -> None:
+    out = io.StringIO()
+    configure_logging("DEBUG", stream=out)
+    logging.getLogger("httpx").setLevel(logging.DEBUG)
+    logging.getLogger("httpcore.connection").setLevel(logging.DEBUG)
+    _query_prometheus(f"up{{token='{SECRET}'}}")
+    logging.getLogger("httpx").warning("connection pool is full")
+    assert [line.split(": ", 1)[1] for line in lines(out)] == ["connection pool is full"]
+
+
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_dict_and_list_extras_are_redacted_inside(json_mode: bool) -> None:
+    out = io.StringIO()
+    configure_logging(json=json_mode, stream=out)
+    logging.getLogger("t").warning(
+        "request failed",
+        extra={
+            "request": {"url": f"https://u:{SECRET}@h/x", "headers": {"Authorization": f"Bearer {SECRET}"}},
+            "argv": [f"token={SECRET}", 3],
+        },
+    )
+    text = out.getvalue()
+    assert SECRET not in text
+    if json_mode:
+        body = json.loads(text)
+        assert body["request"] == {"url": "https://***@h/x", "headers": {"Authorization": "***"}}
+        assert body["argv"] == ["token=***", 3]
+
+
+def test_an_extra_named_like_a_secret_is_masked_whole() -> None:
+    out = io.StringIO()
+    configure_logging(json=True, stream=out)
+    logging.getLogger("t").warning("auth", extra={"token": SECRET, "password": 123456, "rollout": "web"})
+    body = json.loads(out.getvalue())
+    assert (body["token"], body["password"], body["rollout"]) == ("***", "***", "web")
+
+
+def test_a_long_message_is_capped_at_2000_characters() -> None:
+    out = io.StringIO()
+    configure_logging(json=True, stream=out)
+    logging.getLogger("t").warning("body: %s", "z" * 10_000)
+    message = json.loads(out.getvalue())["message"]
+    # "body: " + 1970 z's + "… (8030 more characters)" = 2000 characters
+    assert message == "body: " + "z" * 1970 + "… (8030 more characters)"
+
+
+def test_a_message_whose_arguments_do_not_fit_is_still_rendered_redacted() -> None:
+    # Called directly: under pytest its own capture handler would see (and choke on) the record first.
+    record = logging.LogRecord("t", logging.WARNING, __file__, 1, "remote %d", (f"https://u:{SECRET}@h/r",), None)
+    assert RedactingFilter().filter(record) is True
+    assert record.getMessage() == (
+        "remote %d (log arguments ('https://***@h/r',) do not fit the message: "
+        "%d format: a real number is required, not str)"
+    )
+
+
+@pytest.mark.parametrize("level", ["bogus", "LOUD", ""])
+def test_cli_bogus_log_level_is_a_clean_error_naming_the_valid_levels(
+    level: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["--log-level", level, "validate", "nothing.yaml"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"error: --log-level: {level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL\n"
+    assert captured.out == ""
+
+
+def test_log_level_is_case_insensitive() -> None:
+    out = io.StringIO()
+    configure_logging("info", stream=out)
+    logging.getLogger("t").info("shown")
+    assert lines(out)[0].endswith("t: shown")

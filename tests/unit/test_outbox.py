@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import random
+import stat
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cloudevents.core.bindings.http import HTTPMessage, from_structured_event
 
-from kulta.adapters.outbox import Deliverer, DeliveryReport, Outbox, OutboxCorruptError
+from kulta.adapters.outbox import (
+    Deliverer,
+    DeliveryReport,
+    Outbox,
+    OutboxCorruptError,
+    OutboxEntry,
+    rollout_dir_name,
+)
 from kulta.adapters.sinks import FileSink
 from kulta.core.events import CDEvent
-from kulta.errors import OutboxFullError, TemporaryError
+from kulta.errors import OutboxFullError, PermanentError, TemporaryError
 from tests.event_scenarios import aborted_by_analysis, full_rollout, replay, stable_a
 
 T0 = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
@@ -175,7 +186,9 @@ def test_corrupt_entry_is_a_typed_error_naming_the_file(tmp_path: Path) -> None:
     (path,) = (tmp_path / "web").glob("*.json")
     path.write_text("{not json")
     with pytest.raises(OutboxCorruptError, match=path.name):
-        Deliverer(outbox, RecordingSink()).deliver_due(T0)
+        outbox.entries(tmp_path / "web")
+    with pytest.raises(OutboxCorruptError, match=path.name):
+        outbox.pending()
 
 
 def test_crash_after_send_before_cleanup_does_not_resend(tmp_path: Path) -> None:
@@ -226,3 +239,308 @@ def test_outbox_files_are_private(tmp_path: Path) -> None:
     Outbox(tmp_path).put(rollout_events()[:1], "web")
     (path,) = (tmp_path / "web").glob("*.json")
     assert os.stat(path).st_mode & 0o077 == 0
+
+
+# --------------------------------------------------------------------------- issue 11: hostile files, long outages
+
+
+def _entry_with(path: Path, **changes: object) -> str:
+    """The JSON text of the entry at ``path`` with top-level fields replaced (``None`` deletes one)."""
+    data = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            del data[key]
+        else:
+            data[key] = value
+    return json.dumps(data)
+
+
+def _corrupt_variants(path: Path) -> dict[str, bytes]:
+    good = json.loads(path.read_text())
+    event_no_offset = {**good["event"], "timestamp": "2026-11-25T14:00:00"}
+    return {
+        "a JSON list": b"[1, 2, 3]",
+        "a JSON string": b'"just a string"',
+        "a JSON number": b"42",
+        "attempts 1e999": _entry_with(path).replace('"attempts": 0', '"attempts": 1e999').encode(),
+        "attempts -1": _entry_with(path, attempts=-1).encode(),
+        "attempts true": _entry_with(path, attempts=True).encode(),
+        "attempts as text": _entry_with(path, attempts="3").encode(),
+        "nextAttemptAt without offset": _entry_with(path, nextAttemptAt="2026-11-25T14:00:00").encode(),
+        "nextAttemptAt a number": _entry_with(path, nextAttemptAt=5).encode(),
+        "event timestamp without offset": _entry_with(path, event=event_no_offset).encode(),
+        "event a list": _entry_with(path, event=[1]).encode(),
+        "event body a list": _entry_with(path, event={**good["event"], "body": ["ab"]}).encode(),
+        "event type unknown": _entry_with(path, event={**good["event"], "type": "dev.cdevents.nope"}).encode(),
+        "event id of another file": _entry_with(path, event={**good["event"], "id": "someone-else"}).encode(),
+        "rolloutKey of another rollout": _entry_with(path, rolloutKey="api").encode(),
+        "rolloutKey missing": _entry_with(path, rolloutKey=None).encode(),
+        "lastError a dict": _entry_with(path, lastError={"a": 1}).encode(),
+        "formatVersion 2": _entry_with(path, formatVersion=2).encode(),
+        "not UTF-8": b'{"attempts": "\xff\xfe"}',
+        "deeply nested": b"[" * 100_000 + b"]" * 100_000,
+        "empty": b"",
+    }
+
+
+def _two_rollouts(tmp_path: Path) -> tuple[Outbox, list[CDEvent], list[CDEvent]]:
+    outbox = Outbox(tmp_path)
+    web = rollout_events()[:3]
+    api = [CDEvent.from_json_dict({**e.to_json_dict(), "id": f"api-{e.id}"}) for e in abort_events()[:2]]
+    outbox.put(web, "web")
+    outbox.put(api, "api")
+    return outbox, web, api
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "a JSON list",
+        "a JSON string",
+        "a JSON number",
+        "attempts 1e999",
+        "attempts -1",
+        "attempts true",
+        "attempts as text",
+        "nextAttemptAt without offset",
+        "nextAttemptAt a number",
+        "event timestamp without offset",
+        "event a list",
+        "event body a list",
+        "event type unknown",
+        "event id of another file",
+        "rolloutKey of another rollout",
+        "rolloutKey missing",
+        "lastError a dict",
+        "formatVersion 2",
+        "not UTF-8",
+        "deeply nested",
+        "empty",
+    ],
+)
+def test_every_corrupt_entry_is_an_outbox_corrupt_error_and_is_quarantined_by_delivery(
+    tmp_path: Path, variant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox, web, api = _two_rollouts(tmp_path)
+    head = sorted((tmp_path / "web").glob("*.json"))[0]
+    bad = _corrupt_variants(head)[variant]
+    head.write_bytes(bad)
+
+    with pytest.raises(OutboxCorruptError, match=head.name):
+        outbox.entries(tmp_path / "web")
+    with pytest.raises(OutboxCorruptError, match=head.name):
+        outbox.pending("web")
+
+    sink = RecordingSink()
+    report = Deliverer(outbox, sink).deliver_due(T0)
+    # the bad head is moved aside; the rest of its rollout and the other rollout still go out
+    assert report == DeliveryReport(sent=len(web) - 1 + len(api), failed=0, pending=0, quarantined=1)
+    assert [e.id for e in sink.received] == [e.id for e in api + web[1:]]
+    assert not head.exists()
+    assert (tmp_path / ".corrupt" / "web" / head.name).read_bytes() == bad
+    assert any(r.levelname == "ERROR" and head.name in r.getMessage() for r in caplog.records)
+
+
+def test_non_utf8_ledger_is_corrupt_for_readers_and_quarantined_by_delivery_and_put(tmp_path: Path) -> None:
+    outbox, web, api = _two_rollouts(tmp_path)
+    ledger = tmp_path / "web" / "delivered.log"
+    ledger.write_bytes(b"\xff\xfe not utf-8\n")
+    with pytest.raises(OutboxCorruptError, match=r"delivered\.log"):
+        outbox.delivered_ids(tmp_path / "web")
+
+    assert outbox.put(rollout_events()[3:4], "web") == 1  # put quarantines the ledger and goes on
+    assert (tmp_path / ".corrupt" / "web" / "delivered.log").read_bytes() == b"\xff\xfe not utf-8\n"
+    ledger.write_bytes(b"\xff\n")
+    sink = RecordingSink()
+    report = Deliverer(outbox, sink).deliver_due(T0)
+    assert report == DeliveryReport(sent=len(web) + 1 + len(api), failed=0, pending=0, quarantined=1)
+    assert (tmp_path / ".corrupt" / "web" / "delivered.log.1").read_bytes() == b"\xff\n"
+    assert outbox.delivered_ids(tmp_path / "web") == {e.id for e in [*web, rollout_events()[3]]}
+
+
+def _deliver_in_thread(deliverer: Deliverer) -> DeliveryReport:
+    """Run one delivery pass with a deadline: a pass that blocks (on a FIFO) fails the test instead of hanging it."""
+    result: list[DeliveryReport] = []
+    worker = threading.Thread(target=lambda: result.append(deliverer.deliver_due(T0)), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "delivery blocked"
+    return result[0]
+
+
+@pytest.mark.parametrize("where", ["entry", "ledger"])
+def test_a_fifo_in_the_outbox_never_blocks_delivery(tmp_path: Path, where: str) -> None:
+    outbox, web, api = _two_rollouts(tmp_path)
+    fifo = tmp_path / "web" / ("000000000099-fifo.json" if where == "entry" else "delivered.log")
+    os.mkfifo(fifo)
+    sink = RecordingSink()
+    report = _deliver_in_thread(Deliverer(outbox, sink))
+    assert report == DeliveryReport(sent=len(web) + len(api), failed=0, pending=0, quarantined=1)
+    assert stat.S_ISFIFO((tmp_path / ".corrupt" / "web" / fifo.name).lstat().st_mode)
+    assert {e.id for e in sink.received} == {e.id for e in web + api}
+
+
+def test_a_fifo_as_staged_events_is_quarantined_not_read(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    (tmp_path / ".staged").mkdir()
+    os.mkfifo(tmp_path / ".staged" / "web.json")
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: result.append(outbox.recover_staged("web", "x")), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "recover_staged blocked on a FIFO"
+    assert result == [0]
+    assert stat.S_ISFIFO((tmp_path / ".corrupt" / ".staged" / "web.json").lstat().st_mode)
+
+
+@pytest.mark.parametrize("content", [b'{"not": "a list"}', b"[1]", b'[{"id": "x", "body": []}]', b"\xff"])
+def test_unreadable_staged_events_are_quarantined_and_nothing_is_stored(tmp_path: Path, content: bytes) -> None:
+    outbox = Outbox(tmp_path)
+    (tmp_path / ".staged").mkdir()
+    (tmp_path / ".staged" / "web.json").write_bytes(content)
+    assert outbox.recover_staged("web", "x") == 0
+    assert (tmp_path / ".corrupt" / ".staged" / "web.json").read_bytes() == content
+    assert outbox.count() == 0
+
+
+def test_a_symlinked_entry_is_not_followed(tmp_path: Path) -> None:
+    outbox, web, api = _two_rollouts(tmp_path)
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.json"
+    outside.write_text((sorted((tmp_path / "web").glob("*.json"))[0]).read_text())
+    link = tmp_path / "web" / "000000000099-link.json"
+    link.symlink_to(outside)
+    report = Deliverer(outbox, RecordingSink()).deliver_due(T0)
+    assert report == DeliveryReport(sent=len(web) + len(api), failed=0, pending=0, quarantined=1)
+    assert (tmp_path / ".corrupt" / "web" / link.name).is_symlink()
+
+
+@pytest.mark.parametrize("attempts", [1024, 1025, 5000, 10**6, 10**30])
+def test_backoff_never_overflows_after_a_long_outage(tmp_path: Path, attempts: int) -> None:
+    deliverer = Deliverer(Outbox(tmp_path), RecordingSink(), base_delay=0.5, max_delay=60.0, rng=random.Random(3))
+    assert 30.0 <= deliverer.backoff(attempts) <= 60.0
+
+
+def test_an_event_failing_for_a_day_keeps_its_schedule(tmp_path: Path) -> None:
+    outbox, sink = Outbox(tmp_path), RecordingSink()
+    outbox.put(rollout_events()[:1], "web")
+    (path,) = (tmp_path / "web").glob("*.json")
+    path.write_text(_entry_with(path, attempts=5000))
+    sink.down = True
+    assert Deliverer(outbox, sink, rng=random.Random(1)).deliver_due(T0).failed == 1
+    stored = json.loads(path.read_text())
+    assert stored["attempts"] == 5001
+    assert T0 + timedelta(seconds=30) <= datetime.fromisoformat(stored["nextAttemptAt"]) <= T0 + timedelta(seconds=60)
+
+
+_LONG_KEYS = [
+    "production." + "n" * 63 + "." + "r" * 253,  # env.namespace.rollout at Kubernetes' length limits
+    "é" * 300,  # every character grows to %C3%A9
+]
+
+
+@pytest.mark.parametrize("key", _LONG_KEYS)
+def test_long_rollout_keys_keep_every_file_name_under_255_bytes(tmp_path: Path, key: str) -> None:
+    outbox, sink = Outbox(tmp_path), RecordingSink()
+    events = rollout_events()
+    outbox.stage(events, key)
+    assert outbox.recover_staged(key, events[-1].id) == len(events)
+    assert outbox.pending(key) == events
+    sink.down = True
+    Deliverer(outbox, sink).deliver_due(T0)  # writes the attempt back (a temp file next to the entry)
+    names = [p.name for p in tmp_path.rglob("*")]
+    assert max(len(n.encode()) for n in names) < 255
+    sink.down = False
+    assert Deliverer(outbox, sink).deliver_due(T0 + timedelta(hours=1)).sent == len(events)
+    assert outbox.put(events, key) == 0, "the ledger is found again under the shortened name"
+
+
+def test_a_shortened_directory_name_is_a_readable_prefix_and_the_sha256_of_the_key() -> None:
+    key = "production." + "n" * 63 + "." + "r" * 253
+    expected_prefix = "production%2E" + "n" * 50  # 63 encoded characters
+    assert rollout_dir_name(key) == f"{expected_prefix}~{hashlib.sha256(key.encode()).hexdigest()}"
+    assert rollout_dir_name("prod/shop/web") == "prod%2Fshop%2Fweb"
+
+
+def test_long_keys_with_the_same_prefix_do_not_share_a_directory(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    first, second = "x" * 300 + "a", "x" * 300 + "b"
+    events = rollout_events()
+    outbox.put(events[:1], first)
+    outbox.put(events[:1], second)
+    assert outbox.pending(first) == events[:1]
+    assert outbox.pending(second) == events[:1]
+    assert outbox.count() == 2
+
+
+def test_an_event_id_unfit_for_a_file_name_is_stored_under_a_hash(tmp_path: Path) -> None:
+    outbox, sink = Outbox(tmp_path), RecordingSink()
+    odd = CDEvent.from_json_dict({**rollout_events()[0].to_json_dict(), "id": "../a b/\n" + "z" * 300})
+    assert outbox.put([odd], "web") == 1
+    (path,) = (tmp_path / "web").glob("*.json")
+    assert path.name == f"000000000001-~{hashlib.sha256(odd.id.encode()).hexdigest()}.json"
+    assert Deliverer(outbox, sink).deliver_due(T0).sent == 1
+    assert sink.received == [odd]
+    assert outbox.put([odd], "web") == 0
+
+
+class FailingSink:
+    """Raises the given error for every event."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def send(self, ev: CDEvent) -> None:
+        raise self.error
+
+
+def test_sink_credentials_never_reach_last_error_and_it_is_capped(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    outbox.put(rollout_events()[:1], "web")
+    message = "event sink https://bot:hunter2secret@sink.test/events?token=tok3nvalue refused: " + "x" * 5000
+    Deliverer(outbox, FailingSink(TemporaryError(message))).deliver_due(T0)
+    (path,) = (tmp_path / "web").glob("*.json")
+    last_error = json.loads(path.read_text())["lastError"]
+    assert "hunter2secret" not in last_error
+    assert "tok3nvalue" not in last_error
+    assert last_error.startswith("event sink https://***@sink.test/events?token=*** refused: xxx")
+    assert len(last_error) == 2000
+    assert last_error.endswith(" more characters)")
+
+
+def test_a_permanent_sink_error_keeps_the_event_and_the_loop(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    outbox = Outbox(tmp_path)
+    events = rollout_events()[:2]
+    outbox.put(events, "web")
+    report = Deliverer(outbox, FailingSink(PermanentError("sink URL refused by httpx"))).deliver_due(T0)
+    assert report == DeliveryReport(sent=0, failed=1, pending=2)
+    assert json.loads(sorted((tmp_path / "web").glob("*.json"))[0].read_text())["attempts"] == 1
+    assert [r.levelname for r in caplog.records if "not delivered" in r.getMessage()] == ["ERROR"]
+
+
+def test_a_disk_error_in_one_rollout_does_not_stop_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outbox, web, api = _two_rollouts(tmp_path)
+    original = Outbox.mark_delivered
+
+    def full_disk_for_web(self: Outbox, entry: OutboxEntry) -> None:
+        if entry.rollout_key == "web":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, entry)
+
+    monkeypatch.setattr(Outbox, "mark_delivered", full_disk_for_web)
+    sink = RecordingSink()
+    report = Deliverer(outbox, sink).deliver_due(T0)
+    assert report == DeliveryReport(sent=len(api), failed=1, pending=len(web))
+
+
+def test_an_outbox_path_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "outbox").write_text("")
+    with pytest.raises(OutboxCorruptError, match="cannot be opened as a directory"):
+        Outbox(tmp_path / "outbox")
+
+
+def test_a_file_where_a_rollout_directory_belongs_is_quarantined_by_put(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    (tmp_path / "web").write_text("stray")
+    assert outbox.put(rollout_events()[:1], "web") == 1
+    assert outbox.pending("web") == rollout_events()[:1]
+    assert (tmp_path / ".corrupt" / tmp_path.name / "web").read_text() == "stray"
