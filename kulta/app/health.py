@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from kulta.core.times import format_time
+from kulta.redact import safe_text
 
 __all__ = ["INTERNAL_ERROR", "Failure", "HealthBook", "retry_delay"]
 
@@ -79,7 +80,7 @@ class HealthBook:
 
     def failed(self, key: str, dependency: str, error: str, now: datetime) -> Failure:
         """Record one more failed attempt; logs one line when a failure starts or changes cause."""
-        text = error if len(error) <= MESSAGE_LIMIT else error[:MESSAGE_LIMIT] + "…"
+        text = safe_text(error, limit=MESSAGE_LIMIT)
         with self._lock:
             old = self._failures.get(key)
             attempts = (old.attempts if old else 0) + 1

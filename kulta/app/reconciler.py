@@ -48,6 +48,7 @@ from kulta.errors import ConfigError, DependencyError, KultaError, StackLockedEr
 from kulta.model.program import ProgramInputs
 from kulta.model.rollout import AnalysisRef, AnalysisTemplateRef, PodMetadata, Rollout
 from kulta.model.status import AnalysisRunStatus, Phase, RolloutStatus
+from kulta.redact import safe_text
 from kulta.spec.loader import LoadResult
 
 __all__ = [
@@ -578,7 +579,7 @@ def _error_summary(text: str) -> str:
     """The engine's most telling line: the last one naming an error, else the last one."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     telling = [ln for ln in lines if "error" in ln.lower() or "timed out" in ln.lower()]
-    return (telling[-1] if telling else lines[-1] if lines else "update failed")[:500]
+    return safe_text(telling[-1] if telling else lines[-1] if lines else "update failed", limit=500)
 
 
 def _progress_line(status: RolloutStatus, decision: Decision) -> str:

@@ -34,6 +34,7 @@ from kulta.core.revision import strategy_hash
 from kulta.core.times import format_time, parse_status_time
 from kulta.model.rollout import Rollout
 from kulta.model.status import AnalysisPhase, AnalysisRunStatus, Phase, RolloutStatus, RouteWeight
+from kulta.redact import safe_text
 
 __all__ = ["Situation", "classify", "decide", "decide_step"]
 
@@ -131,7 +132,8 @@ def _finish(
         weights=_weights(ctx.rollout, canary_weight),
         templates=templates,
         last_command_id=command.id if command else (ctx.prev.last_command_id if ctx.prev else ""),
-        message=reason,
+        # a reason can carry an engine's or a dependency's error text: redacted and capped
+        message=safe_text(reason),
     )
     return Decision(
         status=status,
@@ -142,7 +144,7 @@ def _finish(
         canary_service_revision=canary_svc,
         apply=apply,
         next_due=next_due,
-        reason=reason,
+        reason=safe_text(reason),
         abort_reason=abort_reason,
         command_applied=command,
         templates=templates,

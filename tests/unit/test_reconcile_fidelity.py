@@ -339,3 +339,12 @@ def test_shrinking_replica_sets_are_ordered_after_the_switch():
     order = {rs.revision: (rs.replicas, rs.order, rs.wait_available) for rs in inputs.replica_sets}
     assert order == {R1: (0, ScaleOrder.SHRINK, False), R2: (4, ScaleOrder.GROW, True)}
     assert {s.name: s.revision for s in inputs.services} == {"web-stable": R2, "web-canary": R2}
+
+
+def test_a_huge_or_secret_error_text_never_reaches_the_status_whole():
+    st = walk_to(make(STEPS), 1)
+    error = "Authorization: Bearer s3cr3t-token " + "x" * 3_000_000
+    obs = Observation(update_failed=True, update_error=error)
+    d, held = run(make(STEPS), st, T0, observation=obs)
+    assert len(held.message) <= 2000 and len(d.reason) <= 2000
+    assert "s3cr3t-token" not in held.message and "more characters)" in held.message
