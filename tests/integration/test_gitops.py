@@ -444,3 +444,41 @@ def test_prune_destroys_the_stack_of_a_deleted_rollout_but_keeps_the_users_route
     assert live_weights(api, ns) == (100, 0)
     stacks = StackManager(StackSettings(state_dir=state, kubeconfig=cluster.kubeconfig))
     assert stack_name_for("e2e", ns, "shop") not in stacks.list_stacks()
+
+
+def test_the_first_concurrent_pass_of_many_rollouts_in_a_fresh_process(cluster, repo, tmp_path):
+    """Issue 11: pulumi-kubernetes loads its modules lazily, and worker threads raced on them."""
+    bare, work = repo
+    ns = unique("gitops-many")
+    kubectl(cluster, "create", "namespace", ns)
+    (work / "rollouts").mkdir(exist_ok=True)
+    for i in range(6):
+        name = f"shop{i}"
+        kubectl(
+            cluster,
+            "apply",
+            "-f",
+            "-",
+            stdin=route_yaml(ns, name=name, stable=f"{name}-stable", canary=f"{name}-canary"),
+        )
+        text = ROLLOUT.format(ns=ns, tag="v1", steps=WALK_STEPS).replace("shop", name)
+        (work / "rollouts" / f"{name}.yaml").write_text(text)
+    git(work, "add", "-A")
+    git(work, "commit", "-m", "six rollouts")
+    git(work, "push", "origin", "HEAD:main")
+    out = kulta(
+        cluster,
+        tmp_path / "state",
+        "run",
+        "--once",
+        "--concurrency",
+        "6",
+        "--repo",
+        f"file://{bare}",
+        "--path",
+        "rollouts",
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    assert "has no attribute" not in text and "Traceback" not in text, text
+    assert text.count(": Healthy step 3/3") == 6, text
