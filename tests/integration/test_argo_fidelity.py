@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes import client, config, watch
 
 from kulta.adapters.kube import KubeReader
@@ -113,15 +114,20 @@ class Watcher:
         self.changes: list[Change] = []
         self._lock = threading.Lock()
         self._watches: list[watch.Watch] = []
+        self._stopped = False
         self._threads: list[threading.Thread] = []
 
     def _run(self, lister: Callable[..., Any], convert: Callable[[Any], Change], *args: Any) -> None:
         w = watch.Watch()
         self._watches.append(w)
-        for event in w.stream(lister, *args, timeout_seconds=600):
-            change = convert(event["object"])
-            with self._lock:
-                self.changes.append(change)
+        try:
+            for event in w.stream(lister, *args, timeout_seconds=600):
+                change = convert(event["object"])
+                with self._lock:
+                    self.changes.append(change)
+        except (urllib3.exceptions.HTTPError, OSError):
+            if not self._stopped:
+                raise  # a watch that breaks during the test is a failure; at stop it is expected
 
     def start(self) -> None:
         apps, core = client.AppsV1Api(self.api), client.CoreV1Api(self.api)
@@ -141,6 +147,7 @@ class Watcher:
             self._threads.append(t)
 
     def stop(self) -> None:
+        self._stopped = True
         for w in self._watches:
             w.stop()
 

@@ -154,6 +154,7 @@ def test_sync_without_new_commits_returns_the_same_commit(upstream: Upstream, tm
     first = source.sync()
     again = source.sync()
     assert again == first
+    assert (first.changed, again.changed) == (True, False)  # the caller may reuse what it parsed
     assert source.changed_files(first.commit, again.commit) == ()
 
 
@@ -310,7 +311,9 @@ def test_missing_directory_is_a_config_error_not_an_empty_set(upstream: Upstream
         source.sync()
 
 
-def test_symlinks_out_of_the_repository_are_ignored(upstream: Upstream, tmp_path: Path) -> None:
+def test_symlinks_out_of_the_repository_are_ignored(
+    upstream: Upstream, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     outside = tmp_path / "outside.yaml"
     outside.write_text(ROLLOUT.format(name="outside"))
     (upstream.work / "rollouts" / "escape.yaml").symlink_to(outside)
@@ -322,6 +325,12 @@ def test_symlinks_out_of_the_repository_are_ignored(upstream: Upstream, tmp_path
     names = rel_files(snap)
     assert "rollouts/escape.yaml" not in names
     assert "rollouts/alias.yaml" in names
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "git sync: rollouts/escape.yaml: a symbolic link that leads outside the repository; ignored "
+        f"(commit {snap.commit[:12]})"
+    ]
+    assert str(outside) not in caplog.text
 
 
 def test_a_branch_other_than_main(upstream: Upstream, tmp_path: Path) -> None:

@@ -50,6 +50,16 @@ def test_repo_kind(repo: str, kind: RepoKind) -> None:
         ({"repo": "/srv/repo.git", "token_env": "TOKEN"}, "only applies to http"),
         ({"repo": "https://h/r.git", "ssh_key_path": "/k"}, "only applies to ssh"),
         ({"repo": "https://u:t@h/r.git", "token_env": "TOKEN"}, "not both"),
+        ({"repo": "/srv/re\x00po.git"}, r"--repo: '/srv/re\\x00po\.git' holds control or invisible characters"),
+        ({"repo": "/srv/repo.git\n"}, "--repo: .* holds control"),
+        ({"repo": "https://[::1/r.git"}, "not a valid URL"),
+        ({"path": "roll\x00outs"}, "--path: .* holds control"),
+        ({"branch": "ma\u0085in"}, "--branch"),
+        ({"repo": "git@h:r.git", "ssh_key_path": "/k\x00ey"}, "--ssh-key: .* holds control"),
+        ({"repo": "https://h/r.git", "token_env": "T\x00K"}, "--token-env: .* holds control"),
+        ({"repo": "ssh://git:pw@h/r.git"}, "an ssh URL cannot carry a password"),
+        ({"max_entries": 0}, "limits must be positive"),
+        ({"max_total_bytes": -1}, "limits must be positive"),
     ],
 )
 def test_invalid_config(kwargs: dict[str, object], message: str) -> None:
@@ -63,6 +73,17 @@ def test_config_error_does_not_echo_the_token() -> None:
     with pytest.raises(ConfigError) as err:
         GitSourceConfig("https://bot:hunter2hunter2@h/r.git", cache_dir=CACHE, token_env="T")
     assert "hunter2hunter2" not in str(err.value)
+
+
+def test_an_ssh_password_is_not_echoed() -> None:
+    with pytest.raises(ConfigError) as err:
+        GitSourceConfig("ssh://git:hunter2hunter2@h/r.git", cache_dir=CACHE)
+    assert "hunter2hunter2" not in str(err.value)
+
+
+def test_the_walk_limits_default_to_ten_thousand_entries_and_64_mib() -> None:
+    limits = GitSourceConfig("/r", cache_dir=CACHE).limits
+    assert (limits.max_entries, limits.max_total_bytes, limits.max_file_bytes) == (10_000, 64 * 1024 * 1024, 1 << 20)
 
 
 @pytest.mark.parametrize("branch", ["main", "release/1.2", "feature_x-y", "v2"])
