@@ -26,6 +26,7 @@ from kulta.model.rollout import (
 )
 
 __all__ = [
+    "MAX_WEIGHT",
     "DesiredState",
     "PlanMode",
     "Wait",
@@ -36,9 +37,13 @@ __all__ = [
     "replicas_for_weight",
     "resolve_max_surge",
     "resolve_max_unavailable",
+    "weighted_steps_without_canary_pods",
 ]
 
 _PERCENT = re.compile(r"^(\d+)%$")
+
+#: Argo's ``weightutil.MaxTrafficWeight``: weights are percentages (maxTrafficWeight is refused)
+MAX_WEIGHT = 100
 
 
 class PlanMode(enum.Enum):
@@ -102,52 +107,87 @@ def _resolve(value: int | str, replicas: int, *, round_up: bool) -> int:
 
 
 def resolve_max_surge(strategy: CanaryStrategy, replicas: int) -> int:
-    """maxSurge as a pod count: percentages round up (as in Kubernetes)."""
+    """maxSurge as a pod count, as Argo's ``MaxSurge``: percentages round up."""
     return _resolve(strategy.max_surge, replicas, round_up=True)
 
 
 def resolve_max_unavailable(strategy: CanaryStrategy, replicas: int) -> int:
-    """maxUnavailable as a pod count: percentages round down; 1 if both resolve to 0."""
+    """maxUnavailable as a pod count, as Argo's ``MaxUnavailable`` (``resolveFenceposts``).
+
+    Percentages round down; 1 when both maxSurge and maxUnavailable resolve to 0; never
+    more than ``replicas``; 0 for 0 replicas.
+    """
+    if replicas == 0:
+        return 0
     unavailable = _resolve(strategy.max_unavailable, replicas, round_up=False)
     if unavailable == 0 and resolve_max_surge(strategy, replicas) == 0:
-        return 1
-    return unavailable
+        unavailable = 1
+    return min(unavailable, replicas)
 
 
 def replicas_for_weight(replicas: int, weight: int) -> int:
-    """Pods needed to serve ``weight`` percent of the traffic: ceil(replicas * weight / 100)."""
-    return -(-replicas * weight // 100)
+    """Pods needed to serve ``weight`` percent of the traffic: ceil(replicas * weight / 100).
+
+    Argo's ``trafficWeightToReplicas``. Argo divides in float64; for integers the
+    ceiling is the same while replicas * weight stays below 2**40.
+    """
+    return -(-replicas * weight // MAX_WEIGHT)
+
+
+def _floor_ceiling_tied(weight: int, total: int) -> bool:
+    """Argo's ``floorCeilingTied``: total * weight / 100 ends in exactly .5, in float64."""
+    return math.modf(float(total) * (float(weight) / float(MAX_WEIGHT)))[0] == 0.5
+
+
+def _weight_delta(weight: int, canary: int, total: int) -> float:
+    """Argo's ``weightDelta``: how far ``canary`` of ``total`` pods is from ``weight``, in float64."""
+    return abs(float(canary * MAX_WEIGHT) / float(total) - float(weight))
 
 
 def basic_canary_replicas(replicas: int, weight: int, max_surge: int) -> tuple[int, int]:
-    """(canary, stable) pod counts whose ratio best approximates ``weight`` without routing.
+    """(canary, stable) pods approximating ``weight`` without traffic routing.
 
-    Candidates use ``replicas`` pods in total, or one more when ``max_surge`` allows a
-    surge; each side keeps at least one pod when 0 < weight < 100 (unless a single pod
-    without surge cannot be split). The closest ratio wins; ties prefer fewer pods in
-    total, then more canary pods. Matches Argo's approximation where Argo has an answer.
+    Argo's ``approximateWeightedCanaryStableReplicaCounts`` (utils/replicaset/canary.go),
+    computed in float64 exactly as Argo does. The candidates, in this order: the
+    ceiling of ``replicas * weight / 100`` canary pods out of ``replicas`` (only if it
+    leaves a stable pod); the floor, out of ``replicas`` (unless floor and ceiling are
+    equally close, or the floor is 0); with ``max_surge`` > 0 the same two canary
+    counts out of ``replicas + 1``. A count of 0 is allowed only at weight 0 or 100
+    or for a single pod without surge. The first candidate with the smallest
+    distance to ``weight`` wins. Without any candidate (e.g. 10 pods, weight 95, no
+    surge) Argo runs no canary pod: (0, replicas).
     """
-    if replicas == 0 or weight == 0:
-        return 0, replicas
-    if weight == 100:
-        return replicas, 0
-    allow_empty_side = replicas == 1 and max_surge == 0
-    best: tuple[Fraction, int, int, int] | None = None
+    if replicas == 0:
+        return 0, 0
+    exact = float(replicas * weight) / float(MAX_WEIGHT)
+    ceiling, floor = math.ceil(exact), math.floor(exact)
+    zero_allowed = weight in (0, MAX_WEIGHT) or (replicas == 1 and max_surge == 0)
     totals = (replicas, replicas + 1) if max_surge > 0 else (replicas,)
+    options: list[tuple[int, int]] = []
     for total in totals:
-        exact = Fraction(total * weight, 100)
-        for canary in sorted({math.floor(exact), math.ceil(exact)}, reverse=True):
-            low, high = (0, total) if allow_empty_side else (1, total - 1)
-            if not low <= canary <= high:
-                continue
-            delta = abs(Fraction(canary * 100, total) - weight)
-            key = (delta, total, -canary, canary)
-            if best is None or key[:3] < best[:3]:
-                best = key
-    if best is None:  # replicas == 1 with surge: 1 + 1 always fits, so this is unreachable
-        raise ValueError(f"no pod split for {replicas} replicas at weight {weight}")
-    _, total, _, canary = best
+        if ceiling < replicas or zero_allowed or total > replicas:
+            options.append((ceiling, total))
+        if not _floor_ceiling_tied(weight, total) and (floor != 0 or zero_allowed):
+            options.append((floor, total))
+    if not options:
+        return 0, replicas
+    canary, total = min(options, key=lambda option: _weight_delta(weight, *option))
     return canary, total - canary
+
+
+def weighted_steps_without_canary_pods(spec: RolloutSpec) -> tuple[int, ...]:
+    """Indexes of the steps whose canary weight is above 0 but whose plan has no canary pod.
+
+    A basic canary gets there (``basic_canary_replicas``) with one replica, no surge and
+    a weight below 50 %, or at a weight Argo finds no pod split for (e.g. 95 % of 10
+    pods without surge); a traffic-routed one with a setCanaryScale of 0 pods. Empty
+    for 0 replicas. ``kulta validate`` can warn about these steps.
+    """
+    if spec.replicas == 0:
+        return ()
+    return tuple(
+        state.step_index for state in full_plan(spec)[:-1] if state.canary_weight > 0 and state.canary_replicas == 0
+    )
 
 
 def _last_weight(steps: tuple[Step, ...], upto: int) -> int:
