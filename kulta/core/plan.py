@@ -4,8 +4,8 @@ A pure function from (spec, step index, mode) to a ``DesiredState``: canary traf
 weight, stable and canary replica counts, active header routes, and what the step waits
 for. The reconciler turns one DesiredState into one Pulumi update, so the whole rollout
 can be printed, tested and reviewed before anything runs. The replica math follows
-Argo Rollouts (utils/replicaset/canary.go); docs/plan.md states every rule, the
-invariants the property tests check, and where KULTA differs.
+Argo Rollouts (utils/replicaset/canary.go); docs/plan.md states every rule and
+how the tests check it against Argo.
 """
 
 from __future__ import annotations
