@@ -29,14 +29,21 @@ __all__ = [
     "MAX_WEIGHT",
     "DesiredState",
     "PlanMode",
+    "Pods",
+    "ReplicaSetScale",
     "Wait",
     "WaitKind",
+    "basic_canary_counts",
+    "basic_canary_next",
+    "basic_canary_path",
     "basic_canary_replicas",
     "desired_state",
     "full_plan",
     "replicas_for_weight",
     "resolve_max_surge",
     "resolve_max_unavailable",
+    "rolling_plan",
+    "rolling_update",
     "weighted_steps_without_canary_pods",
 ]
 
@@ -281,3 +288,167 @@ def desired_state(spec: RolloutSpec, step_index: int, mode: PlanMode = PlanMode.
 def full_plan(spec: RolloutSpec) -> tuple[DesiredState, ...]:
     """Every step's state in order, then full promotion."""
     return tuple(desired_state(spec, index) for index in range(len(spec.strategy.steps) + 1))
+
+
+# --- Paced transitions: how Argo moves the pods between two states ---------------------
+
+#: (stable, canary) pod counts
+Pods = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ReplicaSetScale:
+    """A ReplicaSet as Argo's replica math sees it: ``spec.replicas`` and ``status.availableReplicas``."""
+
+    replicas: int
+    available: int
+
+    @classmethod
+    def ready(cls, replicas: int) -> ReplicaSetScale:
+        """A ReplicaSet whose pods are all available."""
+        return cls(replicas, replicas)
+
+
+def _replicas_for_scale_down(rs: ReplicaSetScale, ignore_availability: bool) -> int:
+    """Argo's ``GetReplicasForScaleDown``."""
+    if rs.replicas < rs.available:
+        return rs.replicas
+    return rs.replicas if ignore_availability else rs.available
+
+
+def _adjust_within_limits(
+    drain: ReplicaSetScale,
+    adjust: ReplicaSetScale,
+    drain_count: int,
+    adjust_count: int,
+    max_total: int,
+    min_available: int,
+) -> tuple[int, int]:
+    """Argo's ``adjustReplicaWithinLimits``: (drain count, adjust count) within both bounds."""
+    over_limit = max(0, adjust_count + drain_count - max_total)
+    available = min(drain.available, drain_count)
+    adjust_count -= over_limit
+    available += min(adjust.available, adjust_count)
+    extra_available = max(0, adjust.available - adjust_count)
+    missing_available = max(0, min_available - available)
+    adjust_count += min(extra_available, missing_available)
+    over_limit = max(0, adjust_count + drain_count - max_total)
+    return drain_count - over_limit, adjust_count
+
+
+def basic_canary_counts(
+    spec: RolloutSpec,
+    weight: int,
+    stable: ReplicaSetScale,
+    canary: ReplicaSetScale,
+    older_replicas: int = 0,
+) -> Pods:
+    """(stable, canary) pods Argo asks for next, without traffic routing.
+
+    Argo's ``CalculateReplicaCountsForBasicCanary`` (utils/replicaset/canary.go) with a
+    stable ReplicaSet distinct from the canary; ``weight`` is the desired canary weight
+    (the step's, 0 when aborted, 100 past the last step or without steps) and
+    ``older_replicas`` the pods of every other ReplicaSet. The target split is
+    ``basic_canary_replicas``; towards it Argo first scales up (the stable before the
+    canary) within ``replicas + maxSurge`` pods in total, then, if no older ReplicaSet
+    has pods, scales down (the stable when the canary grows, the canary when it shrinks)
+    only as far as ``replicas - maxUnavailable`` available pods allow.
+    """
+    replicas = spec.replicas
+    surge = resolve_max_surge(spec.strategy, replicas)
+    desired_canary, desired_stable = basic_canary_replicas(replicas, weight, surge)
+    stable_count, canary_count = stable.replicas, canary.replicas
+    max_total = replicas + surge
+    scale_up = max_total - (older_replicas + stable.replicas + canary.replicas)
+    if stable.replicas < desired_stable and scale_up > 0:
+        stable_count = min(stable.replicas + scale_up, desired_stable)
+        scale_up -= stable_count - stable.replicas
+    if canary.replicas < desired_canary and scale_up > 0:
+        canary_count = min(canary.replicas + scale_up, desired_canary)
+    if older_replicas > 0:
+        return stable_count, canary_count
+    min_available = replicas - resolve_max_unavailable(spec.strategy, replicas)
+    increasing = desired_canary >= canary.replicas
+    to_scale_down = _replicas_for_scale_down(canary, not increasing) + _replicas_for_scale_down(stable, increasing)
+    if to_scale_down <= min_available:
+        return stable_count, canary_count
+    scale_down = to_scale_down - min_available
+    if increasing:
+        if stable.replicas > desired_stable:
+            stable_count = max(desired_stable, stable.replicas - scale_down)
+        return _adjust_within_limits(stable, canary, stable_count, canary_count, max_total, min_available)
+    if canary.replicas > desired_canary:
+        canary_count = max(desired_canary, canary.replicas - scale_down)
+    canary_count, stable_count = _adjust_within_limits(
+        canary, stable, canary_count, stable_count, max_total, min_available
+    )
+    return stable_count, canary_count
+
+
+def basic_canary_next(spec: RolloutSpec, weight: int, stable: int, canary: int) -> Pods | None:
+    """The pods after Argo's next scaling towards ``weight`` (basic canary), all available.
+
+    One pass of Argo's ``reconcileCanaryReplicaSets`` (rollout/canary.go) when every
+    created pod is available: the stable ReplicaSet is reconciled first, and a pass that
+    scales it ends there; otherwise the canary is scaled (``NewRSNewReplicas``). So each
+    call changes one side only. None when Argo would scale nothing: the pods are at the
+    split for ``weight``.
+    """
+    stable_target, canary_target = basic_canary_counts(
+        spec, weight, ReplicaSetScale.ready(stable), ReplicaSetScale.ready(canary)
+    )
+    if stable_target != stable:
+        return stable_target, canary
+    if canary_target != canary:
+        return stable, canary_target
+    return None
+
+
+def basic_canary_path(spec: RolloutSpec, weight: int, stable: int, canary: int) -> tuple[Pods, ...]:
+    """(stable, canary) from the given pods to the split for ``weight``, one scaling at a time.
+
+    Every state is one ``basic_canary_next``; the first is the given one. Starting
+    within ``replicas - maxUnavailable`` .. ``replicas + maxSurge`` pods, every state
+    stays within them.
+    """
+    path = [(stable, canary)]
+    seen = {path[0]}
+    while (following := basic_canary_next(spec, weight, *path[-1])) is not None:
+        if following in seen:  # Argo's arithmetic always settles; a loop would be a porting bug
+            raise RuntimeError(f"basic canary pods cycle at {following} towards weight {weight}")
+        seen.add(following)
+        path.append(following)
+    return tuple(path)
+
+
+def rolling_update(spec: RolloutSpec, stable: int, canary: int) -> Pods | None:
+    """The next (stable, canary) pods of a Rollout without steps; None once at (0, replicas).
+
+    Without steps Argo's desired weight is 100 (``GetCurrentSetWeight``). Without traffic
+    routing that is ``basic_canary_next`` at weight 100: paced by maxSurge and
+    maxUnavailable, the stable scaled first. With traffic routing Argo does not pace:
+    the stable is kept at ``replicas`` and the canary goes to ``replicas`` at once
+    (``CalculateReplicaCountsForTrafficRoutedCanary`` at weight 100); once it is
+    available the rollout is promoted and the previous stable scaled to 0 (after
+    ``scaleDownDelaySeconds``, or at once with ``dynamicStableScale``).
+    """
+    replicas = spec.replicas
+    if spec.strategy.traffic_routing is None:
+        return basic_canary_next(spec, MAX_WEIGHT, stable, canary)
+    if (stable, canary) == (0, replicas):
+        return None
+    if canary == replicas:
+        return 0, replicas
+    if stable != replicas:
+        return replicas, canary
+    return replicas, replicas
+
+
+def rolling_plan(spec: RolloutSpec) -> tuple[Pods, ...]:
+    """Every (stable, canary) of a Rollout without steps, from (replicas, 0) to (0, replicas)."""
+    if spec.strategy.traffic_routing is None:
+        return basic_canary_path(spec, MAX_WEIGHT, spec.replicas, 0)
+    path = [(spec.replicas, 0)]
+    while (following := rolling_update(spec, *path[-1])) is not None:
+        path.append(following)
+    return tuple(path)

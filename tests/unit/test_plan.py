@@ -15,6 +15,8 @@ from kulta.core.plan import (
     replicas_for_weight,
     resolve_max_surge,
     resolve_max_unavailable,
+    rolling_plan,
+    rolling_update,
     weighted_steps_without_canary_pods,
 )
 from kulta.model.rollout import CanaryStrategy, RolloutSpec
@@ -189,3 +191,51 @@ def test_step_index_out_of_range(index: int) -> None:
 )
 def test_weighted_steps_without_canary_pods(spec: RolloutSpec, expected: tuple[int, ...]) -> None:
     assert weighted_steps_without_canary_pods(spec) == expected
+
+
+TEN_WITHOUT_SURGE = [
+    (10, 0), (9, 0), (9, 1), (8, 1), (8, 2), (7, 2), (7, 3), (6, 3), (6, 4), (5, 4), (5, 5),
+    (4, 5), (4, 6), (3, 6), (3, 7), (2, 7), (2, 8), (1, 8), (1, 9), (0, 9), (0, 10),
+]  # fmt: skip
+TEN_WITHOUT_UNAVAILABLE = [
+    (10, 0), (10, 1), (9, 1), (9, 2), (8, 2), (8, 3), (7, 3), (7, 4), (6, 4), (6, 5), (5, 5),
+    (5, 6), (4, 6), (4, 7), (3, 7), (3, 8), (2, 8), (2, 9), (1, 9), (1, 10), (0, 10),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("replicas", "surge", "unavailable", "expected"),
+    [
+        # maxSurge 0, maxUnavailable 1: one stable pod down, then one canary pod up.
+        (1, 0, 1, [(1, 0), (0, 0), (0, 1)]),
+        (4, 0, 1, [(4, 0), (3, 0), (3, 1), (2, 1), (2, 2), (1, 2), (1, 3), (0, 3), (0, 4)]),
+        (10, 0, 1, TEN_WITHOUT_SURGE),
+        # maxSurge 1, maxUnavailable 0: one canary pod up, then one stable pod down.
+        (1, 1, 0, [(1, 0), (1, 1), (0, 1)]),
+        (4, 1, 0, [(4, 0), (4, 1), (3, 1), (3, 2), (2, 2), (2, 3), (1, 3), (1, 4), (0, 4)]),
+        (10, 1, 0, TEN_WITHOUT_UNAVAILABLE),
+        # 25 %/25 % (the default): 1 replica resolves to surge 1, unavailable 0; 4 to 1 and 1;
+        # 10 to 3 and 2. The stable is reconciled first, so it gives up its unavailable pods
+        # before the canary surges into the room left up to replicas + maxSurge.
+        (1, "25%", "25%", [(1, 0), (1, 1), (0, 1)]),
+        (4, "25%", "25%", [(4, 0), (3, 0), (3, 2), (1, 2), (1, 4), (0, 4)]),
+        (10, "25%", "25%", [(10, 0), (8, 0), (8, 5), (3, 5), (3, 10), (0, 10)]),
+        (0, "25%", "25%", [(0, 0)]),
+    ],
+)
+def test_rolling_plan_without_routing(
+    replicas: int, surge: int | str, unavailable: int | str, expected: list[tuple[int, int]]
+) -> None:
+    spec = make_spec(replicas, routing=None, max_surge=surge, max_unavailable=unavailable)
+    assert rolling_plan(spec) == tuple(expected)
+    assert [rolling_update(spec, *state) for state in expected] == [*expected[1:], None]
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_rolling_plan_with_routing_is_not_paced(dynamic: bool) -> None:
+    """Argo sizes a routed canary for weight 100 at once; the stable goes after promotion."""
+    spec = make_spec(4, dynamic=dynamic, max_surge=1, max_unavailable=0)
+    assert rolling_plan(spec) == ((4, 0), (4, 4), (0, 4))
+    assert rolling_update(spec, 2, 1) == (4, 1)
+    assert rolling_update(spec, 3, 4) == (0, 4)
+    assert rolling_update(spec, 0, 4) is None

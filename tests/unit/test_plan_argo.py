@@ -12,8 +12,17 @@ from typing import Any
 import pytest
 import yaml
 
-from kulta.core.plan import basic_canary_replicas, desired_state
-from kulta.model.rollout import RolloutSpec
+from kulta.core.plan import (
+    ReplicaSetScale,
+    basic_canary_counts,
+    basic_canary_next,
+    basic_canary_path,
+    basic_canary_replicas,
+    desired_state,
+    rolling_plan,
+    rolling_update,
+)
+from kulta.model.rollout import CanaryStrategy, RolloutSpec
 from tests.unit.spec_helpers import base_rollout, load
 
 # utils/replicaset/canary_test.go, TestApproximateWeightedNewStableReplicaCounts:
@@ -154,3 +163,126 @@ def test_e2e_reduce_weight_steady_states() -> None:
         maxUnavailable=0,
     )
     assert [pods(spec, index) for index in range(6)] == [(3, 0), (3, 0), (0, 3), (0, 3), (3, 0), (3, 0)]
+
+
+def basic_spec(replicas: int, max_surge: int | str, max_unavailable: int | str) -> RolloutSpec:
+    strategy = CanaryStrategy(max_surge=max_surge, max_unavailable=max_unavailable)
+    return RolloutSpec(replicas=replicas, strategy=strategy)
+
+
+# utils/replicaset/canary_test.go, TestCalculateReplicaCountsForCanary, every case without
+# trafficRouting: (name, replicas, weight, maxSurge, maxUnavailable, stable (spec, available),
+# canary (spec, available), older RS pods, expected stable, expected canary). promoteFull
+# cases use weight 100 (GetCanaryReplicasOrWeight).
+CALCULATE_BASIC_CASES = [
+    ("Do not add extra RSs in scaleDownCount when .Spec.Replica < AvailableReplicas",
+     10, 100, 3, 0, (7, 8), (6, 3), 0, 7, 6),
+    ("Use max surge int to scale up canary", 10, 20, 2, 0, (10, 10), (0, 0), 0, 10, 2),
+    ("Use max surge percentage to scale up canary", 10, 20, "20%", 0, (10, 10), (0, 0), 0, 10, 2),
+    ("Scale down extra stable replicas", 10, 20, "20%", 0, (10, 10), (2, 2), 0, 8, 2),
+    ("Do not go past max surge", 10, 30, 2, 0, (10, 10), (0, 0), 0, 10, 2),
+    ("Use max unavailable int to scale down stableRS", 10, 20, 0, 2, (10, 10), (0, 0), 0, 8, 0),
+    ("Use max surge percentage to scale down stableRS", 10, 20, 0, "20%", (10, 10), (0, 0), 0, 8, 0),
+    ("Do not go past max unavailable", 10, 30, 0, 2, (10, 10), (0, 0), 0, 8, 0),
+    ("Use Max Surge and Max Unavailable", 10, 50, 2, 1, (10, 10), (0, 0), 0, 9, 2),
+    ("Scale canaryRS to zero on setWeight of 0%", 10, 0, 1, 1, (10, 10), (1, 1), 0, 10, 0),
+    ("Scale stable to zero on setWeight of 100%", 10, 100, 1, 1, (1, 1), (10, 10), 0, 0, 10),
+    ("Do not scale canaryRS down to zero on non-zero weight", 1, 20, 1, 0, (1, 1), (0, 0), 0, 1, 1),
+    ("Do not scale canaryRS down to zero on non-100 weight", 1, 90, 1, 0, (1, 1), (0, 0), 0, 1, 1),
+    ("Scale canaryRS to zero on <50 weight without surge", 1, 49, 0, 1, (1, 1), (0, 0), 0, 1, 0),
+    ("Scale stableRS down to zero on >=50 weight without surge", 1, 51, 0, 1, (1, 1), (0, 0), 0, 0, 0),
+    ("Scale canaryRS to one on >=50 weight without surge and stable replicas",
+     1, 51, 0, 1, (0, 0), (0, 0), 0, 0, 1),
+    ("Scale up Stable before canaryRS", 10, 30, 1, 0, (1, 1), (0, 0), 3, 7, 1),
+    ("Scale down canaryRS and stable", 10, 30, 0, 3, (8, 5), (4, 4), 0, 7, 3),
+    ("Scale down stable and canary available", 10, 100, 1, 0, (10, 2), (10, 8), 0, 2, 9),
+    ("Do not scale down canaryRS or stable when older RS count >= scaleDownCount",
+     10, 30, 0, 1, (8, 6), (4, 2), 3, 8, 4),
+    ("Do not round past maxSurge with uneven setWeight divisor", 10, 5, 0, 1, (10, 10), (0, 0), 0, 9, 0),
+    ("Do not round past maxSurge with uneven setWeight divisor (part 2)", 10, 5, 0, 1, (9, 9), (0, 0), 0, 9, 1),
+    ("Use maxUnavailable of 1 when percentage of maxUnavailable and maxSurge result in 0 replicas",
+     10, 10, "0%", "0%", (10, 10), (0, 0), 0, 9, 0),
+    ("Ignore setCanaryScale when trafficRouting is missing and use setWeight for replicas",
+     10, 20, "20%", 0, (10, 10), (0, 0), 0, 10, 2),
+    ("honor maxSurge during scale up when stableRS unavailable", 4, 100, 1, 0, (4, 1), (0, 0), 0, 4, 1),
+    ("scale down to maxunavailable without exceeding maxSurge", 3, 99, 0, 2, (3, 3), (0, 0), 0, 1, 0),
+    ("scale down to maxunavailable without exceeding maxSurge (part 2)", 3, 99, 0, 2, (1, 1), (0, 0), 0, 1, 2),
+    ("honor maxUnavailable during scale down stableRS unavailable", 4, 100, 1, 0, (4, 1), (1, 1), 0, 3, 1),
+    ("honor maxUnavailable when aborting or reducing weight part 1", 4, 0, 1, 0, (0, 0), (4, 4), 0, 1, 4),
+    ("honor maxUnavailable when aborting or reducing weight part 2", 4, 0, 1, 0, (1, 0), (4, 4), 0, 1, 4),
+    ("honor maxUnavailable when aborting or reducing weight part 3", 4, 0, 1, 0, (1, 1), (4, 4), 0, 1, 3),
+    ("promote full does not consider weight", 4, 100, 4, 4, (4, 4), (0, 0), 0, 0, 4),
+    ("promote full still honors maxSurge/maxUnavailable", 4, 100, 3, 0, (4, 4), (0, 0), 0, 4, 3),
+    # The examples of CalculateReplicaCountsForBasicCanary's doc comment (the one with
+    # weight 5 of 10 replicas predates the surge candidates of the approximation, which
+    # keep 10 stable pods there, and is left out).
+    ("doc: replicas 10 currentWeight 10", 10, 10, 1, 1, (10, 10), (0, 0), 0, 9, 1),
+    ("doc: replicas 10 currentWeight 30 surge 3", 10, 30, 3, 0, (10, 10), (0, 0), 0, 10, 3),
+    ("doc: replicas 10 currentWeight 30 max unavailable 5", 10, 30, 0, 5, (10, 10), (0, 0), 0, 7, 0),
+    ("doc: replicas 1 currentWeight 5", 1, 5, 1, 0, (1, 1), (0, 0), 0, 1, 1),
+    ("doc: replicas 1 currentWeight 95", 1, 95, 1, 0, (1, 1), (0, 0), 0, 1, 1),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "replicas", "weight", "surge", "unavailable", "stable", "canary", "older", "want_stable", "want_canary"),
+    CALCULATE_BASIC_CASES,
+    ids=[case[0] for case in CALCULATE_BASIC_CASES],
+)
+def test_calculate_replica_counts_for_basic_canary(
+    name: str,
+    replicas: int,
+    weight: int,
+    surge: int | str,
+    unavailable: int | str,
+    stable: tuple[int, int],
+    canary: tuple[int, int],
+    older: int,
+    want_stable: int,
+    want_canary: int,
+) -> None:
+    counts = basic_canary_counts(
+        basic_spec(replicas, surge, unavailable), weight, ReplicaSetScale(*stable), ReplicaSetScale(*canary), older
+    )
+    assert counts == (want_stable, want_canary)
+
+
+# utils/replicaset/replicaset.go, the doc comment of resolveFenceposts ("should scale
+# old(-1), then new(+1), ..."): (replicas, maxUnavailable, maxSurge, (stable, canary)...).
+FENCEPOST_SEQUENCES = [
+    (2, "1%", "0%", [(2, 0), (1, 0), (1, 1), (0, 1), (0, 2)]),
+    (1, "1%", "0%", [(1, 0), (0, 0), (0, 1)]),
+    (2, "25%", "1%", [(2, 0), (2, 1), (1, 1), (1, 2), (0, 2)]),
+    (1, "25%", "1%", [(1, 0), (1, 1), (0, 1)]),
+    (2, "0%", "1%", [(2, 0), (2, 1), (1, 1), (1, 2), (0, 2)]),
+    (1, "0%", "1%", [(1, 0), (1, 1), (0, 1)]),
+]
+
+
+@pytest.mark.parametrize(("replicas", "unavailable", "surge", "expected"), FENCEPOST_SEQUENCES)
+def test_rolling_plan_follows_resolve_fenceposts(
+    replicas: int, unavailable: str, surge: str, expected: list[tuple[int, int]]
+) -> None:
+    assert rolling_plan(basic_spec(replicas, surge, unavailable)) == tuple(expected)
+
+
+def test_e2e_max_surge_scaling_during_update() -> None:
+    """test/e2e/canary_test.go, TestRolloutWithMaxSurgeScalingDuringUpdate: 4 replicas, no
+    steps, maxSurge 100 %; the update passes through canary 4 / stable 3 (7 pods)."""
+    assert (3, 4) in rolling_plan(basic_spec(4, "100%", "25%"))
+
+
+def test_e2e_scaling_during_update_first_move() -> None:
+    """test/e2e/canary_test.go, TestRolloutScalingDuringUpdate: 4 replicas, no steps, maxSurge 2,
+    maxUnavailable 0; the canary never becomes available and the rollout stays at canary 2 /
+    stable 4: the first move of the update."""
+    assert rolling_update(basic_spec(4, 2, 0), 4, 0) == (4, 2)
+
+
+def test_e2e_reduce_weight_honors_max_unavailable() -> None:
+    """test/e2e/canary_test.go, TestReduceWeightAndHonorMaxUnavailable: from canary 3 / stable 0
+    to weight 0 with maxSurge 2, maxUnavailable 0, Argo first surges the stable to 2 and
+    keeps the 3 canary pods ("verify we don't scale down immediately")."""
+    spec = basic_spec(3, 2, 0)
+    assert basic_canary_next(spec, 0, 0, 3) == (2, 3)
+    assert basic_canary_path(spec, 0, 0, 3)[-1] == (3, 0)

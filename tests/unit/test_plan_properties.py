@@ -11,7 +11,8 @@ the model's controller settles on. Filtering goes through ``assume``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -20,9 +21,14 @@ from hypothesis import strategies as st
 
 from kulta.core.plan import (
     PlanMode,
+    ReplicaSetScale,
     WaitKind,
+    basic_canary_counts,
+    basic_canary_path,
     desired_state,
     full_plan,
+    rolling_plan,
+    rolling_update,
     weighted_steps_without_canary_pods,
 )
 from kulta.model.rollout import (
@@ -136,14 +142,16 @@ def argo_adjust_within_limits(
     return drain_count - over, adjust_count
 
 
-def argo_basic_canary(spec: RolloutSpec, weight: int, new: ArgoRS, stable: ArgoRS) -> tuple[int, int]:
-    """CalculateReplicaCountsForBasicCanary with a stable RS and no older RS -> (new, stable)."""
+def argo_basic_canary(spec: RolloutSpec, weight: int, new: ArgoRS, stable: ArgoRS, older: int = 0) -> tuple[int, int]:
+    """CalculateReplicaCountsForBasicCanary with a stable RS -> (new, stable).
+
+    ``older`` is the spec.replicas sum of the other ReplicaSets."""
     replicas = spec.replicas
     surge = argo_max_surge(spec.strategy, replicas)
     desired_new, desired_stable = argo_approximate(replicas, weight, surge)
     new_count, stable_count = new.spec, stable.spec
     max_allowed = replicas + surge
-    scale_up = max_allowed - (new.spec + stable.spec)
+    scale_up = max_allowed - (older + new.spec + stable.spec)
     if stable.spec < desired_stable and scale_up > 0:
         if stable.spec + scale_up < desired_stable:
             stable_count = stable.spec + scale_up
@@ -153,6 +161,8 @@ def argo_basic_canary(spec: RolloutSpec, weight: int, new: ArgoRS, stable: ArgoR
             scale_up -= desired_stable - stable.spec
     if new.spec < desired_new and scale_up > 0:
         new_count = new.spec + scale_up if new.spec + scale_up < desired_new else desired_new
+    if older > 0:
+        return new_count, stable_count
     min_available = replicas - argo_max_unavailable(spec.strategy, replicas)
     increasing = desired_new >= new.spec
     to_scale_down = argo_replicas_for_scale_down(new, not increasing) + argo_replicas_for_scale_down(stable, increasing)
@@ -476,3 +486,60 @@ def test_routed_canary_without_override_has_pods_for_its_traffic(spec: RolloutSp
     state = desired_state(spec, index)
     needed = Fraction(spec.replicas * state.canary_weight, 100)
     assert needed <= state.canary_replicas < needed + 1
+
+
+@FAST
+@given(basic_specs)
+def test_rolling_update_is_argos_and_stays_within_surge_and_unavailable(spec: RolloutSpec) -> None:
+    """Without steps Argo's weight is 100: the update ends at (0, R), never has more than
+    R + maxSurge pods nor fewer than R - maxUnavailable available, one side at a time."""
+    spec = replace(spec, strategy=replace(spec.strategy, steps=()))
+    replicas = spec.replicas
+    path = rolling_plan(spec)
+    assert list(path) == argo_basic_transition(spec, ARGO_MAX_WEIGHT, replicas, 0)
+    assert [rolling_update(spec, *state) for state in path] == [*path[1:], None]
+    assert path[0] == (replicas, 0)
+    assert path[-1] == (0, replicas)
+    surge = argo_max_surge(spec.strategy, replicas)
+    unavailable = argo_max_unavailable(spec.strategy, replicas)
+    for (stable, canary), (next_stable, next_canary) in itertools.pairwise(path):
+        assert (stable == next_stable) != (canary == next_canary)
+    for stable, canary in path:
+        assert replicas - unavailable <= stable + canary <= replicas + surge
+
+
+@FAST
+@given(basic_specs, percent, st.integers(0, 45), st.integers(0, 45))
+def test_basic_canary_path_is_argos_from_any_pods(spec: RolloutSpec, weight: int, stable: int, canary: int) -> None:
+    """From any pods to any weight: Argo's sequence, ending at the split for the weight."""
+    path = basic_canary_path(spec, weight, stable, canary)
+    assert list(path) == argo_basic_transition(spec, weight, stable, canary)
+    split_canary, split_stable = argo_approximate(spec.replicas, weight, argo_max_surge(spec.strategy, spec.replicas))
+    assert path[-1] == (split_stable, split_canary)
+
+
+@FAST
+@given(basic_specs, percent, st.data())
+def test_basic_canary_path_stays_within_surge_and_unavailable(
+    spec: RolloutSpec, weight: int, data: st.DataObject
+) -> None:
+    """Starting within R - maxUnavailable .. R + maxSurge pods, every state stays within."""
+    low = spec.replicas - argo_max_unavailable(spec.strategy, spec.replicas)
+    high = spec.replicas + argo_max_surge(spec.strategy, spec.replicas)
+    total = data.draw(st.integers(low, high))
+    stable = data.draw(st.integers(0, total))
+    path = basic_canary_path(spec, weight, stable, total - stable)
+    assert all(low <= stable + canary <= high for stable, canary in path)
+
+
+pods_with_availability = st.integers(0, 45).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n + 2)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(basic_specs, percent, pods_with_availability, pods_with_availability, st.sampled_from([0, 0, 1, 3]))
+def test_basic_canary_counts_are_argos_with_any_availability(
+    spec: RolloutSpec, weight: int, stable: tuple[int, int], canary: tuple[int, int], older: int
+) -> None:
+    counts = basic_canary_counts(spec, weight, ReplicaSetScale(*stable), ReplicaSetScale(*canary), older)
+    new, stable_target = argo_basic_canary(spec, weight, ArgoRS(*canary), ArgoRS(*stable), older)
+    assert counts == (stable_target, new)
