@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from kulta.core.defaults import abort_scale_down_delay_seconds
 from kulta.model.rollout import (
     AnalysisRef,
     CanaryStrategy,
@@ -33,6 +34,8 @@ __all__ = [
     "ReplicaSetScale",
     "Wait",
     "WaitKind",
+    "abort_canary_weight",
+    "abort_route_weight",
     "basic_canary_counts",
     "basic_canary_next",
     "basic_canary_path",
@@ -44,6 +47,8 @@ __all__ = [
     "resolve_max_unavailable",
     "rolling_plan",
     "rolling_update",
+    "routed_replicas",
+    "stable_replicas_for_weights",
     "weighted_steps_without_canary_pods",
 ]
 
@@ -51,6 +56,9 @@ _PERCENT = re.compile(r"^(\d+)%$")
 
 #: Argo's ``weightutil.MaxTrafficWeight``: weights are percentages (maxTrafficWeight is refused)
 MAX_WEIGHT = 100
+
+#: (stable, canary) pod counts
+Pods = tuple[int, int]
 
 
 class PlanMode(enum.Enum):
@@ -240,36 +248,180 @@ def _wait(step: Step) -> Wait:
 
 
 def _step_replicas(spec: RolloutSpec, weight: int, upto: int) -> tuple[int, int]:
-    """(stable, canary) pod counts while progressing at step ``upto``."""
+    """(stable, canary) pod counts while progressing at step ``upto``, the route at ``weight``."""
+    strategy = spec.strategy
+    if strategy.traffic_routing is None:
+        canary, stable = basic_canary_replicas(spec.replicas, weight, resolve_max_surge(strategy, spec.replicas))
+        return stable, canary
+    return routed_replicas(spec, upto, weight)
+
+
+def _has_explicit_abort_scale_down_delay(strategy: CanaryStrategy) -> bool:
+    """Argo's ``HasExplicitAbortScaleDownDelay``: set with traffic routing, and not 0."""
+    return strategy.traffic_routing is not None and strategy.abort_scale_down_delay_seconds not in (None, 0)
+
+
+def abort_canary_weight(spec: RolloutSpec, stable_available: int, canary_available: int) -> int:
+    """The canary weight an aborting dynamicStableScale rollout steps down to next.
+
+    Argo's ``GetDesiredCanaryWeight`` while aborted with ``dynamicStableScale``: the
+    canary still needs ``replicas - stable_available`` pods (or, unless
+    abortScaleDownDelaySeconds is set to a delay, its available pods if more); the
+    result is the weight of the last ``setWeight`` step whose pods are fewer than that,
+    0 if none. 0 without traffic routing or without ``dynamicStableScale``
+    (``GetCurrentSetWeight`` of an aborted rollout).
+    """
+    strategy = spec.strategy
+    if strategy.traffic_routing is None or not strategy.dynamic_stable_scale:
+        return 0
+    replicas = spec.replicas
+    needed = replicas - stable_available
+    if not _has_explicit_abort_scale_down_delay(strategy):
+        needed = max(needed, canary_available)
+    for step in reversed(strategy.steps):
+        if step.set_weight is not None and replicas_for_weight(replicas, step.set_weight) < needed:
+            return step.set_weight
+    return 0
+
+
+def abort_route_weight(
+    spec: RolloutSpec, stable_available: int, canary_available: int, current_canary_weight: int | None
+) -> int:
+    """The canary weight to put on the route while a dynamicStableScale rollout aborts.
+
+    Argo's ``calculateDesiredWeightOnAbortOrStableRollback`` (rollout/trafficrouting.go):
+    traffic leaves the canary only as fast as the stable's available pods can take it
+    (in whole percent, rounded down), never goes back up, and follows
+    ``abort_canary_weight`` once the stable is big enough for it.
+    ``current_canary_weight`` is the weight on the route now (None if none was set).
+    0 without ``dynamicStableScale`` (the route goes back to the stable at once) or
+    without replicas.
+    """
     strategy = spec.strategy
     replicas = spec.replicas
-    if strategy.traffic_routing is None:
-        canary, stable = basic_canary_replicas(replicas, weight, resolve_max_surge(strategy, replicas))
-        return stable, canary
-    scale = _active_canary_scale(strategy.steps, upto)
-    if scale is not None and scale.replicas is not None:
-        canary, scale_weight = scale.replicas, 0
-    elif scale is not None and scale.weight is not None:
-        canary, scale_weight = replicas_for_weight(replicas, scale.weight), scale.weight
+    if strategy.traffic_routing is None or not strategy.dynamic_stable_scale or replicas == 0:
+        return 0
+    desired = abort_canary_weight(spec, stable_available, canary_available)
+    stable_share = MAX_WEIGHT * stable_available // replicas
+    expected = max(0, MAX_WEIGHT - stable_share)
+    if current_canary_weight is None:
+        return max(expected, desired)
+    if desired <= 0:
+        return min(expected, current_canary_weight)
+    if stable_share < MAX_WEIGHT - desired:
+        return current_canary_weight
+    return min(desired, current_canary_weight)
+
+
+def stable_replicas_for_weights(
+    spec: RolloutSpec, desired_canary_weight: int, current_canary_weight: int | None
+) -> int:
+    """Stable pods of a traffic-routed canary, given the weight the route carries now.
+
+    Argo's ``CalculateReplicaCountsForTrafficRoutedCanary``: ``replicas`` without
+    ``dynamicStableScale``; with it, the pods for the higher of the desired stable
+    weight (``100 - desired_canary_weight``) and the stable weight on the route
+    (``100 - current_canary_weight``; ignored when None, i.e. no weight set yet). So
+    the stable shrinks only once traffic has left it, and grows back before traffic
+    returns. ``desired_canary_weight`` is Argo's desired weight: the setCanaryScale
+    weight in force, 0 under a setCanaryScale replicas count, else the step's weight
+    (``routed_replicas`` works it out from the step).
+    """
+    replicas = spec.replicas
+    if not spec.strategy.dynamic_stable_scale:
+        return replicas
+    stable = replicas_for_weight(replicas, MAX_WEIGHT - desired_canary_weight)
+    if current_canary_weight is None:
+        return stable
+    return max(stable, replicas_for_weight(replicas, MAX_WEIGHT - current_canary_weight))
+
+
+def _canary_replicas_or_weight(
+    spec: RolloutSpec, step_index: int, mode: PlanMode, available: tuple[int, int] | None
+) -> tuple[int | None, int]:
+    """Argo's ``GetCanaryReplicasOrWeight``: a setCanaryScale pod count, or the desired weight."""
+    steps = spec.strategy.steps
+    if mode is PlanMode.PROMOTED or (mode is PlanMode.PROGRESSING and step_index >= len(steps)):
+        return None, MAX_WEIGHT
+    if mode is PlanMode.ABORTED:
+        # UseSetCanaryScale keeps a setCanaryScale after an abort only when
+        # abortScaleDownDelaySeconds is 0; Argo resets the step index to 0 on abort.
+        keep = bool(steps) and abort_scale_down_delay_seconds(spec.strategy) is None
+        scale = _active_canary_scale(steps, 0) if keep else None
     else:
-        canary, scale_weight = replicas_for_weight(replicas, weight), weight
+        scale = _active_canary_scale(steps, step_index)
+    if scale is not None and scale.replicas is not None:
+        return scale.replicas, 0
+    if scale is not None and scale.weight is not None:
+        return None, scale.weight
+    if mode is PlanMode.ABORTED:
+        return None, 0 if available is None else abort_canary_weight(spec, *available)
+    return None, _last_weight(steps, step_index)
+
+
+def routed_replicas(
+    spec: RolloutSpec,
+    step_index: int,
+    current_canary_weight: int | None,
+    mode: PlanMode = PlanMode.PROGRESSING,
+    *,
+    stable_available: int | None = None,
+    canary_available: int | None = None,
+) -> Pods:
+    """(stable, canary) pods of a traffic-routed canary at a step, given the route's weight now.
+
+    Argo's ``CalculateReplicaCountsForTrafficRoutedCanary`` with the weights on the route
+    (``status.canary.weights``): the canary has the setCanaryScale count in force, or the
+    pods for the desired weight (``GetCanaryReplicasOrWeight``); the stable is
+    ``stable_replicas_for_weights``. While aborting with ``dynamicStableScale`` the
+    canary keeps pods for the higher of the desired weight and the weight still on the
+    route, and the desired weight steps down with the stable's availability
+    (``abort_canary_weight``; give ``stable_available`` and ``canary_available``, else
+    the end of the abort is assumed). Mode PROMOTED (or ``step_index == len(steps)``) is
+    weight 100 before the previous stable is scaled down.
+
+    When Argo delays the scale-down of an aborted canary (``abortScaleDownDelaySeconds``,
+    30 s by default, except under ``dynamicStableScale`` without an explicit value) it
+    leaves the canary's pods as they are until the stable is full and the delay has
+    passed; the canary count here is what it scales to afterwards.
+    """
+    strategy = spec.strategy
+    if strategy.traffic_routing is None:
+        raise ValueError("routed_replicas needs trafficRouting; see basic_canary_counts")
+    if not 0 <= step_index <= len(strategy.steps):
+        raise ValueError(f"step index {step_index} is outside 0..{len(strategy.steps)}")
+    available = None if stable_available is None or canary_available is None else (stable_available, canary_available)
+    override, desired_weight = _canary_replicas_or_weight(spec, step_index, mode, available)
+    replicas = spec.replicas
+    canary = override if override is not None else replicas_for_weight(replicas, desired_weight)
     if not strategy.dynamic_stable_scale:
         return replicas, canary
-    stable = max(replicas_for_weight(replicas, 100 - scale_weight), replicas_for_weight(replicas, 100 - weight))
+    stable = stable_replicas_for_weights(spec, desired_weight, current_canary_weight)
+    if mode is PlanMode.ABORTED and current_canary_weight is not None:
+        canary = max(replicas_for_weight(replicas, current_canary_weight), canary)
     return stable, canary
+
+
+def _aborted_replicas(spec: RolloutSpec, step_index: int) -> Pods:
+    """(stable, canary) once an abort is over: all traffic on the stable."""
+    if spec.strategy.traffic_routing is None:
+        return spec.replicas, 0
+    return routed_replicas(spec, step_index, 0, PlanMode.ABORTED)
 
 
 def desired_state(spec: RolloutSpec, step_index: int, mode: PlanMode = PlanMode.PROGRESSING) -> DesiredState:
     """The state once ``steps[0..step_index]`` are applied (see docs/plan.md).
 
     ``step_index == len(steps)`` (or mode PROMOTED) is full promotion; mode ABORTED
-    sends all traffic to the stable pods and scales the canary to 0.
+    sends all traffic to the stable pods and scales the canary to 0 (to the
+    setCanaryScale of step 0 when abortScaleDownDelaySeconds is 0, as Argo does).
     """
     steps = spec.strategy.steps
     if not 0 <= step_index <= len(steps):
         raise ValueError(f"step index {step_index} is outside 0..{len(steps)}")
     if mode is PlanMode.ABORTED:
-        return DesiredState(step_index, 0, spec.replicas, 0, (), _NO_WAIT, PlanMode.ABORTED)
+        stable, canary = _aborted_replicas(spec, step_index)
+        return DesiredState(step_index, 0, stable, canary, (), _NO_WAIT, PlanMode.ABORTED)
     if mode is PlanMode.PROMOTED or step_index == len(steps):
         return DesiredState(step_index, 100, 0, spec.replicas, (), _NO_WAIT, PlanMode.PROMOTED)
     weight = _last_weight(steps, step_index)
@@ -291,9 +443,6 @@ def full_plan(spec: RolloutSpec) -> tuple[DesiredState, ...]:
 
 
 # --- Paced transitions: how Argo moves the pods between two states ---------------------
-
-#: (stable, canary) pod counts
-Pods = tuple[int, int]
 
 
 @dataclass(frozen=True)

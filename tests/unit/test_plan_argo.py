@@ -13,7 +13,10 @@ import pytest
 import yaml
 
 from kulta.core.plan import (
+    PlanMode,
     ReplicaSetScale,
+    abort_canary_weight,
+    abort_route_weight,
     basic_canary_counts,
     basic_canary_next,
     basic_canary_path,
@@ -21,8 +24,11 @@ from kulta.core.plan import (
     desired_state,
     rolling_plan,
     rolling_update,
+    routed_replicas,
+    stable_replicas_for_weights,
 )
 from kulta.model.rollout import CanaryStrategy, RolloutSpec
+from tests.unit.plan_helpers import make_spec, pause, scale, weight
 from tests.unit.spec_helpers import base_rollout, load
 
 # utils/replicaset/canary_test.go, TestApproximateWeightedNewStableReplicaCounts:
@@ -286,3 +292,219 @@ def test_e2e_reduce_weight_honors_max_unavailable() -> None:
     spec = basic_spec(3, 2, 0)
     assert basic_canary_next(spec, 0, 0, 3) == (2, 3)
     assert basic_canary_path(spec, 0, 0, 3)[-1] == (3, 0)
+
+
+def routed_spec(
+    replicas: int, *steps: dict[str, Any], dynamic: bool = False, abort_delay: int | None = None
+) -> RolloutSpec:
+    return make_spec(replicas, *steps, dynamic=dynamic, abort_scale_down_delay_seconds=abort_delay)
+
+
+# utils/replicaset/canary_test.go, TestCalculateReplicaCountsForCanary, the cases with
+# trafficRouting (newRollout: one step with the setWeight and the setCanaryScale; the
+# minPodsPerReplicaSet cases are left out: KULTA refuses that field).
+@pytest.mark.parametrize(
+    ("name", "spec", "mode", "expected"),
+    [
+        (
+            "For canary replicas, use setCanaryScale.replicas when specified along with trafficRouting",
+            routed_spec(1, {**weight(100), **scale(replicas=9)}),
+            PlanMode.PROGRESSING,
+            (1, 9),
+        ),
+        (
+            "Use setCanaryScale.weight for canary replicas when specified with trafficRouting",
+            routed_spec(4, {**weight(100), **scale(weight=200)}),
+            PlanMode.PROGRESSING,
+            (4, 8),
+        ),
+        (
+            "Ignore setCanaryScale replicas/weight when matchTrafficWeight is true",
+            routed_spec(10, {**weight(20), **scale(replicas=9, weight=100, match_traffic_weight=True)}),
+            PlanMode.PROGRESSING,
+            (10, 2),
+        ),
+        (
+            "aborted with abortScaleDownDelaySeconds:0 and setCanaryScale",
+            routed_spec(1, {**weight(0), **scale(replicas=1)}, abort_delay=0),
+            PlanMode.ABORTED,
+            (1, 1),
+        ),
+        (
+            "aborted with abortScaleDownDelaySeconds>0 and setCanaryScale",
+            routed_spec(1, {**weight(0), **scale(replicas=1)}, abort_delay=30),
+            PlanMode.ABORTED,
+            (1, 0),
+        ),
+        # TestCalculateReplicaCountsForCanaryTrafficRouting
+        (
+            "TestCalculateReplicaCountsForCanaryTrafficRouting",
+            routed_spec(10, weight(10)),
+            PlanMode.PROGRESSING,
+            (10, 1),
+        ),
+    ],
+)
+def test_calculate_replica_counts_for_traffic_routed_canary(
+    name: str, spec: RolloutSpec, mode: PlanMode, expected: tuple[int, int]
+) -> None:
+    assert routed_replicas(spec, 0, None, mode) == expected
+
+
+def dynamic_case(set_weight: int, *more: int) -> RolloutSpec:
+    """newRollout(10, setWeight) with dynamicStableScale and the test's extra setWeight steps."""
+    return routed_spec(10, weight(set_weight), *(weight(w) for w in more), dynamic=True)
+
+
+# utils/replicaset/canary_test.go, TestCalculateReplicaCountsForCanaryTrafficRoutingDynamicScale:
+# (name, spec, aborted, route canary weight, (stable, canary) ReplicaSets' available pods or
+# None when the test passes no ReplicaSet, expected (stable, canary)). The test builds the
+# canary ReplicaSet with its spec count as available count.
+@pytest.mark.parametrize(
+    ("name", "spec", "aborted", "route", "available", "expected"),
+    [
+        (
+            "Should scale stable replica up depending on next expected canary downscale step, if abort is true",
+            dynamic_case(20, 60), True, 60, (4, 6), (8, 6),
+        ),
+        (
+            "Should scale stable replica up depending on available canary replicas, if actual number of canaries "
+            "is less than expected and abort is true",
+            dynamic_case(20, 60), True, 60, (4, 1), (8, 6),
+        ),
+        (
+            "Should scale stable replica up depending on available stable replicas, if abort is true",
+            dynamic_case(20, 60), True, 60, (4, 2), (8, 6),
+        ),
+        (
+            "Should scale stable up as if canaries are scaled down to 0 if stable and canary replicas not passed, "
+            "and abort is true",
+            dynamic_case(20, 60), True, 60, None, (10, 6),
+        ),
+        ("Should scale down stable", dynamic_case(10), False, 10, None, (9, 1)),
+        ("Should take max of desired canary (20) > actual (10)", dynamic_case(20), False, 10, None, (9, 2)),
+        ("Should leave canary scaled up if there is still traffic to it on abort",
+         dynamic_case(20), True, 20, None, (10, 2)),
+        ("Should reduce canary when there is less traffic to it on abort", dynamic_case(20), True, 10, None, (10, 1)),
+    ],
+)  # fmt: skip
+def test_calculate_replica_counts_dynamic_scale(
+    name: str,
+    spec: RolloutSpec,
+    aborted: bool,
+    route: int,
+    available: tuple[int, int] | None,
+    expected: tuple[int, int],
+) -> None:
+    stable_available, canary_available = available if available is not None else (None, None)
+    mode = PlanMode.ABORTED if aborted else PlanMode.PROGRESSING
+    pods = routed_replicas(spec, 0, route, mode, stable_available=stable_available, canary_available=canary_available)
+    assert pods == expected
+
+
+# utils/replicaset/canary_test.go, TestGetDesiredCanaryWeightOnAbortWithScaleDownDelay:
+# 10 replicas, steps setWeight 10 and 50, dynamicStableScale, canary with 5 available pods.
+@pytest.mark.parametrize(
+    ("name", "abort_delay", "stable_available", "expected"),
+    [
+        ("no explicit delay: weight is held up by canary size (progressive drain unchanged)", None, 9, 10),
+        ("explicit delay: weight steps down gradually while stable is scaling up", 30, 5, 10),
+        ("explicit delay: weight reaches zero once stable nearly covers spec.Replicas (deadlock case)", 30, 9, 0),
+        ("explicit zero delay (leave canary up indefinitely): weight is held up by canary size", 0, 9, 10),
+    ],
+)
+def test_desired_canary_weight_on_abort(
+    name: str, abort_delay: int | None, stable_available: int, expected: int
+) -> None:
+    spec = routed_spec(10, weight(10), weight(50), dynamic=True, abort_delay=abort_delay)
+    assert abort_canary_weight(spec, stable_available, 5) == expected
+
+
+def test_stable_scales_to_spec_replicas_once_abort_weight_reaches_zero() -> None:
+    """The subtest "stable scales to spec.Replicas once weight reaches zero" of the same test."""
+    spec = routed_spec(10, weight(10), weight(50), dynamic=True, abort_delay=30)
+    stable, _ = routed_replicas(spec, 0, 10, PlanMode.ABORTED, stable_available=9, canary_available=5)
+    assert stable == 10
+
+
+# rollout/trafficrouting_test.go: the weight set on the route while a dynamicStableScale
+# rollout of 5 replicas aborts: (test, steps, stable available, canary available, route
+# canary weight, expected weight).
+@pytest.mark.parametrize(
+    ("name", "steps", "stable_available", "canary_available", "route", "expected"),
+    [
+        ("TestDynamicScalingDontIncreaseWeightWhenAborted", (weight(50), pause()), 4, 0, 0, 0),
+        ("TestDynamicScalingDecreaseWeightAccordingToStepWeightsAvailabilityWhenAborted",
+         (weight(50), pause()), 3, 4, 100, 50),
+        ("TestDynamicScalingDecreaseWeightAccordingToStableAvailabilityWhenAborted", (pause(),), 1, 4, 100, 80),
+        ("TestDynamicScalingDecreaseWeightAccordingToStableAvailabilityWhenAbortedAndResetService",
+         (weight(50), pause()), 5, 0, 20, 0),
+    ],
+)  # fmt: skip
+def test_abort_route_weight(
+    name: str,
+    steps: tuple[dict[str, Any], ...],
+    stable_available: int,
+    canary_available: int,
+    route: int,
+    expected: int,
+) -> None:
+    spec = routed_spec(5, *steps, dynamic=True)
+    assert abort_route_weight(spec, stable_available, canary_available, route) == expected
+
+
+def test_e2e_dynamic_stable_scale_abort() -> None:
+    """test/e2e/canary_test.go, TestCanaryDynamicStableScale: 4 replicas, setWeight 25 / 75,
+    aborted at the second pause (stable 1, canary 3, route 75). Marking stable pods ready
+    one by one, the canary drains to 1 while the stable reaches 4, then to 0."""
+    spec = e2e_rollout(4, "[{setWeight: 25}, {pause: {}}, {setWeight: 75}, {pause: {}}]", dynamicStableScale=True)
+
+    def step(stable_ready: int, canary_ready: int, route: int) -> tuple[int, tuple[int, int]]:
+        new_route = abort_route_weight(spec, stable_ready, canary_ready, route)
+        pods = routed_replicas(
+            spec, 3, new_route, PlanMode.ABORTED, stable_available=stable_ready, canary_available=canary_ready
+        )
+        return new_route, pods
+
+    # Aborted: the stable cannot take traffic yet; it is scaled up to 3, the route kept at 75.
+    assert step(1, 3, 75) == (75, (3, 3))
+    # 3 of the stable's pods ready: the route steps down to 25 and the canary to 1 pod ...
+    assert step(3, 3, 75) == (25, (3, 1))
+    # ... and once it has, the stable is scaled to 4 (the e2e waits for canary 1, stable 4).
+    assert step(3, 1, 25) == (25, (4, 1))
+    # The last stable pod ready: all traffic back on the stable, no canary pod.
+    assert step(4, 1, 25) == (0, (4, 0))
+
+
+def test_e2e_dynamic_stable_scale_abort_with_explicit_delay_holds_the_route() -> None:
+    """test/e2e/canary_test.go, TestCanaryDynamicStableScaleAbortScaleDownDelay
+    (abortScaleDownDelaySeconds 10): right after the abort the route keeps 75 % while the
+    stable's new pods are not ready; with 3 of 4 ready it steps down to 25, then to 0."""
+    spec = e2e_rollout(
+        4,
+        "[{setWeight: 25}, {pause: {}}, {setWeight: 75}, {pause: {}}]",
+        dynamicStableScale=True,
+        abortScaleDownDelaySeconds=10,
+    )
+    assert abort_route_weight(spec, 1, 3, 75) == 75
+    assert abort_route_weight(spec, 3, 3, 75) == 25
+    assert abort_route_weight(spec, 4, 3, 25) == 0
+
+
+@pytest.mark.parametrize(("delay", "canary"), [(0, 1), (1, 0)])
+def test_e2e_canary_scale_down_on_abort(delay: int, canary: int) -> None:
+    """test/e2e/canary_test.go, TestCanaryUnScaleDownOnAbort (abortScaleDownDelaySeconds 0:
+    revision 2 keeps 1 pod) and TestCanaryScaleDownOnAbort (1 s: revision 2 ends with 0);
+    steps setCanaryScale replicas 1, pause; 1 replica."""
+    spec = e2e_rollout(1, "[{setCanaryScale: {replicas: 1}}, {pause: {}}]", abortScaleDownDelaySeconds=delay)
+    aborted = desired_state(spec, 1, PlanMode.ABORTED)
+    assert (aborted.canary_weight, aborted.stable_replicas, aborted.canary_replicas) == (0, 1, canary)
+
+
+@pytest.mark.parametrize(("dynamic", "route", "expected"), [(True, 10, 9), (True, None, 8), (False, 10, 10)])
+def test_stable_replicas_for_weights(dynamic: bool, route: int | None, expected: int) -> None:
+    """TestCalculateReplicaCountsForCanaryTrafficRoutingDynamicScale, "Should take max of
+    desired canary (20) > actual (10)": desired stable 80 % is 8 pods, the route's 90 % is 9;
+    without a route weight only the desired counts; without dynamicStableScale, all 10."""
+    spec = routed_spec(10, weight(20), dynamic=dynamic)
+    assert stable_replicas_for_weights(spec, 20, route) == expected

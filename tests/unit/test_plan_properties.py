@@ -23,12 +23,16 @@ from kulta.core.plan import (
     PlanMode,
     ReplicaSetScale,
     WaitKind,
+    abort_canary_weight,
+    abort_route_weight,
     basic_canary_counts,
     basic_canary_path,
     desired_state,
     full_plan,
     rolling_plan,
     rolling_update,
+    routed_replicas,
+    stable_replicas_for_weights,
     weighted_steps_without_canary_pods,
 )
 from kulta.model.rollout import (
@@ -221,11 +225,44 @@ def argo_current_set_weight(steps: tuple[Step, ...], index: int) -> int:
     return 0
 
 
-def argo_use_set_canary_scale(steps: tuple[Step, ...], index: int) -> SetCanaryScale | None:
-    """UseSetCanaryScale while progressing."""
-    if index >= len(steps):
+@dataclass
+class ArgoStatus:
+    """The bits of a Rollout's status the traffic-routed replica math reads."""
+
+    current_step_index: int = 0
+    abort: bool = False
+    promote_full: bool = False
+
+
+def argo_status(spec: RolloutSpec, index: int, mode: PlanMode) -> ArgoStatus:
+    """Argo's status at KULTA's (step, mode): syncRolloutStatusCanary resets the step index
+    to 0 when a rollout with steps is aborted; a full promotion is status.promoteFull."""
+    if mode is PlanMode.ABORTED:
+        return ArgoStatus(current_step_index=0, abort=True)
+    return ArgoStatus(current_step_index=index, promote_full=mode is PlanMode.PROMOTED)
+
+
+def argo_abort_delay(strategy: CanaryStrategy) -> tuple[int | None, bool]:
+    """GetAbortScaleDownDelaySecondsOrDefault for a canary: (delay, was set); None = never."""
+    if strategy.traffic_routing is None:
+        return 0, False
+    if strategy.abort_scale_down_delay_seconds is None:
+        return 30, False
+    if strategy.abort_scale_down_delay_seconds == 0:
+        return None, True
+    return strategy.abort_scale_down_delay_seconds, True
+
+
+def argo_use_set_canary_scale(spec: RolloutSpec, status: ArgoStatus) -> SetCanaryScale | None:
+    """UseSetCanaryScale."""
+    steps = spec.strategy.steps
+    if spec.strategy.traffic_routing is None:
         return None
-    for step in steps[index::-1]:
+    if status.abort and argo_abort_delay(spec.strategy)[0] is not None:
+        return None
+    if status.current_step_index >= len(steps):
+        return None
+    for step in steps[status.current_step_index :: -1]:
         if step.set_canary_scale is None:
             continue
         if step.set_canary_scale.match_traffic_weight:
@@ -234,27 +271,74 @@ def argo_use_set_canary_scale(steps: tuple[Step, ...], index: int) -> SetCanaryS
     return None
 
 
-def argo_traffic_routed(spec: RolloutSpec, index: int, route_canary_weight: int) -> tuple[int, int]:
-    """CalculateReplicaCountsForTrafficRoutedCanary while progressing -> (canary, stable).
+def argo_desired_canary_weight(spec: RolloutSpec, status: ArgoStatus, new: ArgoRS | None, stable: ArgoRS | None) -> int:
+    """GetDesiredCanaryWeight (and GetCurrentSetWeight)."""
+    strategy = spec.strategy
+    if status.abort and strategy.dynamic_stable_scale and new is not None and stable is not None:
+        replicas = spec.replicas
+        expected = replicas - stable.available
+        canary = max(expected, new.available)
+        delay, was_set = argo_abort_delay(strategy)
+        if was_set and delay is not None:  # HasExplicitAbortScaleDownDelay
+            canary = expected
+        for step in reversed(strategy.steps):
+            if step.set_weight is not None and -(-replicas * step.set_weight // ARGO_MAX_WEIGHT) < canary:
+                return step.set_weight
+        return 0
+    if status.abort:
+        return 0
+    return argo_current_set_weight(strategy.steps, status.current_step_index)
 
-    ``route_canary_weight`` is status.canary.weights (stable = 100 - canary).
+
+def argo_traffic_routed(
+    spec: RolloutSpec,
+    status: ArgoStatus,
+    route_canary_weight: int | None,
+    new: ArgoRS | None = None,
+    stable: ArgoRS | None = None,
+) -> tuple[int, int]:
+    """CalculateReplicaCountsForTrafficRoutedCanary -> (canary, stable).
+
+    ``route_canary_weight`` is status.canary.weights (stable = 100 - canary; None = nil).
     """
     replicas = spec.replicas
-    scale = argo_use_set_canary_scale(spec.strategy.steps, index)
-    if scale is not None and scale.replicas is not None:
-        canary, desired_weight = scale.replicas, 0
+    scale_replicas: int | None = None
+    if status.promote_full:
+        desired_weight = ARGO_MAX_WEIGHT
     else:
-        desired_weight = (
-            scale.weight
-            if scale is not None and scale.weight is not None
-            else argo_current_set_weight(spec.strategy.steps, index)
-        )
-        canary = -(-desired_weight * replicas // ARGO_MAX_WEIGHT)
+        scale = argo_use_set_canary_scale(spec, status)
+        if scale is not None and scale.replicas is not None:
+            scale_replicas, desired_weight = scale.replicas, 0
+        elif scale is not None and scale.weight is not None:
+            desired_weight = scale.weight
+        else:
+            desired_weight = argo_desired_canary_weight(spec, status, new, stable)
+    canary = scale_replicas if scale_replicas is not None else -(-desired_weight * replicas // ARGO_MAX_WEIGHT)
     if not spec.strategy.dynamic_stable_scale:
         return canary, replicas
-    stable = -(-(ARGO_MAX_WEIGHT - desired_weight) * replicas // ARGO_MAX_WEIGHT)
-    actual = -(-(ARGO_MAX_WEIGHT - route_canary_weight) * replicas // ARGO_MAX_WEIGHT)
-    return canary, max(stable, actual)
+    stable_count = -(-(ARGO_MAX_WEIGHT - desired_weight) * replicas // ARGO_MAX_WEIGHT)
+    if route_canary_weight is not None:
+        actual = -(-(ARGO_MAX_WEIGHT - route_canary_weight) * replicas // ARGO_MAX_WEIGHT)
+        stable_count = max(stable_count, actual)
+        if status.abort:
+            canary = max(-(-route_canary_weight * replicas // ARGO_MAX_WEIGHT), canary)
+    return canary, stable_count
+
+
+def argo_abort_route_weight(spec: RolloutSpec, new: ArgoRS, stable: ArgoRS, route_canary_weight: int | None) -> int:
+    """calculateDesiredWeightOnAbortOrStableRollback while aborted (rollout/trafficrouting.go)."""
+    replicas = spec.replicas
+    if not spec.strategy.dynamic_stable_scale or replicas == 0:
+        return 0
+    desired = argo_desired_canary_weight(spec, ArgoStatus(abort=True), new, stable)
+    expected = max(0, ARGO_MAX_WEIGHT - ARGO_MAX_WEIGHT * stable.available // replicas)
+    if route_canary_weight is None:
+        return max(expected, desired)
+    if desired <= 0:
+        return min(expected, route_canary_weight)
+    if desired > 0 and ARGO_MAX_WEIGHT * stable.available // replicas < ARGO_MAX_WEIGHT - desired:
+        return route_canary_weight
+    return min(desired, route_canary_weight)
 
 
 def argo_header_routes(spec: RolloutSpec, index: int) -> list[tuple[str, tuple[HeaderMatch, ...]]]:
@@ -339,6 +423,7 @@ def specs(draw: st.DrawFn, routed: bool | None = None) -> RolloutSpec:
         max_surge=surge,
         max_unavailable=unavailable,
         dynamic_stable_scale=with_routing and draw(st.booleans()),
+        abort_scale_down_delay_seconds=draw(st.sampled_from([None, 0, 5])) if with_routing else None,
         steps=tuple(steps),
         traffic_routing=TrafficRouting((HTTPRouteRef("r"),), managed_routes=ROUTES) if with_routing else None,
     )
@@ -386,9 +471,17 @@ def test_the_last_state_is_full_promotion(spec: RolloutSpec) -> None:
 @FAST
 @given(specs(), st.data())
 def test_abort_returns_all_traffic_to_stable(spec: RolloutSpec, data: st.DataObject) -> None:
+    """Once an abort is over all traffic is on a full stable; the canary has no pod, except
+    a setCanaryScale of step 0 kept by abortScaleDownDelaySeconds: 0 (UseSetCanaryScale)."""
     index = data.draw(st.integers(0, len(spec.strategy.steps)))
     state = desired_state(spec, index, PlanMode.ABORTED)
-    assert (state.canary_weight, state.stable_replicas, state.canary_replicas) == (0, spec.replicas, 0)
+    kept = argo_use_set_canary_scale(spec, argo_status(spec, index, PlanMode.ABORTED))
+    if spec.strategy.traffic_routing is None:
+        canary = 0
+    else:
+        canary, _ = argo_traffic_routed(spec, argo_status(spec, index, PlanMode.ABORTED), 0)
+    assert (state.canary_weight, state.stable_replicas, state.canary_replicas) == (0, spec.replicas, canary)
+    assert (canary > 0) <= (kept is not None)
     assert (state.header_routes, state.mode) == ((), PlanMode.ABORTED)
 
 
@@ -452,7 +545,7 @@ def test_steps_without_canary_pods_are_those_argo_leaves_empty(spec: RolloutSpec
         if spec.strategy.traffic_routing is None:
             canary, _ = argo_approximate(spec.replicas, weight, argo_max_surge(spec.strategy, spec.replicas))
         else:
-            canary, _ = argo_traffic_routed(spec, step.index, weight)
+            canary, _ = argo_traffic_routed(spec, ArgoStatus(step.index), weight)
         if weight > 0 and canary == 0:
             expected.append(step.index)
     assert weighted_steps_without_canary_pods(spec) == tuple(expected)
@@ -463,7 +556,7 @@ def test_steps_without_canary_pods_are_those_argo_leaves_empty(spec: RolloutSpec
 def test_routed_steps_match_argo_once_the_route_has_the_step_weight(spec: RolloutSpec) -> None:
     for state in full_plan(spec)[:-1]:
         route_weight = argo_current_set_weight(spec.strategy.steps, state.step_index)
-        canary, stable = argo_traffic_routed(spec, state.step_index, route_weight)
+        canary, stable = argo_traffic_routed(spec, ArgoStatus(state.step_index), route_weight)
         assert (state.stable_replicas, state.canary_replicas) == (stable, canary)
 
 
@@ -482,7 +575,7 @@ def test_routed_stable_has_pods_for_its_traffic(spec: RolloutSpec) -> None:
 def test_routed_canary_without_override_has_pods_for_its_traffic(spec: RolloutSpec, data: st.DataObject) -> None:
     """Without a setCanaryScale in force the canary has the fewest pods for its weight."""
     index = data.draw(st.integers(0, len(spec.strategy.steps) - 1)) if spec.strategy.steps else 0
-    assume(spec.strategy.steps and argo_use_set_canary_scale(spec.strategy.steps, index) is None)
+    assume(spec.strategy.steps and argo_use_set_canary_scale(spec, ArgoStatus(index)) is None)
     state = desired_state(spec, index)
     needed = Fraction(spec.replicas * state.canary_weight, 100)
     assert needed <= state.canary_replicas < needed + 1
@@ -543,3 +636,87 @@ def test_basic_canary_counts_are_argos_with_any_availability(
     counts = basic_canary_counts(spec, weight, ReplicaSetScale(*stable), ReplicaSetScale(*canary), older)
     new, stable_target = argo_basic_canary(spec, weight, ArgoRS(*canary), ArgoRS(*stable), older)
     assert counts == (stable_target, new)
+
+
+route_weights = st.one_of(st.none(), percent)
+availability = st.one_of(st.none(), st.tuples(st.integers(0, 45), st.integers(0, 45)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(routed_specs, st.data(), st.sampled_from(list(PlanMode)), route_weights, availability)
+def test_routed_replicas_are_argos_for_any_route_weight(
+    spec: RolloutSpec,
+    data: st.DataObject,
+    mode: PlanMode,
+    route_weight: int | None,
+    available: tuple[int, int] | None,
+) -> None:
+    """Against CalculateReplicaCountsForTrafficRoutedCanary with status.canary.weights, while
+    progressing, promoting fully or aborting (with the ReplicaSets' availability)."""
+    index = data.draw(st.integers(0, len(spec.strategy.steps)))
+    stable_available, canary_available = available if available is not None else (None, None)
+    pods = routed_replicas(
+        spec, index, route_weight, mode, stable_available=stable_available, canary_available=canary_available
+    )
+    new_rs = stable_rs = None
+    if available is not None:
+        stable_rs, new_rs = ArgoRS(available[0], available[0]), ArgoRS(available[1], available[1])
+    canary, stable = argo_traffic_routed(spec, argo_status(spec, index, mode), route_weight, new_rs, stable_rs)
+    assert pods == (stable, canary)
+
+
+@FAST
+@given(routed_specs, st.integers(0, 45), st.integers(0, 45), route_weights)
+def test_abort_route_weight_is_argos(
+    spec: RolloutSpec, stable_available: int, canary_available: int, route_weight: int | None
+) -> None:
+    weight = abort_route_weight(spec, stable_available, canary_available, route_weight)
+    expected = argo_abort_route_weight(
+        spec, ArgoRS(canary_available, canary_available), ArgoRS(stable_available, stable_available), route_weight
+    )
+    assert weight == expected
+
+
+@FAST
+@given(routed_specs, percent, route_weights)
+def test_stable_serves_the_traffic_on_the_route_and_the_desired_traffic(
+    spec: RolloutSpec, desired: int, route_weight: int | None
+) -> None:
+    """dynamicStableScale: the stable has the fewest pods for the larger of the traffic it
+    serves now and the traffic it is about to serve; without it, all replicas
+    (CalculateReplicaCountsForTrafficRoutedCanary)."""
+    stable = stable_replicas_for_weights(spec, desired, route_weight)
+    serving = [desired] if route_weight is None else [desired, route_weight]
+    needed = max(Fraction(spec.replicas * (100 - weight), 100) for weight in serving)
+    if spec.strategy.dynamic_stable_scale:
+        assert needed <= stable < needed + 1
+    else:
+        assert stable == spec.replicas
+
+
+@st.composite
+def aborting_dynamic(draw: st.DrawFn) -> tuple[RolloutSpec, int, int, int | None]:
+    """A dynamicStableScale spec with availabilities an abort passes through (0..replicas)."""
+    spec = draw(routed_specs)
+    spec = replace(spec, strategy=replace(spec.strategy, dynamic_stable_scale=True))
+    weights = {step.set_weight for step in spec.strategy.steps if step.set_weight is not None}
+    # stable shares equal to a step's stable weight: where Argo switches from holding the
+    # route's weight to following the steps
+    at_step = [n for n in range(spec.replicas + 1) if spec.replicas and 100 - 100 * n // spec.replicas in weights]
+    stable_available = draw(st.one_of(st.integers(0, spec.replicas), st.sampled_from(at_step or [0])))
+    canary_available = draw(st.integers(0, spec.replicas))
+    return spec, stable_available, canary_available, draw(route_weights)
+
+
+@settings(max_examples=300, deadline=None)
+@given(aborting_dynamic())
+def test_abort_weights_are_argos_while_the_stable_scales_back_up(
+    case: tuple[RolloutSpec, int, int, int | None],
+) -> None:
+    spec, stable_available, canary_available, route_weight = case
+    new_rs, stable_rs = ArgoRS(canary_available, canary_available), ArgoRS(stable_available, stable_available)
+    desired = argo_desired_canary_weight(spec, ArgoStatus(abort=True), new_rs, stable_rs)
+    assert abort_canary_weight(spec, stable_available, canary_available) == desired
+    assert abort_route_weight(spec, stable_available, canary_available, route_weight) == argo_abort_route_weight(
+        spec, new_rs, stable_rs, route_weight
+    )
