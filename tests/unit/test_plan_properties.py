@@ -500,10 +500,12 @@ def test_basic_canary_steps_end_where_argo_settles(spec: RolloutSpec) -> None:
 def tie_prone_splits(draw: st.DrawFn) -> tuple[int, int, int | str]:
     """(replicas, weight, maxSurge) where replicas * weight / 100 often ends in .5 or
     comes close to replicas: where Argo's candidates drop out."""
-    replicas = draw(st.integers(1, 60))
+    replicas = draw(st.one_of(st.sampled_from([1, 2, 5, 10, 25, 50]), st.integers(1, 60)))
     ties = [w for w in range(101) if (2 * replicas * w) % 100 == 50 or (2 * (replicas + 1) * w) % 100 == 50]
     near_top = [w for w in range(101) if replicas * w > 100 * (replicas - 1)]
-    weight = draw(st.one_of(st.sampled_from(ties or [50]), st.sampled_from(near_top), percent))
+    # replicas * weight / 100 = replicas - 0.5: the ceiling leaves no stable pod, the floor is a tie
+    both = [w for w in range(101) if 2 * replicas * w == 100 * (2 * replicas - 1)]
+    weight = draw(st.one_of(*(st.sampled_from(group) for group in (ties, near_top, both) if group), percent))
     surge = draw(st.sampled_from([0, "0%", 1, 2, "25%", "100%"]))
     return replicas, weight, surge
 
