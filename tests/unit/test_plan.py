@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from kulta.core.plan import (
@@ -17,80 +15,12 @@ from kulta.core.plan import (
     replicas_for_weight,
     resolve_max_surge,
     resolve_max_unavailable,
+    rolling_plan,
+    rolling_update,
+    weighted_steps_without_canary_pods,
 )
-from kulta.model.rollout import (
-    AnalysisRef,
-    AnalysisTemplateRef,
-    CanaryStrategy,
-    HeaderMatch,
-    HeaderMatchType,
-    HTTPRouteRef,
-    Pause,
-    RolloutSpec,
-    SetCanaryScale,
-    SetHeaderRoute,
-    Step,
-    StepKind,
-    TrafficRouting,
-)
-
-ROUTING = TrafficRouting((HTTPRouteRef("web"),), managed_routes=("first", "second"))
-
-
-def weight(value: int) -> dict[str, Any]:
-    return {"set_weight": value}
-
-
-def scale(**fields: Any) -> dict[str, Any]:
-    return {"set_canary_scale": SetCanaryScale(**fields)}
-
-
-def pause(seconds: int | None = None) -> dict[str, Any]:
-    return {"pause": Pause(seconds)}
-
-
-def header(name: str, *values: str) -> dict[str, Any]:
-    matches = tuple(HeaderMatch("X-Test", value, HeaderMatchType.EXACT) for value in values)
-    return {"set_header_route": SetHeaderRoute(name, matches)}
-
-
-ANALYSIS = AnalysisRef((AnalysisTemplateRef("success-rate"),))
-
-_FIELD_KINDS = {
-    "set_weight": StepKind.SET_WEIGHT,
-    "pause": StepKind.PAUSE,
-    "analysis": StepKind.ANALYSIS,
-    "set_canary_scale": StepKind.SET_CANARY_SCALE,
-    "set_header_route": StepKind.SET_HEADER_ROUTE,
-}
-
-
-def make_steps(*parts: dict[str, Any]) -> tuple[Step, ...]:
-    steps = []
-    for index, fields in enumerate(parts):
-        kinds = frozenset(_FIELD_KINDS[name] for name in fields)
-        steps.append(Step(index=index, kinds=kinds, **fields))
-    return tuple(steps)
-
-
-def make_spec(
-    replicas: int,
-    *parts: dict[str, Any],
-    routing: TrafficRouting | None = ROUTING,
-    dynamic: bool = False,
-    max_surge: int | str = "25%",
-    max_unavailable: int | str = "25%",
-) -> RolloutSpec:
-    strategy = CanaryStrategy(
-        canary_service="c" if routing else None,
-        stable_service="s" if routing else None,
-        max_surge=max_surge,
-        max_unavailable=max_unavailable,
-        dynamic_stable_scale=dynamic,
-        steps=make_steps(*parts),
-        traffic_routing=routing,
-    )
-    return RolloutSpec(replicas=replicas, selector={"matchLabels": {"app": "x"}}, template={}, strategy=strategy)
+from kulta.model.rollout import CanaryStrategy, RolloutSpec
+from tests.unit.plan_helpers import ANALYSIS, header, make_spec, pause, scale, weight
 
 
 def counts(spec: RolloutSpec) -> list[tuple[int, int, int]]:
@@ -125,7 +55,9 @@ def counts(spec: RolloutSpec) -> list[tuple[int, int, int]]:
             make_spec(10, weight(10), weight(30), weight(95), routing=None),
             [(10, 9, 1), (30, 7, 3), (95, 1, 10), (100, 0, 10)],
         ),
-        (make_spec(10, weight(95), routing=None, max_surge=0, max_unavailable=1), [(95, 1, 9), (100, 0, 10)]),
+        # No split of 10 pods for 95 % without surge in Argo: 10 canary pods would leave no
+        # stable pod, and 9.5 is a tie, which drops the floor (9): Argo runs no canary pod.
+        (make_spec(10, weight(95), routing=None, max_surge=0, max_unavailable=1), [(95, 10, 0), (100, 0, 10)]),
         (make_spec(1, weight(5), weight(95), routing=None, max_surge=1), [(5, 1, 1), (95, 1, 1), (100, 0, 1)]),
         (
             make_spec(1, weight(5), weight(95), routing=None, max_surge=0, max_unavailable=1),
@@ -171,6 +103,10 @@ def test_basic_canary_replicas(replicas: int, weight_: int, surge: int, expected
         (2, 0, 5, (2, 0)),
         ("0%", "0%", 5, (0, 1)),
         ("100%", "100%", 3, (3, 3)),
+        # Argo's MaxUnavailable: never more than replicas, and 0 for 0 replicas.
+        (0, 5, 3, (0, 3)),
+        ("25%", "25%", 0, (0, 0)),
+        (0, 1, 0, (0, 0)),
     ],
 )
 def test_resolve_surge_and_unavailable(
@@ -237,3 +173,69 @@ def test_promotion_and_abort_states() -> None:
 def test_step_index_out_of_range(index: int) -> None:
     with pytest.raises(ValueError, match=r"outside 0\.\.2"):
         desired_state(make_spec(4, weight(10), pause()), index)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        # 95 % of 10 pods without surge: Argo finds no split (see test_replica_math).
+        (make_spec(10, weight(50), weight(95), pause(), routing=None, max_surge=0, max_unavailable=1), (1, 2)),
+        # One pod without surge: below 50 % the canary has no pod.
+        (make_spec(1, weight(20), weight(50), routing=None, max_surge=0, max_unavailable=1), (0,)),
+        # With surge every weight above 0 gets a canary pod; weight 0 needs none.
+        (make_spec(10, weight(0), weight(95), routing=None, max_surge=1), ()),
+        # Traffic routing: a setCanaryScale of 0 pods while traffic flows.
+        (make_spec(4, weight(10), scale(replicas=0)), (1,)),
+        (make_spec(0, weight(50), routing=None), ()),
+    ],
+)
+def test_weighted_steps_without_canary_pods(spec: RolloutSpec, expected: tuple[int, ...]) -> None:
+    assert weighted_steps_without_canary_pods(spec) == expected
+
+
+TEN_WITHOUT_SURGE = [
+    (10, 0), (9, 0), (9, 1), (8, 1), (8, 2), (7, 2), (7, 3), (6, 3), (6, 4), (5, 4), (5, 5),
+    (4, 5), (4, 6), (3, 6), (3, 7), (2, 7), (2, 8), (1, 8), (1, 9), (0, 9), (0, 10),
+]  # fmt: skip
+TEN_WITHOUT_UNAVAILABLE = [
+    (10, 0), (10, 1), (9, 1), (9, 2), (8, 2), (8, 3), (7, 3), (7, 4), (6, 4), (6, 5), (5, 5),
+    (5, 6), (4, 6), (4, 7), (3, 7), (3, 8), (2, 8), (2, 9), (1, 9), (1, 10), (0, 10),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("replicas", "surge", "unavailable", "expected"),
+    [
+        # maxSurge 0, maxUnavailable 1: one stable pod down, then one canary pod up.
+        (1, 0, 1, [(1, 0), (0, 0), (0, 1)]),
+        (4, 0, 1, [(4, 0), (3, 0), (3, 1), (2, 1), (2, 2), (1, 2), (1, 3), (0, 3), (0, 4)]),
+        (10, 0, 1, TEN_WITHOUT_SURGE),
+        # maxSurge 1, maxUnavailable 0: one canary pod up, then one stable pod down.
+        (1, 1, 0, [(1, 0), (1, 1), (0, 1)]),
+        (4, 1, 0, [(4, 0), (4, 1), (3, 1), (3, 2), (2, 2), (2, 3), (1, 3), (1, 4), (0, 4)]),
+        (10, 1, 0, TEN_WITHOUT_UNAVAILABLE),
+        # 25 %/25 % (the default): 1 replica resolves to surge 1, unavailable 0; 4 to 1 and 1;
+        # 10 to 3 and 2. The stable is reconciled first, so it gives up its unavailable pods
+        # before the canary surges into the room left up to replicas + maxSurge.
+        (1, "25%", "25%", [(1, 0), (1, 1), (0, 1)]),
+        (4, "25%", "25%", [(4, 0), (3, 0), (3, 2), (1, 2), (1, 4), (0, 4)]),
+        (10, "25%", "25%", [(10, 0), (8, 0), (8, 5), (3, 5), (3, 10), (0, 10)]),
+        (0, "25%", "25%", [(0, 0)]),
+    ],
+)
+def test_rolling_plan_without_routing(
+    replicas: int, surge: int | str, unavailable: int | str, expected: list[tuple[int, int]]
+) -> None:
+    spec = make_spec(replicas, routing=None, max_surge=surge, max_unavailable=unavailable)
+    assert rolling_plan(spec) == tuple(expected)
+    assert [rolling_update(spec, *state) for state in expected] == [*expected[1:], None]
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_rolling_plan_with_routing_is_not_paced(dynamic: bool) -> None:
+    """Argo sizes a routed canary for weight 100 at once; the stable goes after promotion."""
+    spec = make_spec(4, dynamic=dynamic, max_surge=1, max_unavailable=0)
+    assert rolling_plan(spec) == ((4, 0), (4, 4), (0, 4))
+    assert rolling_update(spec, 2, 1) == (4, 1)
+    assert rolling_update(spec, 3, 4) == (0, 4)
+    assert rolling_update(spec, 0, 4) is None
