@@ -16,7 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from kulta.core.plan import DesiredState, PlanMode, WaitKind, desired_state, full_plan
+from kulta.core.plan import (
+    DesiredState,
+    PlanMode,
+    Wait,
+    WaitKind,
+    desired_state,
+    full_plan,
+    rolling_plan,
+    weighted_steps_without_canary_pods,
+)
 from kulta.core.revision import pod_template_hash, resolve_template
 from kulta.errors import SpecError
 from kulta.model.rollout import DEFAULT_NAMESPACE, OtherDocument, Rollout, Step, StepKind
@@ -172,9 +181,20 @@ def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[
     plan = full_plan(spec)
     for step, state in zip(strategy.steps, plan, strict=False):
         rows.append(_row(str(step.index), _describe_action(step), state))
+    if not strategy.steps and routing is None:
+        # Argo's paced replacement: one ReplicaSet moves per update, within maxSurge/maxUnavailable
+        for move, (stable, canary) in enumerate(rolling_plan(spec)[1:], start=1):
+            share = round(100 * canary / (stable + canary)) if stable + canary else 0
+            state = DesiredState(0, share, stable, canary, (), Wait(WaitKind.NONE), PlanMode.PROGRESSING)
+            rows.append(_row(f"move {move}", "rolling update", state))
     rows.append(_row("end", "promote", plan[-1]))
     rows.append(_row("abort", "abort (any step)", desired_state(spec, 0, PlanMode.ABORTED)))
     lines.extend("  " + line for line in _table(rows))
+    for index in weighted_steps_without_canary_pods(spec):
+        lines.append(
+            f"  note: step {index} runs no canary pod: Argo finds no split of {spec.replicas} pod(s) for "
+            f"{plan[index].canary_weight}% (add replicas or maxSurge, or choose another weight)"
+        )
     return lines
 
 

@@ -29,7 +29,7 @@ from kulta.core.decision import AbortReason, Decision, Observation, WaitOutcome,
 from kulta.core.defaults import abort_scale_down_delay_seconds, scale_down_delay_seconds
 from kulta.core.history import extend_history, keep_old_revisions, live_templates, prune_history
 from kulta.core.names import background_run_name, inline_run_name, replicaset_name, route_targets
-from kulta.core.plan import DesiredState, PlanMode, WaitKind, desired_state
+from kulta.core.plan import DesiredState, PlanMode, WaitKind, desired_state, rolling_update
 from kulta.core.revision import strategy_hash
 from kulta.core.times import format_time, parse_status_time
 from kulta.model.rollout import Rollout
@@ -66,6 +66,8 @@ class Situation(enum.Enum):
     RESTART_PENDING = "restart-pending"
     #: the progress deadline passed on the current step: try it again
     DEGRADED = "degraded"
+    #: no steps, no traffic routing: pods replaced in moves paced by maxSurge / maxUnavailable
+    ROLLING = "rolling"
     #: walk the steps
     STEPPING = "stepping"
 
@@ -264,8 +266,63 @@ def _start_canary(ctx: _Ctx, prev: RolloutStatus, command: ManualCommand | None,
         changes["scale_down_revision"] = prev.canary_revision
     if not ctx.rollout.spec.strategy.steps:
         staged = prev.with_changes(**changes)
+        if ctx.rollout.spec.strategy.traffic_routing is None:
+            return _rolling(ctx, staged, command, reason + "; no steps: ")
         return _promote(ctx, staged, command, reason + "; no steps: promoting")
     return _apply_step(ctx, prev, 0, reason, command, **changes)
+
+
+def _rolling(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None, reason: str = "") -> Decision:
+    """A Rollout without steps and without traffic routing: Argo's paced replacement.
+
+    Each update makes Argo's next move (``rolling_update``: ``reconcileCanaryReplicaSets``
+    at weight 100, one ReplicaSet at a time, within maxSurge and maxUnavailable),
+    waiting until new pods are available; at (0, replicas) the revision is promoted.
+    """
+    spec = ctx.rollout.spec
+    if spec.paused and prev.in_flight:
+        return _hold(ctx, prev, "spec.paused is true: holding the rolling update", phase=Phase.PAUSED)
+    stable_now = prev.replicas.get(replicaset_name(ctx.rollout.name, prev.stable_revision), spec.replicas)
+    canary_now = prev.replicas.get(replicaset_name(ctx.rollout.name, ctx.revision), 0) if prev.in_flight else 0
+    move = rolling_update(spec, stable_now, canary_now)
+    if move is None:
+        return _promote(ctx, prev, cmd, f"{reason}rolling update done: promoted {ctx.revision}")
+    stable, canary = move
+    history = extend_history(prev, prev.stable_revision, ctx.revision, limit=spec.revision_history_limit)
+    replicas = keep_old_revisions(prev, history, prev.stable_revision, ctx.revision)
+    if prev.scale_down_revision and prev.scale_down_revision not in (prev.stable_revision, ctx.revision):
+        replicas[prev.scale_down_revision] = 0
+    replicas[prev.stable_revision] = stable
+    replicas[ctx.revision] = canary
+    now = format_time(ctx.now)
+    status = prev.with_changes(
+        phase=Phase.PROGRESSING,
+        canary_revision=ctx.revision,
+        current_step_index=0,
+        step_count=0,
+        step_started_at=now,
+        pause_started_at="",
+        git_commit=ctx.git_commit,
+        images=_images(ctx.template),
+        aborted=False,
+        revision_history=history,
+        strategy_hash=ctx.strategy,
+        restart_reason="",
+    )
+    limits = f"maxSurge {spec.strategy.max_surge}, maxUnavailable {spec.strategy.max_unavailable}"
+    return _finish(
+        ctx,
+        status,
+        replicas,
+        None,
+        0,
+        canary_svc=ctx.revision,
+        wait_ready=frozenset({ctx.revision}) if canary > canary_now else frozenset(),
+        apply=True,
+        next_due=None,
+        reason=f"{reason}rolling update ({limits}): {stable} old + {canary} new pods",
+        command=cmd,
+    )
 
 
 def _stopped_background(
@@ -454,6 +511,8 @@ def _new_revision(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> 
 
 def _aborted(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
     if cmd and cmd.kind is CommandKind.RETRY:
+        if _paced(ctx):
+            return _rolling(ctx, prev.with_changes(aborted=False), cmd, "retry: ")
         if not ctx.rollout.spec.strategy.steps:
             return _promote(ctx, prev, cmd, "retry: no steps, promoting")
         return _apply_step(
@@ -503,6 +562,12 @@ def _strategy_changed(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None)
     one its pods are the traffic, so they go to 0 until step 0 asks for them again.
     """
     spec = ctx.rollout.spec
+    recorded = {r.name: r for r in (ctx.prev.analysis_runs if ctx.prev else ())}
+    ended = [r for r in prev.analysis_runs if recorded.get(r.name) != r and r.phase.completed]
+    if ended:
+        # the history shows how the analysis ended before the restart drops its run
+        result = ", ".join(f"{r.name} {r.phase.value}" for r in ended)
+        return _hold(ctx, prev, f"strategy changed in Git: {result}; the canary restarts from step 0 next")
     reason = (
         f"strategy changed in Git (steps, analysis or trafficRouting) at step {prev.current_step_index}: "
         f"traffic back on stable {prev.stable_revision}, restarting the canary from step 0"
@@ -555,7 +620,15 @@ def _restart_pending(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) 
     return _apply_step(ctx, prev, 0, reason, None, rollout_started_at=format_time(ctx.now))
 
 
+def _paced(ctx: _Ctx) -> bool:
+    """No steps and no traffic routing: the pods are replaced in paced moves (``_rolling``)."""
+    strategy = ctx.rollout.spec.strategy
+    return not strategy.steps and strategy.traffic_routing is None
+
+
 def _degraded(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
+    if _paced(ctx):
+        return _rolling(ctx, prev, cmd, "retrying after the progress deadline passed: ")
     n = len(ctx.rollout.spec.strategy.steps)
     index = min(prev.current_step_index, n - 1) if n else 0
     return _apply_step(ctx, prev, index, f"retrying step {index} after the progress deadline passed", cmd)
@@ -758,6 +831,9 @@ def classify(
         return Situation.RESTART_PENDING
     if prev.phase is Phase.DEGRADED:
         return Situation.DEGRADED
+    strategy = rollout.spec.strategy
+    if not strategy.steps and strategy.traffic_routing is None:
+        return Situation.ROLLING
     return Situation.STEPPING
 
 
@@ -774,6 +850,7 @@ _HANDLERS: dict[Situation, _Handler] = {
     Situation.STRATEGY_CHANGED: _strategy_changed,
     Situation.RESTART_PENDING: _restart_pending,
     Situation.DEGRADED: _degraded,
+    Situation.ROLLING: _rolling,
     Situation.STEPPING: _stepping,
 }
 

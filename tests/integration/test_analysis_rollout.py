@@ -302,7 +302,8 @@ def test_a_strategy_edit_during_analysis_lets_it_finish_then_restarts_from_step_
     assert [(w.stable, w.canary) for w in seen[restart].weights] == [(100, 0)]
     assert seen[restart].current_step_index == 0 and "strategy changed in Git" in seen[restart].message
     assert seen[restart + 1].current_step_index == 0 and seen[restart + 1].weights[0].canary == 50
-    before = seen[restart - 1] if restart > 0 else running
+    assert restart > 0, seen
+    before = seen[restart - 1]  # recorded just before the restart: how the analysis ended
     old_run = next(r for r in before.analysis_runs if r.step_index == 1)
     assert old_run.phase is AnalysisPhase.SUCCESSFUL and len(old_run.measurements) == 4, old_run
     messages = [h.message for h in reversed(stacks.history(rec.stack_name(rollout)))]

@@ -26,7 +26,7 @@ from kulta.core.commands import CommandKind, ManualCommand
 from kulta.core.constants import TAG_COMMAND
 from kulta.core.revision import pod_template_hash, resolve_template
 from kulta.core.routes import route_weights
-from kulta.model.status import Phase
+from kulta.model.status import Phase, RolloutStatus
 from kulta.spec.loader import LoadResult, load_text
 from tests.integration.conftest import kubectl, route_yaml, unique
 
@@ -311,3 +311,51 @@ def test_abort_scale_down_delay_zero_leaves_the_aborted_canary_running(world, cl
     again = rec.reconcile_rollout(v2.rollouts[0], v2)
     assert again.updates == 0 and again.phase is Phase.ABORTED
     assert apps.read_namespaced_replica_set(f"web-{h2}", ns).spec.replicas == 2
+
+
+NO_STEPS = """
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  replicas: 4
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers: [{{name: web, image: "registry.local/web:{tag}", ports: [{{containerPort: 8080}}]}}]
+  strategy:
+    canary:
+      maxSurge: 1
+      maxUnavailable: 0
+"""
+
+
+def test_no_steps_replaces_pods_within_max_surge_and_max_unavailable(world):
+    """Issue 10, item 3: Argo never runs more than replicas+maxSurge pods nor fewer than
+    replicas-maxUnavailable available; KULTA used to run both revisions at full size."""
+    ns, api, stacks, clock, rec, watcher = world
+    v1, h1 = load(NO_STEPS, ns, "v1")
+    rec.reconcile_rollout(v1.rollouts[0], v1)
+    before = max((c.rv for c in watcher.snapshot()), default=0)
+    v2, h2 = load(NO_STEPS, ns, "v2")
+    for _ in range(6):  # each turn makes up to 4 moves; 9 updates in all
+        out = rec.reconcile_rollout(v2.rollouts[0], v2, max_updates=4)
+        if out.phase is Phase.HEALTHY and out.updates == 0:
+            break
+    assert out.phase is Phase.HEALTHY
+    assert RolloutStatus.from_outputs(stacks.outputs(rec.stack_name(v2.rollouts[0]))).stable_revision == h2
+    # replay the ReplicaSet writes in etcd order: declared pods and available pods at every instant
+    declared = {f"web-{h1}": 4, f"web-{h2}": 0}
+    available = {f"web-{h1}": 4, f"web-{h2}": 0}
+    peaks, floors = [], []
+    for change in watcher.snapshot():
+        if change.rv <= before or change.kind != "ReplicaSet" or change.name not in declared:
+            continue
+        declared[change.name] = change.spec_replicas or 0
+        available[change.name] = change.available or 0
+        peaks.append(sum(declared.values()))
+        floors.append(sum(available.values()))
+    assert peaks and max(peaks) <= 5, peaks  # replicas + maxSurge
+    assert min(floors) >= 4, floors  # replicas - maxUnavailable, available
+    assert declared == {f"web-{h1}": 0, f"web-{h2}": 4}

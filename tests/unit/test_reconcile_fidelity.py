@@ -115,7 +115,11 @@ def test_shortening_steps_during_a_running_analysis_lets_it_finish_then_restarts
     assert "finishes first" in d.reason
     # it succeeds: now the canary restarts, traffic back to stable first
     done = AnalysisRunStatus(inline_run_name("web", R2, 3), AnalysisPhase.SUCCESSFUL, 3, ref=ANALYSIS)
-    d, reset = run(shortened, held, T0 + timedelta(minutes=2), observation=Observation(analysis_runs=(done,)))
+    d, ended = run(shortened, held, T0 + timedelta(minutes=2), observation=Observation(analysis_runs=(done,)))
+    # first the result is recorded (no resource changes), so the history shows how it ended
+    assert not d.apply and ended.analysis_runs == (done,) and ended.current_step_index == 3
+    assert "web-rev2-step3 Successful" in d.reason
+    d, reset = run(shortened, ended, T0 + timedelta(minutes=2))
     assert reset.phase is Phase.PROGRESSING and reset.stable_revision == R1 and reset.canary_revision == R2
     assert d.canary_weight == 0 and [(w.stable, w.canary) for w in reset.weights] == [(100, 0)]
     assert reset.current_step_index == 0 and reset.analysis_runs == ()
@@ -348,3 +352,29 @@ def test_a_huge_or_secret_error_text_never_reaches_the_status_whole():
     d, held = run(make(STEPS), st, T0, observation=obs)
     assert len(held.message) <= 2000 and len(d.reason) <= 2000
     assert "s3cr3t-token" not in held.message and "more characters)" in held.message
+
+
+
+def walk_rolling(rollout: Rollout) -> list[tuple[int, int]]:
+    """Every update of a v2 rollout without steps: (old pods, new pods), until Healthy."""
+    st = at_stable_v1(rollout)
+    seen = []
+    for _ in range(50):
+        d, st = run(rollout, st, T0)
+        seen.append((d.replicas.get(R1, 0), d.replicas.get(R2, 0)))
+        if st.phase is Phase.HEALTHY and st.stable_revision == R2:
+            return seen
+    raise AssertionError(f"never promoted: {seen}")
+
+
+def test_no_steps_without_routing_replaces_pods_in_moves_paced_by_max_surge():
+    # Argo, replicas 4, maxSurge 1, maxUnavailable 0: never more than 5 pods, never fewer
+    # than 4 available; the stable side moves first when it can (one ReplicaSet per pass)
+    rollout = make((), routing=None, max_surge=1, max_unavailable=0)
+    assert walk_rolling(rollout) == [(4, 1), (3, 1), (3, 2), (2, 2), (2, 3), (1, 3), (1, 4), (0, 4), (0, 4)]
+
+
+def test_no_steps_without_routing_paced_by_max_unavailable():
+    # maxSurge 0, maxUnavailable 1: never more than 4 pods, never fewer than 3 available
+    rollout = make((), routing=None, max_surge=0, max_unavailable=1)
+    assert walk_rolling(rollout) == [(3, 0), (3, 1), (2, 1), (2, 2), (1, 2), (1, 3), (0, 3), (0, 4), (0, 4)]

@@ -183,3 +183,30 @@ def test_a_refused_template_in_a_sibling_file_is_still_named_as_the_blocker(work
     code, text = run(validate_command, ["rollout.yaml"])
     assert (code, text.splitlines()[0]) == (1, expected)
     assert run(plan_command, "rollout.yaml") == (1, f"{expected}\nFAILED: 1 error(s) in rollout.yaml\n")
+
+
+NO_STEPS = """apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "registry.local/web:1"}]
+  strategy:
+    canary: {maxSurge: 1, maxUnavailable: 0}
+"""
+
+
+def test_plan_of_a_rollout_without_steps_lists_argos_paced_moves(tmp_path):
+    from kulta.app.spec_commands import plan_command
+
+    path = tmp_path / "web.yaml"
+    path.write_text(NO_STEPS)
+    out = io.StringIO()
+    assert plan_command(str(path), out) == 0
+    moves = [line.split() for line in out.getvalue().splitlines() if line.strip().startswith("move")]
+    # (stable pods, canary pods) of each move: never more than 5 pods, never fewer than 4 serving
+    assert [(int(m[6]), int(m[7])) for m in moves] == [(4, 1), (3, 1), (3, 2), (2, 2), (2, 3), (1, 3), (1, 4), (0, 4)]
