@@ -56,7 +56,7 @@ spec:
       provider:
         prometheus:
           address: {prom}
-          timeout: 2
+          timeout: 10
           query: >-
             (sum(rate(http_requests_total{{revision="{{{{args.canary-hash}}}}",code=~"5.."}}[5s])) or vector(0))
             / sum(rate(http_requests_total{{revision="{{{{args.canary-hash}}}}"}}[5s]))
@@ -243,7 +243,9 @@ def test_canary_with_20_percent_errors_is_aborted_by_analysis(world):
     run = next(r for r in st.analysis_runs if r.step_index == 1)
     assert run.phase is AnalysisPhase.FAILED
     failed = [m for m in run.measurements if m.phase is MeasurementPhase.FAILED]
-    assert len(failed) == 2 and len(run.measurements) <= 2 + 1  # failureLimit + 1
+    judged = [m for m in run.measurements if m.phase is not MeasurementPhase.ERROR]
+    # failureLimit + 1 failures end it; an Error (no data yet on a loaded machine) is not a judgement
+    assert len(failed) == 2 and len(judged) <= 2 + 1, run.measurements
     route = client.CustomObjectsApi(api).get_namespaced_custom_object(
         "gateway.networking.k8s.io", "v1", ns, "httproutes", "pay"
     )
@@ -305,7 +307,8 @@ def test_a_strategy_edit_during_analysis_lets_it_finish_then_restarts_from_step_
     assert restart > 0, seen
     before = seen[restart - 1]  # recorded just before the restart: how the analysis ended
     old_run = next(r for r in before.analysis_runs if r.step_index == 1)
-    assert old_run.phase is AnalysisPhase.SUCCESSFUL and len(old_run.measurements) == 4, old_run
+    successful = [m for m in old_run.measurements if m.phase is MeasurementPhase.SUCCESSFUL]
+    assert old_run.phase is AnalysisPhase.SUCCESSFUL and len(successful) == 4, old_run
     messages = [h.message for h in reversed(stacks.history(rec.stack_name(rollout)))]
     assert any("strategy changed in Git" in m and "canary=0%" in m for m in messages), messages
 
