@@ -72,7 +72,9 @@ END_REASONS = {
 
 
 def utc_now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    """Now, to the millisecond (what the status stores): a pause ends on time, not up to 1 s late."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 @dataclass(frozen=True)
