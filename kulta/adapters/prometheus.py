@@ -33,8 +33,8 @@ from typing import Protocol
 
 import httpx
 
-from kulta.core.analysis_run import format_time
 from kulta.core.assess import measurement_phase
+from kulta.core.times import format_time
 from kulta.errors import KultaError
 from kulta.model.analysis import Metric
 from kulta.model.status import Measurement, MeasurementPhase

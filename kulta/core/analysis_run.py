@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 
 from kulta.core.assess import effective_count, explain_metric, explain_run
 from kulta.core.conditions import ConditionError, check_cost, parse_condition
+from kulta.core.times import format_time, parse_time
 from kulta.errors import PermanentError, SpecError
 from kulta.model.analysis import AnalysisTemplate, Metric, TemplateArg
 from kulta.model.rollout import AnalysisArg, ArgValueFrom, PodTemplateHashValue
@@ -53,9 +54,7 @@ __all__ = [
     "check_template",
     "due_metrics",
     "failed_setup",
-    "format_time",
     "next_due_at",
-    "parse_time",
     "record",
     "render",
     "render_metric",
@@ -92,27 +91,6 @@ class AnalysisSetupError(PermanentError):
 
     The message names the argument, template or metric; it never contains a secret value.
     """
-
-
-# --------------------------------------------------------------------------- time
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 UTC with a ``Z``; milliseconds only when not zero."""
-    if moment.tzinfo is None:
-        raise ValueError("analysis times must be timezone-aware")
-    utc = moment.astimezone(UTC)
-    base = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    millis = utc.microsecond // 1000
-    return f"{base}.{millis:03d}Z" if millis else f"{base}Z"
-
-
-def parse_time(text: str) -> datetime:
-    """Inverse of ``format_time`` (accepts any RFC 3339 offset)."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 # --------------------------------------------------------------------------- arguments

@@ -21,9 +21,7 @@ from kulta.core.analysis_run import (
     check_template,
     due_metrics,
     failed_setup,
-    format_time,
     next_due_at,
-    parse_time,
     record,
     render,
     resolve_args,
@@ -31,6 +29,7 @@ from kulta.core.analysis_run import (
     start_run,
     terminate_run,
 )
+from kulta.core.times import format_time, parse_time
 from kulta.errors import PermanentError
 from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvider, TemplateArg
 from kulta.model.rollout import (
