@@ -12,6 +12,7 @@ each named file's directory to find what they refer to; errors only of the named
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -21,6 +22,7 @@ from kulta.core.revision import pod_template_hash, resolve_template
 from kulta.errors import SpecError
 from kulta.model.rollout import DEFAULT_NAMESPACE, OtherDocument, Rollout, Step, StepKind
 from kulta.spec import LoadResult, load_paths
+from kulta.spec.fields import format_seconds
 from kulta.spec.namespaces import DefaultNamespaces
 
 __all__ = ["format_duration", "load_with_references", "plan_command", "render_plan", "validate_command"]
@@ -32,12 +34,7 @@ _HEADERS = ("step", "action", "canary%", "stable%", "stable pods", "canary pods"
 
 def format_duration(seconds: int) -> str:
     """``90`` -> ``1m30s``; ``3600`` -> ``1h``; ``0`` -> ``0s``."""
-    if seconds == 0:
-        return "0s"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
-    return "".join(parts)
+    return format_seconds(seconds)
 
 
 def load_with_references(paths: Sequence[str], *, namespace: str = DEFAULT_NAMESPACE) -> LoadResult:
@@ -184,8 +181,8 @@ def plan_command(path: str, out: TextIO, *, namespace: str = DEFAULT_NAMESPACE) 
     Files are read as by ``validate`` (``load_with_references``): analysis templates and
     ``workloadRef`` Deployments may be in the other YAML files of the same directory.
     """
-    target = Path(path)
-    if not target.is_file():
+    if not os.path.lexists(path) or os.path.isdir(path):
+        # anything else that is not a regular file (a FIFO, a broken link) is named by the loader
         out.write(f"{path}: no such file: pass one YAML file\n")
         return 1
     result = load_with_references([path], namespace=namespace)

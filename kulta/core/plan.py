@@ -38,7 +38,8 @@ __all__ = [
     "resolve_max_unavailable",
 ]
 
-_PERCENT = re.compile(r"^(\d+)%$")
+#: ASCII digits only (``\d`` also takes other scripts' digits); used with ``fullmatch``.
+_PERCENT = re.compile(r"([0-9]+)%")
 
 
 class PlanMode(enum.Enum):
@@ -94,7 +95,7 @@ class DesiredState:
 def _resolve(value: int | str, replicas: int, *, round_up: bool) -> int:
     if isinstance(value, int):
         return value
-    found = _PERCENT.match(value)
+    found = _PERCENT.fullmatch(value)
     if found is None:
         raise ValueError(f"{value!r} is neither a count nor a percentage")
     share = Fraction(int(found.group(1)) * replicas, 100)

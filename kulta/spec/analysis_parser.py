@@ -12,10 +12,18 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kulta.core.analysis_run import MAX_DURATION_SECONDS
 from kulta.core.conditions import ConditionError, check_cost, parse_condition
 from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvider, TemplateArg
 from kulta.model.rollout import DEFAULT_NAMESPACE, SourceRef
-from kulta.spec.common import parse_args, parse_metadata, unsupported
+from kulta.spec.common import (
+    check_header_name,
+    check_header_value,
+    compile_regex,
+    parse_args,
+    parse_metadata,
+    unsupported,
+)
 from kulta.spec.fields import (
     MISSING,
     Issues,
@@ -95,6 +103,9 @@ _PROMETHEUS = Shape(
     },
 )
 _HEADER = Shape(("key", "value"))
+#: a digit string an IntOrString limit may be: ASCII digits (``str.isdigit`` also takes ``²``), at most 10.
+_DIGIT_STRING = re.compile(r"[0-9]{1,10}")
+_LONGEST_DURATION = "the largest duration Argo can hold (Go's time.Duration, read by time.ParseDuration)"
 
 
 def _limit(issues: Issues, data: Mapping[str, Any], key: str, path: str, default: int) -> int | None:
@@ -102,8 +113,9 @@ def _limit(issues: Issues, data: Mapping[str, Any], key: str, path: str, default
     raw = data.get(key, MISSING)
     where = child(path, key)
     if isinstance(raw, str):
-        if raw.strip().isdigit():
-            return int(raw)
+        if _DIGIT_STRING.fullmatch(raw.strip()):
+            # Argo's IntOrString: a digit string counts as its number (bounded like one)
+            return read_int(issues, int(raw.strip()), where, minimum=0)
         if ARG_PLACEHOLDER.search(raw):
             issues.add(where, unsupported("an {{args.*}} placeholder here", "write a whole number"))
             return None
@@ -165,7 +177,16 @@ def _parse_prometheus(issues: Issues, value: Any, path: str, declared: set[str])
     query = read_str(issues, data.get("query", MISSING), child(path, "query"), required=True)
     if query is not None:
         _check_placeholders(issues, query, child(path, "query"), declared)
-    timeout = read_int(issues, data.get("timeout", MISSING), child(path, "timeout"), minimum=1)
+    # Argo multiplies timeout by time.Second (metricproviders/prometheus NewPrometheusProvider): a longer
+    # one overflows Go's Duration
+    timeout = read_int(
+        issues,
+        data.get("timeout", MISSING),
+        child(path, "timeout"),
+        minimum=1,
+        largest=MAX_DURATION_SECONDS,
+        largest_why="Argo multiplies it by time.Second, and a longer timeout overflows Go's Duration",
+    )
     headers: list[tuple[str, str]] = []
     items = read_list(issues, data.get("headers", MISSING), child(path, "headers"))
     for position, item in enumerate(items or ()):
@@ -174,7 +195,11 @@ def _parse_prometheus(issues: Issues, value: Any, path: str, declared: set[str])
         if entry is None:
             continue
         key = read_str(issues, entry.get("key", MISSING), child(where, "key"), required=True)
+        if key is not None and not check_header_name(issues, key, child(where, "key")):
+            key = None
         header_value = read_str(issues, entry.get("value", MISSING), child(where, "value"), required=True)
+        if header_value is not None and not check_header_value(issues, header_value, child(where, "value")):
+            header_value = None
         if header_value is not None:
             _check_placeholders(issues, header_value, child(where, "value"), declared)
         if key is not None and header_value is not None:
@@ -210,10 +235,22 @@ def _parse_metric(
     before = len(issues)
     name = read_str(issues, data.get("name", MISSING), child(path, "name"), required=True)
     provider = _parse_provider(issues, data.get("provider", MISSING), child(path, "provider"), declared)
-    interval = parse_duration(issues, data.get("interval", MISSING), child(path, "interval"))
+    interval = parse_duration(
+        issues,
+        data.get("interval", MISSING),
+        child(path, "interval"),
+        maximum=MAX_DURATION_SECONDS,
+        longest=_LONGEST_DURATION,
+    )
     if interval == 0:
         issues.add(child(path, "interval"), "must be longer than 0s")
-    initial_delay = parse_duration(issues, data.get("initialDelay", MISSING), child(path, "initialDelay"))
+    initial_delay = parse_duration(
+        issues,
+        data.get("initialDelay", MISSING),
+        child(path, "initialDelay"),
+        maximum=MAX_DURATION_SECONDS,
+        longest=_LONGEST_DURATION,
+    )
     count = _limit(issues, data, "count", path, 0)
     failure_limit = _limit(issues, data, "failureLimit", path, 0)
     inconclusive_limit = _limit(issues, data, "inconclusiveLimit", path, 0)
@@ -274,10 +311,9 @@ def _parse_dry_run(issues: Issues, value: Any, path: str) -> list[tuple[re.Patte
         text = read_str(issues, entry.get("metricName", MISSING), child(where, "metricName"), required=True)
         if text is None:
             continue
-        try:
-            rules.append((re.compile("" if text == DRY_RUN_ALL else text), text))
-        except re.error as exc:
-            issues.add(child(where, "metricName"), f"{show(text)} is not a valid regular expression: {exc}")
+        rule = compile_regex(issues, "" if text == DRY_RUN_ALL else text, child(where, "metricName"))
+        if rule is not None:
+            rules.append((rule, text))
     return rules
 
 

@@ -19,12 +19,15 @@ from typing import Any, Final
 from kulta.errors import SpecError, SpecLocation
 
 __all__ = [
+    "INT32_MAX",
+    "INT32_WHY",
     "MISSING",
     "Issues",
     "Shape",
     "SpecWarning",
     "check_keys",
     "child",
+    "format_seconds",
     "index",
     "parse_duration",
     "read_bool",
@@ -46,9 +49,20 @@ class _Missing:
 
 MISSING: Final = _Missing()
 
-_DURATION_PART = re.compile(r"(\d+)(h|m|s)")
+#: Kubernetes' and Argo's int32 fields (replicas, ``*Seconds``, ``setWeight``): their largest value.
+INT32_MAX = 2_147_483_647
+INT32_WHY = "Kubernetes holds this field in 32 bits"
+
+#: ASCII digits only: ``str.isdigit`` and ``\d`` also take ``²`` and Arabic-Indic digits.
+_DIGITS = re.compile(r"[0-9]+")
+_DURATION_PART = re.compile(r"([0-9]+)(h|m|s)")
 _DURATION_UNITS = {"h": 3600, "m": 60, "s": 1}
 _DURATION_HELP = "use whole seconds (90) or a duration like 30s, 5m, 1h, 1h30m"
+#: no valid duration is longer (``2562047h47m16s`` is 15 characters); a longer text is
+#: refused before any ``int()`` (Python refuses to convert more than 4300 digits).
+_MAX_DURATION_TEXT = 32
+#: an int shown in a message is written out up to this many digits (``str()`` of more raises).
+_SHOWN_DIGITS = 40
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,8 @@ def show(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _SHOWN_DIGITS * 3:
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, str):
@@ -211,8 +227,14 @@ def read_int(
     minimum: int | None = None,
     maximum: int | None = None,
     required: bool = False,
+    largest: int = INT32_MAX,
+    largest_why: str = INT32_WHY,
 ) -> int | None:
-    """A whole number within ``minimum..maximum`` (booleans and "12" are refused)."""
+    """A whole number within ``minimum..maximum`` (booleans and "12" are refused).
+
+    ``largest`` is what the field's type holds (Argo's and Kubernetes' integer fields are
+    int32 unless said otherwise); ``largest_why`` says so in the error.
+    """
     if value is MISSING or value is None:
         if required:
             issues.add(path, "is required")
@@ -228,6 +250,9 @@ def read_int(
         return None
     if maximum is not None and value > maximum:
         issues.add(path, f"{value} is above the maximum {maximum}")
+        return None
+    if value > largest:
+        issues.add(path, f"{show(value)} is above {largest}: {largest_why}")
         return None
     return value
 
@@ -260,26 +285,52 @@ def read_string_map(issues: Issues, value: Any, path: str) -> dict[str, str]:
     return result
 
 
-def parse_duration(issues: Issues, value: Any, path: str) -> int | None:
-    """Seconds from an integer (Argo's pause quirk), a digit string or ``1h30m5s``."""
+def format_seconds(seconds: int) -> str:
+    """``90`` -> ``1m30s``; ``3600`` -> ``1h``; ``0`` -> ``0s``."""
+    if seconds == 0:
+        return "0s"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join((f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""))
+
+
+def _duration_seconds(text: str) -> int | None:
+    """Seconds of ``90`` or ``1h30m5s`` (each unit once, any order), ASCII digits only; else ``None``."""
+    if len(text) > _MAX_DURATION_TEXT:
+        return None
+    if _DIGITS.fullmatch(text):
+        return int(text)
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        return None
+    units = [u for _, u in parts]
+    if len(set(units)) != len(units):
+        return None
+    return sum(int(n) * _DURATION_UNITS[u] for n, u in parts)
+
+
+def parse_duration(issues: Issues, value: Any, path: str, *, maximum: int, longest: str) -> int | None:
+    """Seconds from an integer (Argo's pause quirk), a digit string or ``1h30m5s``, at most ``maximum``.
+
+    ``longest`` says why ``maximum`` is the limit (it ends the error message).
+    """
     if value is MISSING or value is None:
         return None
     if isinstance(value, bool):
         issues.add(path, f"must be a duration, got {show(value)}; {_DURATION_HELP}")
         return None
+    seconds: int | None = None
     if isinstance(value, int):
         if value < 0:
-            issues.add(path, f"{value} is negative; {_DURATION_HELP}")
+            issues.add(path, f"{show(value)} is negative; {_DURATION_HELP}")
             return None
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isdigit():
-            return int(text)
-        parts = _DURATION_PART.findall(text)
-        if text and "".join(n + u for n, u in parts) == text:
-            units = [u for _, u in parts]
-            if len(set(units)) == len(units):
-                return sum(int(n) * _DURATION_UNITS[u] for n, u in parts)
-    issues.add(path, f"{show(value)} is not a duration; {_DURATION_HELP}")
-    return None
+        seconds = value
+    elif isinstance(value, str):
+        seconds = _duration_seconds(value.strip())
+    if seconds is None:
+        issues.add(path, f"{show(value)} is not a duration; {_DURATION_HELP}")
+        return None
+    if seconds > maximum:
+        issues.add(path, f"{show(value)} is longer than {maximum}s ({format_seconds(maximum)}), {longest}")
+        return None
+    return seconds
