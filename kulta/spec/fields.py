@@ -19,8 +19,10 @@ from typing import Any, Final
 from kulta.errors import SpecError, SpecLocation
 
 __all__ = [
+    "DURATION_BEYOND",
     "INT32_MAX",
     "INT32_WHY",
+    "INT64_MAX",
     "MISSING",
     "Issues",
     "Shape",
@@ -52,15 +54,19 @@ MISSING: Final = _Missing()
 #: Kubernetes' and Argo's int32 fields (replicas, ``*Seconds``, ``setWeight``): their largest value.
 INT32_MAX = 2_147_483_647
 INT32_WHY = "Kubernetes holds this field in 32 bits"
+#: Kubernetes' and Argo's int64 fields; numbers in a YAML file are refused beyond it (``yaml_scalars``).
+INT64_MAX = (1 << 63) - 1
 
 #: ASCII digits only: ``str.isdigit`` and ``\d`` also take ``²`` and Arabic-Indic digits.
 _DIGITS = re.compile(r"[0-9]+")
 _DURATION_PART = re.compile(r"([0-9]+)(h|m|s)")
 _DURATION_UNITS = {"h": 3600, "m": 60, "s": 1}
 _DURATION_HELP = "use whole seconds (90) or a duration like 30s, 5m, 1h, 1h30m"
-#: no valid duration is longer (``2562047h47m16s`` is 15 characters); a longer text is
-#: refused before any ``int()`` (Python refuses to convert more than 4300 digits).
-_MAX_DURATION_TEXT = 32
+#: an int64 has at most 19 decimal digits; a duration's number with more is never converted
+#: (Python refuses ``int()`` of more than 4300 digits).
+_INT64_DIGITS = 19
+#: a duration longer than any int64 of seconds (``parse_duration`` without ``maximum``).
+DURATION_BEYOND = 1 << 64
 #: an int shown in a message is written out up to this many digits (``str()`` of more raises).
 _SHOWN_DIGITS = 40
 
@@ -294,25 +300,37 @@ def format_seconds(seconds: int) -> str:
     return "".join((f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""))
 
 
+def _whole_number(digits: str) -> int:
+    """``int(digits)``, or ``DURATION_BEYOND`` when it has more significant digits than an int64."""
+    significant = digits.lstrip("0")
+    return DURATION_BEYOND if len(significant) > _INT64_DIGITS else int(significant or "0")
+
+
 def _duration_seconds(text: str) -> int | None:
-    """Seconds of ``90`` or ``1h30m5s`` (each unit once, any order), ASCII digits only; else ``None``."""
-    if len(text) > _MAX_DURATION_TEXT:
-        return None
+    """Seconds of ``90`` or ``1h30m5s`` (each unit once, any order), ASCII digits only; else ``None``.
+
+    Any length is read (no ``int()`` of thousands of digits): a duration longer than an
+    int64 of seconds is ``DURATION_BEYOND``.
+    """
     if _DIGITS.fullmatch(text):
-        return int(text)
+        return _whole_number(text)
     parts = _DURATION_PART.findall(text)
     if not text or "".join(n + u for n, u in parts) != text:
         return None
     units = [u for _, u in parts]
     if len(set(units)) != len(units):
         return None
-    return sum(int(n) * _DURATION_UNITS[u] for n, u in parts)
+    return min(DURATION_BEYOND, sum(_whole_number(n) * _DURATION_UNITS[u] for n, u in parts))
 
 
-def parse_duration(issues: Issues, value: Any, path: str, *, maximum: int, longest: str) -> int | None:
+def parse_duration(
+    issues: Issues, value: Any, path: str, *, maximum: int | None = None, longest: str = ""
+) -> int | None:
     """Seconds from an integer (Argo's pause quirk), a digit string or ``1h30m5s``, at most ``maximum``.
 
-    ``longest`` says why ``maximum`` is the limit (it ends the error message).
+    ``longest`` says why ``maximum`` is the limit (it ends the error message). Without
+    ``maximum`` the caller bounds the value (analysis metrics: ``analysis_run.check_durations``);
+    a duration beyond any int64 is then ``DURATION_BEYOND``.
     """
     if value is MISSING or value is None:
         return None
@@ -330,7 +348,7 @@ def parse_duration(issues: Issues, value: Any, path: str, *, maximum: int, longe
     if seconds is None:
         issues.add(path, f"{show(value)} is not a duration; {_DURATION_HELP}")
         return None
-    if seconds > maximum:
+    if maximum is not None and seconds > maximum:
         issues.add(path, f"{show(value)} is longer than {maximum}s ({format_seconds(maximum)}), {longest}")
         return None
     return seconds

@@ -7,8 +7,9 @@ document's node graph first (iteratively, ``_compose_document``: never a recursi
 that deep nesting could overflow), measure its size and depth *with aliases expanded*
 (linear time, memoised per node), refuse recursive aliases, duplicate keys and
 scalars that YAML parsers read differently or that Python cannot convert
-(``_check_scalars``), and only then construct Python values. Files above
-``MAX_FILE_BYTES`` are refused before parsing.
+(``kulta.spec.yaml_scalars``), and only then construct Python values. Files above
+``MAX_FILE_BYTES`` are refused before parsing. A character YAML does not allow (NUL,
+ESC, ...) is reported at the document and field that hold it (``_refused_character``).
 
 Speed: libyaml's parser (PyYAML's ``CSafeLoader``) is used when PyYAML was built with
 it, about five times faster than the pure-Python one; only its events are used, so
@@ -38,7 +39,8 @@ from yaml.events import (
 from yaml.reader import ReaderError
 
 from kulta.errors import SpecError
-from kulta.spec.fields import child, index, show
+from kulta.spec.fields import child, index
+from kulta.spec.yaml_scalars import INT64_MAX, check_scalars
 
 __all__ = [
     "FAST_LOADER",
@@ -59,33 +61,10 @@ MAX_DOCUMENT_NODES = 100_000
 MAX_DOCUMENT_DEPTH = 100
 #: one MiB of YAML is far more than any real set of Rollouts in one file.
 MAX_FILE_BYTES = 1 << 20
-#: numbers in Kubernetes objects are 64-bit integers (Go's int64).
-INT64_MAX = (1 << 63) - 1
 #: True when PyYAML has libyaml: its parser is used first (see the module docstring).
 FAST_LOADER: bool = bool(getattr(yaml, "__with_libyaml__", False))
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-_INT_TAG = "tag:yaml.org,2002:int"
-#: scalar tags whose constructor may fail on a value the resolver (or an explicit tag) gave it.
-_CHECKED_TAGS = {
-    "tag:yaml.org,2002:bool": ("a boolean", "write true or false"),
-    "tag:yaml.org,2002:float": ("a number", "write digits, a '.' and an exponent"),
-    "tag:yaml.org,2002:timestamp": ("a date", "write YYYY-MM-DD"),
-    "tag:yaml.org,2002:binary": ("base64 binary data", "write base64"),
-}
-#: a constructor's own reason is quoted up to this many characters.
-_MAX_REASON = 100
-_CONSTRUCTOR_FAILURES = (ValueError, KeyError, AttributeError, TypeError, OverflowError, IndexError, yaml.YAMLError)
-#: the integer forms of YAML 1.1 (PyYAML's resolver); digits only, ``_`` as a separator.
-_DECIMAL = re.compile(r"(?P<sign>[-+]?)(?P<digits>0|[1-9][0-9_]*)")
-_LEADING_ZERO = re.compile(r"(?P<sign>[-+]?)(?P<digits>0[0-9_]+)")
-_HEX = re.compile(r"(?P<sign>[-+]?)0x(?P<digits>[0-9a-fA-F_]+)")
-_BINARY = re.compile(r"(?P<sign>[-+]?)0b(?P<digits>[01_]+)")
-_SEXAGESIMAL = re.compile(r"[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+")
-#: how many digits fit in 64 bits, per base; longer literals are refused before ``int()``.
-_MAX_DIGITS = {10: 19, 16: 16, 2: 64}
-#: a literal is shown whole up to this many characters, else cut with its digit count.
-_SHOWN_NUMBER = 40
 
 
 @dataclass(frozen=True)
@@ -280,138 +259,88 @@ def _new_node(loader: Any, event: Any, anchors: dict[str, yaml.Node]) -> yaml.No
     return node
 
 
-def _shown_number(text: str, digits: str) -> str:
-    if len(text) <= _SHOWN_NUMBER:
-        return text
-    return f"{text[:20]}... ({len(digits)} digits)"
+#: the characters YAML does not allow in a stream (PyYAML's ``Reader.NON_PRINTABLE``).
+_NOT_ALLOWED = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+#: what a refused character is replaced with to find where it is: allowed, and no YAML indicator.
+_STAND_IN = "\ufffd"
 
 
-def _int_value(digits: str, base: int, sign: str) -> int | None:
-    """The value of a literal's digits, or ``None`` when it does not fit in 64 bits."""
-    significant = digits.lstrip("0")
-    if len(significant) > _MAX_DIGITS[base]:
-        return None
-    value = int(significant or "0", base)
-    value = -value if sign == "-" else value
-    return value if -INT64_MAX - 1 <= value <= INT64_MAX else None
+def _path_at(root: yaml.Node, position: int) -> str:
+    """The field path of the innermost node of ``root`` spanning ``position`` (a key: its mapping's path)."""
 
+    def spans(node: yaml.Node) -> bool:
+        start, end = node.start_mark, node.end_mark
+        return start is not None and end is not None and start.index <= position < end.index
 
-def _sexagesimal_value(text: str) -> int:
-    sign = -1 if text.startswith("-") else 1
-    value = 0
-    for part in text.lstrip("+-").replace("_", "").split(":"):
-        value = value * 60 + int(part)
-    return sign * value
-
-
-def _int_problem(text: str) -> str | None:
-    """Why an integer scalar is refused, or ``None`` (YAML 1.1 forms, as PyYAML resolves them).
-
-    Refused: literals outside 64 bits (Kubernetes numbers are int64; Python cannot even
-    convert a decimal literal of more than 4300 digits), a leading zero (``010`` is the
-    octal 8 in YAML 1.1 and 10 in YAML 1.2: ambiguous between parsers), base-60 numbers
-    (``1:30`` is 90 in YAML 1.1 and a string in YAML 1.2), and anything else tagged
-    ``!!int``.
-    """
-    found = _DECIMAL.fullmatch(text)
-    base = 10
-    if found is None:
-        found = _HEX.fullmatch(text)
-        base = 16
-    if found is None:
-        found = _BINARY.fullmatch(text)
-        base = 2
-    if found is not None:
-        digits = found["digits"].replace("_", "")
-        if not digits:
-            return f"{show(text)} is not a whole number"
-        if _int_value(digits, base, found["sign"]) is None:
-            return (
-                f"{_shown_number(text, digits)} is too large: numbers in Kubernetes objects are 64-bit "
-                f"(at most {INT64_MAX})"
-            )
-        return None
-    zero = _LEADING_ZERO.fullmatch(text)
-    if zero is not None:
-        digits = zero["digits"].replace("_", "")
-        decimal = digits.lstrip("0") or "0"
-        if len(decimal) > _MAX_DIGITS[10]:
-            return f"{_shown_number(text, digits)} is too large: numbers in Kubernetes objects are 64-bit"
-        wanted = f"{zero['sign'] if zero['sign'] == '-' else ''}{decimal}"
-        octal = ""
-        if all(char in "01234567" for char in digits):
-            octal = f" ({zero['sign'] if zero['sign'] == '-' else ''}{int(digits, 8)})"
-        return (
-            f"{text} has a leading zero: YAML 1.1 reads it as an octal number{octal}, YAML 1.2 as the "
-            f"decimal {wanted}; write {wanted} (without the leading zero)"
-        )
-    if _SEXAGESIMAL.fullmatch(text) and len(text) <= _SHOWN_NUMBER:
-        value = _sexagesimal_value(text)
-        return (
-            f"{text} is a base-60 number in YAML 1.1 ({value}) and a string in YAML 1.2: write {value}, "
-            f'or quote it ("{text}") if it is text'
-        )
-    return f"{show(text)} is not a whole number"
-
-
-def _scalar_problem(loader: Any, node: yaml.ScalarNode) -> str | None:
-    """Why a scalar cannot be constructed as its tag says, or ``None``."""
-    if node.tag == _INT_TAG:
-        return _int_problem(node.value)
-    known = _CHECKED_TAGS.get(node.tag)
-    constructor = loader.yaml_constructors.get(node.tag)
-    if known is None or constructor is None:
-        return None
-    what, fix = known
-    try:
-        constructor(loader, node)
-    except _CONSTRUCTOR_FAILURES as exc:
-        # a ValueError says what is wrong ("month must be in 1..12"); the others only that it failed
-        reason = str(exc)[:_MAX_REASON] if isinstance(exc, ValueError) else fix
-        return f"{show(node.value)} is read as {what} but is not a valid one ({reason}): quote it if it is text"
-    return None
-
-
-def _check_scalars(loader: Any, root: yaml.Node) -> list[tuple[str, str]]:
-    """(field path, problem) for each scalar that cannot be read safely and unambiguously.
-
-    Each node is visited once, at the first path that reaches it (an aliased node is
-    reported where its anchor is), in document order.
-    """
-    problems: list[tuple[str, str]] = []
+    node: yaml.Node | None = root
+    path = ""
     visited: set[int] = set()
-    stack: list[tuple[yaml.Node, str, bool]] = [(root, "", False)]
-    while stack:
-        node, path, is_key = stack.pop()
-        if id(node) in visited:
-            continue
+    while node is not None and id(node) not in visited:
         visited.add(id(node))
-        if isinstance(node, yaml.ScalarNode):
-            problem = _scalar_problem(loader, node)
-            if problem is not None:
-                problems.append((path, f"the key {problem}" if is_key else problem))
-        elif isinstance(node, yaml.SequenceNode):
-            items = [(item, index(path, position), False) for position, item in enumerate(node.value)]
-            stack.extend(reversed(items))
-        elif isinstance(node, yaml.MappingNode):
-            pairs: list[tuple[yaml.Node, str, bool]] = []
+        inner: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
-                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
-                pairs.extend(((key, path, True), (value, child(path, name), False)))
-            stack.extend(reversed(pairs))
-    return problems
+                if spans(value):
+                    inner = value
+                    path = child(path, key.value if isinstance(key, yaml.ScalarNode) else "?")
+                    break
+        elif isinstance(node, yaml.SequenceNode):
+            for position_in_list, item in enumerate(node.value):
+                if spans(item):
+                    inner = item
+                    path = index(path, position_in_list)
+                    break
+        node = inner
+    return path
 
 
-def _reader_problem(exc: ReaderError, text: str) -> str:
-    """A character YAML does not allow (NUL, a control character): where it is."""
-    position = max(0, min(exc.position, len(text)))
+def _locate(text: str, position: int) -> tuple[int, str]:
+    """The document (from 1) and field path holding the character at ``position``.
+
+    PyYAML refuses a text holding any character YAML does not allow before parsing it,
+    so every such character is replaced with U+FFFD and the text parsed again: the node
+    spanning ``position`` is where the character is. A comment, or a syntax error met
+    before the character, gives the document only (path ``""``).
+    """
+    loader: Any = yaml.SafeLoader(_NOT_ALLOWED.sub(_STAND_IN, text))
+    number = 0
+    try:
+        loader.get_event()  # StreamStartEvent
+        while not loader.check_event(yaml.StreamEndEvent):
+            number += 1
+            try:
+                root = _compose_document(loader, MAX_DOCUMENT_NODES, MAX_DOCUMENT_DEPTH)
+            except _UnsafeDocumentError as problem:
+                log.debug("document %d cannot be searched for the refused character: %s", number, problem)
+                continue
+            if root.end_mark is not None and position < root.end_mark.index:
+                return number, _path_at(root, position)
+    except yaml.YAMLError as exc:
+        log.debug("the refused character is in document %d, after a YAML error: %s", number, exc)
+        return max(number, 1), ""
+    finally:
+        loader.dispose()
+    return max(number, 1), ""
+
+
+def _refused_character(text: str, exc: ReaderError) -> tuple[int, str, str]:
+    """(document, field path, message) for the first character YAML does not allow in ``text``."""
+    found = _NOT_ALLOWED.search(text)
+    if found is None:  # not a refused character (PyYAML reads text, so it cannot be an encoding)
+        return 1, "", f"YAML error: {exc}; fix the YAML"
+    position = found.start()
+    character = ord(found.group())
     before = text[:position]
     line = before.count("\n") + 1
     column = position - (before.rfind("\n") + 1) + 1
-    return (
-        f"the file holds the character U+{exc.character:04X} at line {line}, column {column}, which YAML does not "
-        "allow (control characters and NUL): remove it, or write it as an escape in a double-quoted string"
+    others = len(_NOT_ALLOWED.findall(text)) - 1
+    more = f" ({others} more such characters follow)" if others > 0 else ""
+    number, path = _locate(text, position)
+    message = (
+        f"the file holds the character U+{character:04X} at line {line}, column {column}{more}, which YAML does "
+        "not allow (control characters and NUL): remove it, or write it as an escape in a double-quoted string"
     )
+    return number, path, message
 
 
 @dataclass
@@ -428,8 +357,9 @@ def _read_with(loader_class: Any, text: str, file: str, max_nodes: int) -> _Read
     number = 1
     loader = None
 
-    def stop(message: str) -> None:
-        reading.errors.append(SpecError(file, number, "", message))
+    def stop(message: str, where: tuple[int, str] | None = None) -> None:
+        document, path = (number, "") if where is None else where
+        reading.errors.append(SpecError(file, document, path, message))
         reading.stopped = True
 
     try:
@@ -442,7 +372,7 @@ def _read_with(loader_class: Any, text: str, file: str, max_nodes: int) -> _Read
             except _UnsafeDocumentError as problem:
                 reading.errors.append(SpecError(file, number, "", str(problem)))
             else:
-                problems = _check_scalars(loader, node)
+                problems = check_scalars(loader, node)
                 reading.errors.extend(SpecError(file, number, path, message) for path, message in problems)
                 if not problems:
                     reading.documents.append(RawDocument(index=number, data=loader.construct_document(node)))
@@ -452,7 +382,8 @@ def _read_with(loader_class: Any, text: str, file: str, max_nodes: int) -> _Read
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         stop(f"YAML syntax error{where}: {exc.problem or exc.context or 'invalid YAML'}; fix the YAML")
     except ReaderError as exc:
-        stop(_reader_problem(exc, text))
+        document, path, message = _refused_character(text, exc)
+        stop(message, (document, path))
     except yaml.YAMLError as exc:
         stop(f"YAML error: {exc}; fix the YAML")
     except UnicodeEncodeError as exc:
