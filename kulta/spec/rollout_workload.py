@@ -110,7 +110,17 @@ def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> 
 
 
 def _check_image(issues: Issues, image: str, path: str) -> None:
-    """A container image reference, by the rule CDEvents' artifact ids are built with (``core.purl``)."""
+    """A container image reference, by the rule CDEvents' artifact ids are built with (``core.purl``).
+
+    ``parse_image`` ignores surrounding whitespace; Kubernetes refuses it in every Pod the
+    template makes (``validateContainersOnlyForPod``: "must not have leading or trailing
+    whitespace"), so it is refused here first.
+    """
+    if image != image.strip():
+        issues.add(
+            path, f"{show(image)} has leading or trailing whitespace, which Kubernetes refuses in a Pod: remove it"
+        )
+        return
     try:
         parse_image(image)
     except ImageReferenceError as exc:
