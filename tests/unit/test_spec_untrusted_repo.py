@@ -45,9 +45,9 @@ def run(command: object, *args: object) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def kulta(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def kulta(cwd: Path, *args: str, encoding: str = "utf-8") -> subprocess.CompletedProcess[str]:
     """``python -m kulta.cli ARGS`` in ``cwd``; a FIFO that were opened would block it until the timeout."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": encoding}
     command = [sys.executable, "-m", "kulta.cli", *args]
     return subprocess.run(command, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
 
@@ -143,6 +143,19 @@ def test_the_cli_prints_a_forged_annotation_on_the_errors_own_line(tmp_path: Pat
     assert done.stdout.split("\n") == [
         "web.yaml#1 metadata.\\n::error file=x::forged\\x1b[8m: unknown field; the fields here are: annotations, "
         "labels, name, namespace",
+        "FAILED: 1 file(s): 0 rollout(s), 0 analysis template(s), 1 error(s)",
+        "",
+    ]
+
+
+def test_a_file_name_that_is_not_utf8_is_printed_escaped(tmp_path: Path) -> None:
+    # the byte 0xff is "\udcff" in Python's file names: printed as is, it is a raw 0xff byte in the
+    # output, or an exception where stdout is strict UTF-8 (as under most UTF-8 locales)
+    (tmp_path / "\udcff.yaml").write_text(dump(with_steps({"setWeight": 120})))
+    done = kulta(tmp_path, "validate", ".", encoding="utf-8:strict")
+    assert (done.returncode, done.stderr) == (1, "")
+    assert done.stdout.split("\n") == [
+        "\\udcff.yaml#1 spec.strategy.canary.steps[0].setWeight: 120 is outside 0..100",
         "FAILED: 1 file(s): 0 rollout(s), 0 analysis template(s), 1 error(s)",
         "",
     ]
