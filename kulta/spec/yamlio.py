@@ -8,16 +8,19 @@ that deep nesting could overflow), measure its size and depth *with aliases expa
 (linear time, memoised per node), refuse recursive aliases, duplicate keys and
 scalars that YAML parsers read differently or that Python cannot convert
 (``kulta.spec.yaml_scalars``), and only then construct Python values. Files above
-``MAX_FILE_BYTES`` are refused before parsing. A character YAML does not allow (NUL,
-ESC, ...) is reported at the document and field that hold it (``_refused_character``).
+``MAX_FILE_BYTES`` are refused before parsing, and so are files holding a character YAML
+does not allow (NUL, ESC, ...) or a byte order mark after the start, reported at the
+document and field that hold it (``_refused_character``).
 
 Speed: libyaml's parser (PyYAML's ``CSafeLoader``) is used when PyYAML was built with
 it: a 1 MiB file (2000 Rollouts, or one document of 30 000 entries) is read in about
 0.7 s against 2.4 s with the pure-Python parser. Only its events are used, so every
-check above is the same code for both. Its syntax error messages are worded
+check above is the same code for both, and what the two parsers read differently is
+refused before parsing (an inner byte order mark) or normalised (an empty scalar tagged
+``!``). One difference remains: PyYAML's pure-Python scanner refuses a tab after a
+value (``a: b<TAB>``), which YAML and libyaml allow. Its syntax error messages are worded
 differently, so a file libyaml refuses is read again with the pure-Python parser,
-whose result (and wording) is the one reported: both installations give the same
-errors for the same file.
+whose result (and wording) is the one reported.
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ from yaml.events import (
     SequenceEndEvent,
     SequenceStartEvent,
 )
-from yaml.reader import ReaderError
 
 from kulta.errors import SpecError
 from kulta.spec.fields import child, index
@@ -66,6 +68,8 @@ MAX_FILE_BYTES = 1 << 20
 FAST_LOADER: bool = bool(getattr(yaml, "__with_libyaml__", False))
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+#: a scalar event's ``implicit`` for a plain scalar without a tag: resolved from its value.
+_PLAIN = (True, False)
 
 
 @dataclass(frozen=True)
@@ -244,7 +248,10 @@ def _new_node(loader: Any, event: Any, anchors: dict[str, yaml.Node]) -> yaml.No
     node: yaml.Node
     if isinstance(event, ScalarEvent):
         if tag is None or tag == "!":
-            tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+            # PyYAML's parser resolves a scalar tagged "!" as a plain one, even an empty one
+            # (Parser.parse_node); libyaml does not for an empty one: follow PyYAML
+            implicit = _PLAIN if tag == "!" else event.implicit
+            tag = loader.resolve(yaml.ScalarNode, event.value, implicit)
         end: Any = event.end_mark
         node = yaml.ScalarNode(tag, event.value, start, end, style=event.style)
     elif isinstance(event, SequenceStartEvent):
@@ -260,8 +267,10 @@ def _new_node(loader: Any, event: Any, anchors: dict[str, yaml.Node]) -> yaml.No
     return node
 
 
-#: the characters YAML does not allow in a stream (PyYAML's ``Reader.NON_PRINTABLE``).
-_NOT_ALLOWED = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+#: the characters a file may not hold: those YAML does not allow (PyYAML's ``Reader.NON_PRINTABLE``),
+#: and U+FEFF, a byte order mark, anywhere but first (libyaml and PyYAML read it differently there).
+_REFUSED = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+_BOM = "\ufeff"
 #: what a refused character is replaced with to find where it is: allowed, and no YAML indicator.
 _STAND_IN = "\ufffd"
 
@@ -295,15 +304,15 @@ def _path_at(root: yaml.Node, position: int) -> str:
     return path
 
 
-def _locate(text: str, position: int) -> tuple[int, str]:
+def _locate(text: str, start: int, position: int) -> tuple[int, str]:
     """The document (from 1) and field path holding the character at ``position``.
 
     PyYAML refuses a text holding any character YAML does not allow before parsing it,
-    so every such character is replaced with U+FFFD and the text parsed again: the node
-    spanning ``position`` is where the character is. A comment, or a syntax error met
-    before the character, gives the document only (path ``""``).
+    so every refused character (from ``start``) is replaced with U+FFFD and the text
+    parsed again: the node spanning ``position`` is where the character is. A comment,
+    or a syntax error met before the character, gives the document only (path ``""``).
     """
-    loader: Any = yaml.SafeLoader(_NOT_ALLOWED.sub(_STAND_IN, text))
+    loader: Any = yaml.SafeLoader(text[:start] + _REFUSED.sub(_STAND_IN, text[start:]))
     number = 0
     try:
         loader.get_event()  # StreamStartEvent
@@ -324,24 +333,33 @@ def _locate(text: str, position: int) -> tuple[int, str]:
     return max(number, 1), ""
 
 
-def _refused_character(text: str, exc: ReaderError) -> tuple[int, str, str]:
-    """(document, field path, message) for the first character YAML does not allow in ``text``."""
-    found = _NOT_ALLOWED.search(text)
-    if found is None:  # not a refused character (PyYAML reads text, so it cannot be an encoding)
-        return 1, "", f"YAML error: {exc}; fix the YAML"
+def _refused_character(text: str, file: str) -> SpecError | None:
+    """The first character ``text`` may not hold, at its document and field; ``None`` when there is none.
+
+    Checked before any parsing: both parsers then see the same texts (libyaml reads
+    some control characters and an inner byte order mark where PyYAML refuses them).
+    """
+    start = 1 if text.startswith(_BOM) else 0
+    found = _REFUSED.search(text, start)
+    if found is None:
+        return None
     position = found.start()
-    character = ord(found.group())
     before = text[:position]
     line = before.count("\n") + 1
     column = position - (before.rfind("\n") + 1) + 1
-    others = len(_NOT_ALLOWED.findall(text)) - 1
+    others = len(_REFUSED.findall(text, start)) - 1
     more = f" ({others} more such characters follow)" if others > 0 else ""
-    number, path = _locate(text, position)
-    message = (
-        f"the file holds the character U+{character:04X} at line {line}, column {column}{more}, which YAML does "
-        "not allow (control characters and NUL): remove it, or write it as an escape in a double-quoted string"
-    )
-    return number, path, message
+    number, path = _locate(text, start, position)
+    if found.group() == _BOM:
+        reason = "a byte order mark, which is allowed only at the start of a file: remove it"
+        message = f"the file holds the character U+FEFF at line {line}, column {column}{more}, {reason}"
+    else:
+        message = (
+            f"the file holds the character U+{ord(found.group()):04X} at line {line}, column {column}{more}, which "
+            "YAML does not allow (control characters and NUL): remove it, or write it as an escape in a "
+            "double-quoted string"
+        )
+    return SpecError(file, number, path, message)
 
 
 @dataclass
@@ -358,9 +376,8 @@ def _read_with(loader_class: Any, text: str, file: str, max_nodes: int) -> _Read
     number = 1
     loader = None
 
-    def stop(message: str, where: tuple[int, str] | None = None) -> None:
-        document, path = (number, "") if where is None else where
-        reading.errors.append(SpecError(file, document, path, message))
+    def stop(message: str) -> None:
+        reading.errors.append(SpecError(file, number, "", message))
         reading.stopped = True
 
     try:
@@ -382,9 +399,6 @@ def _read_with(loader_class: Any, text: str, file: str, max_nodes: int) -> _Read
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         stop(f"YAML syntax error{where}: {exc.problem or exc.context or 'invalid YAML'}; fix the YAML")
-    except ReaderError as exc:
-        document, path, message = _refused_character(text, exc)
-        stop(message, (document, path))
     except yaml.YAMLError as exc:
         stop(f"YAML error: {exc}; fix the YAML")
     except UnicodeEncodeError as exc:
@@ -412,6 +426,9 @@ def read_documents(
     if size > MAX_FILE_BYTES:
         message = f"the file is {size} bytes; KULTA reads files up to {MAX_FILE_BYTES} bytes: split it"
         return [], [SpecError(file, 1, "", message)]
+    refused = _refused_character(text, file)
+    if refused is not None:
+        return [], [refused]
     if fast:
         reading = _read_with(yaml.CSafeLoader, text, file, max_nodes)
         if not reading.stopped:

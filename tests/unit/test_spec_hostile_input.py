@@ -91,8 +91,22 @@ TWO_CONFIG_MAPS = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nap
             "a: [\n---\nb: \x00\n",
             f"{FILE}#1: the file holds the character U+0000 at line 3, column 4, {NOT_ALLOWED}",
         ),
+        (
+            # a byte order mark after the start (two files joined): libyaml and PyYAML read it differently
+            "\ufeff" + TWO_CONFIG_MAPS + "metadata:\n  name: b\n\ufeffdata: {}\n",
+            f"{FILE}#2: the file holds the character U+FEFF at line 9, column 1, a byte order mark, which is "
+            "allowed only at the start of a file: remove it",
+        ),
     ],
-    ids=["nul-in-value", "ansi-escape", "nul-in-key", "nul-in-comment", "three-characters", "after-syntax-error"],
+    ids=[
+        "nul-in-value",
+        "ansi-escape",
+        "nul-in-key",
+        "nul-in-comment",
+        "three-characters",
+        "after-syntax-error",
+        "inner-byte-order-mark",
+    ],
 )
 def test_a_refused_character_is_located(text: str, expected: str, fast: bool) -> None:
     documents, errors = read_documents(text, FILE, fast=fast)

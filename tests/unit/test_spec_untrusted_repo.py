@@ -278,3 +278,23 @@ def test_merge_keys_work_with_both_parsers(fast: bool) -> None:
     documents, errors = read_documents("base: &b {x: 1, y: 2}\nm:\n  <<: *b\n  x: 3\n", FILE, fast=fast)
     assert errors == []
     assert documents[0].data["m"] == {"x": 3, "y": 2}
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["libyaml", "pure-python"])
+def test_an_empty_scalar_tagged_with_the_non_specific_tag_is_null_with_both_parsers(fast: bool) -> None:
+    # PyYAML's parser resolves "!" like a plain scalar; libyaml's events say otherwise for an empty one
+    documents, errors = read_documents("a: !\nb: ! 12\n", FILE, fast=fast)
+    assert errors == []
+    assert documents[0].data == {"a": None, "b": 12}
+
+
+def test_the_one_known_difference_a_tab_after_a_value() -> None:
+    # YAML and libyaml allow a tab as separation after a value; PyYAML's pure-Python scanner refuses it
+    text = "a: b\t\n"
+    fast_documents, fast_errors = read_documents(text, FILE, fast=True)
+    assert (fast_errors, fast_documents[0].data) == ([], {"a": "b"})
+    _, pure_errors = read_documents(text, FILE, fast=False)
+    assert [str(e) for e in pure_errors] == [
+        f"{FILE}#1: YAML syntax error at line 1, column 5: found character '\\t' that cannot start any token; fix "
+        "the YAML"
+    ]
