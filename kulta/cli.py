@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from kulta import __version__
 from kulta.errors import KultaError
+from kulta.spec.escape import one_line
 
 if TYPE_CHECKING:
     from kulta.model.program import ProgramInputs
@@ -140,8 +141,10 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     errors, rollouts = loaded.errors, loaded.rollouts
     if errors or not rollouts:
         for e in errors:
-            sys.stderr.write(f"{e}\n")
-        sys.stderr.write(f"{args.file}: {'fix the errors above' if errors else 'no Rollout in this file'}\n")
+            sys.stderr.write(one_line(str(e)) + "\n")
+        sys.stderr.write(
+            one_line(f"{args.file}: {'fix the errors above' if errors else 'no Rollout in this file'}") + "\n"
+        )
         return 1
     stacks = build_stack_manager(args.state_dir, args.kubeconfig)
     kube = KubeReader(args.kubeconfig)
@@ -337,7 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         return handlers[args.command](args)
     except KultaError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        # some messages are several lines on purpose (a Pulumi error's tail); a value quoted from the
+        # repository or a dependency may hold an escape sequence: each line is written escaped
+        lines = f"error: {exc}".split("\n")
+        sys.stderr.write("".join(one_line(line) + "\n" for line in lines))
         return 1
 
 

@@ -3,6 +3,8 @@
 Both work on files only (no cluster, no Pulumi), so they fit in CI and pre-commit
 hooks. Output goes to the stream the CLI passes in, one error per line in the
 ``file#doc field.path: message`` form, so editors and CI logs can point at the line.
+Every line is written through ``kulta.spec.escape.one_line``: a file name, key or value
+holding a newline or an escape sequence shows it escaped and never starts a line.
 
 ``validate``, ``plan`` and ``preview`` read files by one rule, ``load_with_references``
 (docs/spec.md, "Which files are read"): the named files, plus the other YAML files of
@@ -12,6 +14,7 @@ each named file's directory to find what they refer to; errors only of the named
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -30,6 +33,8 @@ from kulta.core.revision import pod_template_hash, resolve_template
 from kulta.errors import SpecError
 from kulta.model.rollout import DEFAULT_NAMESPACE, OtherDocument, Rollout, Step, StepKind
 from kulta.spec import LoadResult, load_paths
+from kulta.spec.escape import one_line
+from kulta.spec.fields import format_seconds
 from kulta.spec.namespaces import DefaultNamespaces
 
 __all__ = ["format_duration", "load_with_references", "plan_command", "render_plan", "validate_command"]
@@ -41,12 +46,7 @@ _HEADERS = ("step", "action", "canary%", "stable%", "stable pods", "canary pods"
 
 def format_duration(seconds: int) -> str:
     """``90`` -> ``1m30s``; ``3600`` -> ``1h``; ``0`` -> ``0s``."""
-    if seconds == 0:
-        return "0s"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
-    return "".join(parts)
+    return format_seconds(seconds)
 
 
 def load_with_references(paths: Sequence[str], *, namespace: str = DEFAULT_NAMESPACE) -> LoadResult:
@@ -72,9 +72,14 @@ def _summary(result: LoadResult) -> str:
     return text
 
 
+def _write(out: TextIO, line: str) -> None:
+    """One output line; what came from the files (names, paths, values) cannot break it (``one_line``)."""
+    out.write(one_line(line) + "\n")
+
+
 def _write_errors(errors: Sequence[SpecError], out: TextIO) -> None:
     for error in errors:
-        out.write(f"{error}\n")
+        _write(out, str(error))
 
 
 def validate_command(paths: Sequence[str], out: TextIO, *, namespace: str = DEFAULT_NAMESPACE) -> int:
@@ -85,12 +90,12 @@ def validate_command(paths: Sequence[str], out: TextIO, *, namespace: str = DEFA
     result = load_with_references(paths, namespace=namespace)
     _write_errors(result.errors, out)
     for warning in result.warnings:
-        out.write(f"warning: {warning}\n")
+        _write(out, f"warning: {warning}")
     if not result.files and not result.errors:
-        out.write("no YAML files found: pass files, directories or globs\n")
+        _write(out, "no YAML files found: pass files, directories or globs")
         return 1
     status = "FAILED" if result.errors else "OK"
-    out.write(f"{status}: {_summary(result)}\n")
+    _write(out, f"{status}: {_summary(result)}")
     return 1 if result.errors else 0
 
 
@@ -204,23 +209,23 @@ def plan_command(path: str, out: TextIO, *, namespace: str = DEFAULT_NAMESPACE) 
     Files are read as by ``validate`` (``load_with_references``): analysis templates and
     ``workloadRef`` Deployments may be in the other YAML files of the same directory.
     """
-    target = Path(path)
-    if not target.is_file():
-        out.write(f"{path}: no such file: pass one YAML file\n")
+    if not os.path.lexists(path) or os.path.isdir(path):
+        # anything else that is not a regular file (a FIFO, a broken link) is named by the loader
+        _write(out, f"{path}: no such file: pass one YAML file")
         return 1
     result = load_with_references([path], namespace=namespace)
     name = result.files[0] if result.files else path
     if result.errors:
         _write_errors(result.errors, out)
-        out.write(f"FAILED: {len(result.errors)} error(s) in {name}\n")
+        _write(out, f"FAILED: {len(result.errors)} error(s) in {name}")
         return 1
     if not result.rollouts:
-        out.write(f"no Rollout found in {name}\n")
+        _write(out, f"no Rollout found in {name}")
         return 1
     for position, rollout in enumerate(result.rollouts):
         if position:
-            out.write("\n")
+            _write(out, "")
         for line in render_plan(rollout, result.others):
-            out.write(line + "\n")
+            _write(out, line)
     log.debug("printed the plan of %d rollouts from %s", len(result.rollouts), name)
     return 0

@@ -52,7 +52,8 @@ __all__ = [
     "weighted_steps_without_canary_pods",
 ]
 
-_PERCENT = re.compile(r"^(\d+)%$")
+#: ASCII digits only (``\d`` also takes other scripts' digits); used with ``fullmatch``.
+_PERCENT = re.compile(r"([0-9]+)%")
 
 #: Argo's ``weightutil.MaxTrafficWeight``: weights are percentages (maxTrafficWeight is refused)
 MAX_WEIGHT = 100
@@ -114,7 +115,7 @@ class DesiredState:
 def _resolve(value: int | str, replicas: int, *, round_up: bool) -> int:
     if isinstance(value, int):
         return value
-    found = _PERCENT.match(value)
+    found = _PERCENT.fullmatch(value)
     if found is None:
         raise ValueError(f"{value!r} is neither a count nor a percentage")
     share = Fraction(int(found.group(1)) * replicas, 100)

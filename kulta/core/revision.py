@@ -33,6 +33,7 @@ SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
+_SEPARATORS = (",", ":")
 
 
 def fnv1a_32(data: bytes) -> int:
@@ -49,9 +50,49 @@ def safe_encode(text: str) -> str:
     return "".join(SAFE_ALPHABET[ord(char) % len(SAFE_ALPHABET)] for char in text)
 
 
+def _json_key(key: Any) -> str:
+    """A mapping key as ``json.dumps`` writes it (``True`` -> ``"true"``); ``str()`` for the rest."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool | int | float):
+        return json.dumps(key)
+    return str(key)
+
+
+def _string_keys(value: Any) -> Any:
+    """``value`` with every mapping key a string, keys sorted as strings (iteratively: no recursion limit)."""
+    root: list[Any] = [None]
+    stack: list[tuple[Any, list[Any] | dict[str, Any], int | str]] = [(value, root, 0)]
+    while stack:
+        item, parent, slot = stack.pop()
+        if isinstance(item, Mapping):
+            converted: dict[str, Any] = {}
+            for key in sorted(item, key=_json_key):
+                converted[_json_key(key)] = None
+                stack.append((item[key], converted, _json_key(key)))
+            parent[slot] = converted  # type: ignore[index]
+        elif isinstance(item, list | tuple):
+            items: list[Any] = [None] * len(item)
+            stack.extend((entry, items, position) for position, entry in enumerate(item))
+            parent[slot] = items  # type: ignore[index]
+        else:
+            parent[slot] = item  # type: ignore[index]
+    return root[0]
+
+
 def canonical_json(value: Any) -> bytes:
-    """JSON with sorted keys and no whitespace: equal templates give equal bytes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+    """JSON with sorted keys and no whitespace: equal templates give equal bytes.
+
+    A template whose keys are all strings (every template the loader accepts) is
+    written by ``json.dumps(sort_keys=True)``; one with other keys, which that cannot
+    sort (``1`` and ``"a"``), gets its keys written as strings first, so hashing never
+    raises. Values JSON cannot hold are written with ``str``.
+    """
+    try:
+        text = json.dumps(value, sort_keys=True, separators=_SEPARATORS, ensure_ascii=False, default=str)
+    except TypeError:
+        text = json.dumps(_string_keys(value), sort_keys=True, separators=_SEPARATORS, ensure_ascii=False, default=str)
+    return text.encode("utf-8", errors="surrogatepass")
 
 
 def pod_template_hash(template: Mapping[str, Any]) -> str:

@@ -12,11 +12,20 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kulta.core.analysis_run import check_durations
 from kulta.core.conditions import ConditionError, check_cost, parse_condition
 from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvider, TemplateArg
 from kulta.model.rollout import DEFAULT_NAMESPACE, SourceRef
-from kulta.spec.common import parse_args, parse_metadata, unsupported
+from kulta.spec.common import (
+    check_header_name,
+    check_header_value,
+    compile_regex,
+    parse_args,
+    parse_metadata,
+    unsupported,
+)
 from kulta.spec.fields import (
+    INT64_MAX,
     MISSING,
     Issues,
     Shape,
@@ -95,6 +104,8 @@ _PROMETHEUS = Shape(
     },
 )
 _HEADER = Shape(("key", "value"))
+#: a digit string an IntOrString limit may be: ASCII digits (``str.isdigit`` also takes ``²``), at most 10.
+_DIGIT_STRING = re.compile(r"[0-9]{1,10}")
 
 
 def _limit(issues: Issues, data: Mapping[str, Any], key: str, path: str, default: int) -> int | None:
@@ -102,8 +113,9 @@ def _limit(issues: Issues, data: Mapping[str, Any], key: str, path: str, default
     raw = data.get(key, MISSING)
     where = child(path, key)
     if isinstance(raw, str):
-        if raw.strip().isdigit():
-            return int(raw)
+        if _DIGIT_STRING.fullmatch(raw.strip()):
+            # Argo's IntOrString: a digit string counts as its number (bounded like one)
+            return read_int(issues, int(raw.strip()), where, minimum=0)
         if ARG_PLACEHOLDER.search(raw):
             issues.add(where, unsupported("an {{args.*}} placeholder here", "write a whole number"))
             return None
@@ -165,7 +177,16 @@ def _parse_prometheus(issues: Issues, value: Any, path: str, declared: set[str])
     query = read_str(issues, data.get("query", MISSING), child(path, "query"), required=True)
     if query is not None:
         _check_placeholders(issues, query, child(path, "query"), declared)
-    timeout = read_int(issues, data.get("timeout", MISSING), child(path, "timeout"), minimum=1)
+    # PrometheusMetric.Timeout is an *int64; Argo multiplies it by time.Second (metricproviders/prometheus
+    # NewPrometheusProvider), so the metric's check_durations bounds it to Go's largest Duration
+    timeout = read_int(
+        issues,
+        data.get("timeout", MISSING),
+        child(path, "timeout"),
+        minimum=1,
+        largest=INT64_MAX,
+        largest_why="Argo holds it in 64 bits",
+    )
     headers: list[tuple[str, str]] = []
     items = read_list(issues, data.get("headers", MISSING), child(path, "headers"))
     for position, item in enumerate(items or ()):
@@ -174,7 +195,11 @@ def _parse_prometheus(issues: Issues, value: Any, path: str, declared: set[str])
         if entry is None:
             continue
         key = read_str(issues, entry.get("key", MISSING), child(where, "key"), required=True)
+        if key is not None and not check_header_name(issues, key, child(where, "key")):
+            key = None
         header_value = read_str(issues, entry.get("value", MISSING), child(where, "value"), required=True)
+        if header_value is not None and not check_header_value(issues, header_value, child(where, "value")):
+            header_value = None
         if header_value is not None:
             _check_placeholders(issues, header_value, child(where, "value"), declared)
         if key is not None and header_value is not None:
@@ -210,6 +235,7 @@ def _parse_metric(
     before = len(issues)
     name = read_str(issues, data.get("name", MISSING), child(path, "name"), required=True)
     provider = _parse_provider(issues, data.get("provider", MISSING), child(path, "provider"), declared)
+    # bounded once the metric is built (check_durations, as the run does)
     interval = parse_duration(issues, data.get("interval", MISSING), child(path, "interval"))
     if interval == 0:
         issues.add(child(path, "interval"), "must be longer than 0s")
@@ -225,7 +251,8 @@ def _parse_metric(
             _check_condition(issues, condition, child(path, key), declared)
         conditions.append(condition)
     effective_count: int | None = count if count else (None if interval else 1)
-    if effective_count is not None and effective_count > 1 and not interval:
+    interval_given = data.get("interval") is not None  # when it is wrong, that is the error already
+    if effective_count is not None and effective_count > 1 and not interval and not interval_given:
         issues.add(child(path, "interval"), f"is required when count is {effective_count}: add e.g. interval: 30s")
     if effective_count is not None:
         for key, limit in (("failureLimit", failure_limit), ("inconclusiveLimit", inconclusive_limit)):
@@ -234,28 +261,27 @@ def _parse_metric(
                     child(path, key),
                     f"{limit} is above count ({effective_count}), so the metric could never fail: lower it",
                 )
-    if (
-        len(issues) != before
-        or name is None
-        or provider is None
-        or failure_limit is None
-        or inconclusive_limit is None
-        or error_limit is None
-    ):
+    if name is None or provider is None:
         return None
-    return Metric(
+    metric = Metric(
         name=name,
         provider=provider,
         interval_seconds=interval,
         count=effective_count,
         initial_delay_seconds=initial_delay or 0,
-        failure_limit=failure_limit,
-        inconclusive_limit=inconclusive_limit,
-        consecutive_error_limit=error_limit,
+        failure_limit=failure_limit or 0,
+        inconclusive_limit=inconclusive_limit or 0,
+        consecutive_error_limit=4 if error_limit is None else error_limit,
         success_condition=conditions[0],
         failure_condition=conditions[1],
         dry_run=any(rule.search(name) for rule in dry_run),
     )
+    # the bound the run applies (Argo's ValidateMetric), checked even when other fields are wrong
+    for key, problem in check_durations(metric):
+        issues.add(child(path, key), problem)
+    if len(issues) != before or failure_limit is None or inconclusive_limit is None or error_limit is None:
+        return None
+    return metric
 
 
 def _parse_dry_run(issues: Issues, value: Any, path: str) -> list[tuple[re.Pattern[str], str]]:
@@ -274,10 +300,9 @@ def _parse_dry_run(issues: Issues, value: Any, path: str) -> list[tuple[re.Patte
         text = read_str(issues, entry.get("metricName", MISSING), child(where, "metricName"), required=True)
         if text is None:
             continue
-        try:
-            rules.append((re.compile("" if text == DRY_RUN_ALL else text), text))
-        except re.error as exc:
-            issues.add(child(where, "metricName"), f"{show(text)} is not a valid regular expression: {exc}")
+        rule = compile_regex(issues, "" if text == DRY_RUN_ALL else text, child(where, "metricName"))
+        if rule is not None:
+            rules.append((rule, text))
     return rules
 
 

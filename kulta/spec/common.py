@@ -25,18 +25,34 @@ from kulta.spec.fields import (
 )
 
 __all__ = [
+    "MAX_HEADER_VALUE",
+    "MAX_REGEX_LENGTH",
     "ArgSpec",
     "Metadata",
     "check_dns_label",
     "check_dns_subdomain",
+    "check_header_name",
+    "check_header_value",
+    "compile_regex",
     "parse_args",
     "parse_metadata",
     "unsupported",
 ]
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_ARG_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# Every pattern here is used with ``fullmatch``: ``$`` also matches before a final newline.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_ARG_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+#: an HTTP header name (an RFC 9110 token), as Gateway API's ``HeaderName`` pattern.
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
+#: Gateway API's ``HeaderName`` is at most 256 characters.
+_MAX_HEADER_NAME = 256
+#: Gateway API's ``HTTPHeaderMatch.value`` is at most 4096 characters.
+MAX_HEADER_VALUE = 4096
+#: a regular expression in a file (a header route's ``regex``, ``dryRun[].metricName``) is at most this long.
+MAX_REGEX_LENGTH = 1024
+#: the characters of a header value KULTA matches or sends: printable ASCII and tab.
+_HEADER_VALUE_CHARS = re.compile(r"[\t\x20-\x7e]*")
 
 #: metadata fields the API server writes; a file exported from a cluster carries them.
 _SERVER_METADATA = (
@@ -60,7 +76,7 @@ def unsupported(what: str, instead: str = "") -> str:
 
 
 def check_dns_label(issues: Issues, value: str, path: str) -> bool:
-    if len(value) > 63 or not _DNS_LABEL.match(value):
+    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
         issues.add(
             path,
             f"{show(value)} is not a valid name: use at most 63 lowercase letters, digits and '-', "
@@ -71,7 +87,7 @@ def check_dns_label(issues: Issues, value: str, path: str) -> bool:
 
 
 def check_dns_subdomain(issues: Issues, value: str, path: str, *, max_length: int = 253) -> bool:
-    if len(value) > max_length or not _DNS_SUBDOMAIN.match(value):
+    if len(value) > max_length or not _DNS_SUBDOMAIN.fullmatch(value):
         issues.add(
             path,
             f"{show(value)} is not a valid name: use at most {max_length} lowercase letters, digits, "
@@ -79,6 +95,67 @@ def check_dns_subdomain(issues: Issues, value: str, path: str, *, max_length: in
         )
         return False
     return True
+
+
+def check_header_name(issues: Issues, value: str, path: str) -> bool:
+    """An HTTP header name: letters, digits and ``!#$%&'*+-.^_`|~``, at most 256 characters."""
+    if len(value) > _MAX_HEADER_NAME or not _HEADER_NAME.fullmatch(value):
+        issues.add(
+            path,
+            f"{show(value)} is not a valid HTTP header name: use at most {_MAX_HEADER_NAME} letters, digits "
+            "and !#$%&'*+-.^_`|~",
+        )
+        return False
+    return True
+
+
+def _character_kind(char: str) -> str:
+    if char in "\r\n":
+        return "a line break"
+    if char == "\x00":
+        return "a NUL character"
+    if char.isascii():
+        return "a control character"
+    return "a non-ASCII character"
+
+
+def check_header_value(issues: Issues, value: str, path: str, *, max_length: int = MAX_HEADER_VALUE) -> bool:
+    """A header value: printable ASCII and tabs, at most ``max_length`` characters.
+
+    A line break would split the header (or forge another one), a NUL or control
+    character is refused by HTTP servers, and non-ASCII bytes are read differently by
+    each proxy; so all are refused when the file is read.
+    """
+    if len(value) > max_length:
+        issues.add(path, f"is {len(value)} characters long; a header value here has at most {max_length}")
+        return False
+    if not _HEADER_VALUE_CHARS.fullmatch(value):
+        position, char = next((i, c) for i, c in enumerate(value) if not _HEADER_VALUE_CHARS.fullmatch(c))
+        issues.add(
+            path,
+            f"{show(value)} holds {_character_kind(char)} (U+{ord(char):04X} at character {position + 1}): "
+            "header values may only hold printable ASCII characters and tabs",
+        )
+        return False
+    return True
+
+
+def compile_regex(issues: Issues, text: str, path: str) -> re.Pattern[str] | None:
+    """``text`` compiled, if it is a valid regular expression of at most ``MAX_REGEX_LENGTH`` characters.
+
+    ``re.compile`` raises RecursionError on deep nesting and OverflowError on a huge
+    repeat count, not only ``re.error``; the length bound keeps compiling cheap.
+    """
+    if len(text) > MAX_REGEX_LENGTH:
+        issues.add(path, f"is {len(text)} characters long; a regular expression here has at most {MAX_REGEX_LENGTH}")
+        return None
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        issues.add(path, f"{show(text)} is not a valid regular expression: {exc}")
+    except (RecursionError, OverflowError):
+        issues.add(path, f"{show(text)} is not a valid regular expression: it nests or repeats too much")
+    return None
 
 
 @dataclass(frozen=True)
@@ -194,7 +271,7 @@ def parse_args(issues: Issues, value: Any, path: str, *, value_required: bool) -
             continue
         check_keys(issues, data, where, ("name", "value", "valueFrom"))
         name = read_str(issues, data.get("name", MISSING), child(where, "name"), required=True)
-        if name is not None and not _ARG_NAME.match(name):
+        if name is not None and not _ARG_NAME.fullmatch(name):
             issues.add(child(where, "name"), f"{show(name)} may only hold letters, digits, '_', '-' and '.'")
             name = None
         if name is not None and name in seen:

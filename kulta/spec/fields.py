@@ -19,12 +19,17 @@ from typing import Any, Final
 from kulta.errors import SpecError, SpecLocation
 
 __all__ = [
+    "DURATION_BEYOND",
+    "INT32_MAX",
+    "INT32_WHY",
+    "INT64_MAX",
     "MISSING",
     "Issues",
     "Shape",
     "SpecWarning",
     "check_keys",
     "child",
+    "format_seconds",
     "index",
     "parse_duration",
     "read_bool",
@@ -46,9 +51,24 @@ class _Missing:
 
 MISSING: Final = _Missing()
 
-_DURATION_PART = re.compile(r"(\d+)(h|m|s)")
+#: Kubernetes' and Argo's int32 fields (replicas, ``*Seconds``, ``setWeight``): their largest value.
+INT32_MAX = 2_147_483_647
+INT32_WHY = "Kubernetes holds this field in 32 bits"
+#: Kubernetes' and Argo's int64 fields; numbers in a YAML file are refused beyond it (``yaml_scalars``).
+INT64_MAX = (1 << 63) - 1
+
+#: ASCII digits only: ``str.isdigit`` and ``\d`` also take ``²`` and Arabic-Indic digits.
+_DIGITS = re.compile(r"[0-9]+")
+_DURATION_PART = re.compile(r"([0-9]+)(h|m|s)")
 _DURATION_UNITS = {"h": 3600, "m": 60, "s": 1}
 _DURATION_HELP = "use whole seconds (90) or a duration like 30s, 5m, 1h, 1h30m"
+#: an int64 has at most 19 decimal digits; a duration's number with more is never converted
+#: (Python refuses ``int()`` of more than 4300 digits).
+_INT64_DIGITS = 19
+#: a duration longer than any int64 of seconds (``parse_duration`` without ``maximum``).
+DURATION_BEYOND = 1 << 64
+#: an int shown in a message is written out up to this many digits (``str()`` of more raises).
+_SHOWN_DIGITS = 40
 
 
 @dataclass(frozen=True)
@@ -103,6 +123,8 @@ def show(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _SHOWN_DIGITS * 3:
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, str):
@@ -211,8 +233,14 @@ def read_int(
     minimum: int | None = None,
     maximum: int | None = None,
     required: bool = False,
+    largest: int = INT32_MAX,
+    largest_why: str = INT32_WHY,
 ) -> int | None:
-    """A whole number within ``minimum..maximum`` (booleans and "12" are refused)."""
+    """A whole number within ``minimum..maximum`` (booleans and "12" are refused).
+
+    ``largest`` is what the field's type holds (Argo's and Kubernetes' integer fields are
+    int32 unless said otherwise); ``largest_why`` says so in the error.
+    """
     if value is MISSING or value is None:
         if required:
             issues.add(path, "is required")
@@ -228,6 +256,9 @@ def read_int(
         return None
     if maximum is not None and value > maximum:
         issues.add(path, f"{value} is above the maximum {maximum}")
+        return None
+    if value > largest:
+        issues.add(path, f"{show(value)} is above {largest}: {largest_why}")
         return None
     return value
 
@@ -260,26 +291,64 @@ def read_string_map(issues: Issues, value: Any, path: str) -> dict[str, str]:
     return result
 
 
-def parse_duration(issues: Issues, value: Any, path: str) -> int | None:
-    """Seconds from an integer (Argo's pause quirk), a digit string or ``1h30m5s``."""
+def format_seconds(seconds: int) -> str:
+    """``90`` -> ``1m30s``; ``3600`` -> ``1h``; ``0`` -> ``0s``."""
+    if seconds == 0:
+        return "0s"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join((f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""))
+
+
+def _whole_number(digits: str) -> int:
+    """``int(digits)``, or ``DURATION_BEYOND`` when it has more significant digits than an int64."""
+    significant = digits.lstrip("0")
+    return DURATION_BEYOND if len(significant) > _INT64_DIGITS else int(significant or "0")
+
+
+def _duration_seconds(text: str) -> int | None:
+    """Seconds of ``90`` or ``1h30m5s`` (each unit once, any order), ASCII digits only; else ``None``.
+
+    Any length is read (no ``int()`` of thousands of digits): a duration longer than an
+    int64 of seconds is ``DURATION_BEYOND``.
+    """
+    if _DIGITS.fullmatch(text):
+        return _whole_number(text)
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        return None
+    units = [u for _, u in parts]
+    if len(set(units)) != len(units):
+        return None
+    return min(DURATION_BEYOND, sum(_whole_number(n) * _DURATION_UNITS[u] for n, u in parts))
+
+
+def parse_duration(
+    issues: Issues, value: Any, path: str, *, maximum: int | None = None, longest: str = ""
+) -> int | None:
+    """Seconds from an integer (Argo's pause quirk), a digit string or ``1h30m5s``, at most ``maximum``.
+
+    ``longest`` says why ``maximum`` is the limit (it ends the error message). Without
+    ``maximum`` the caller bounds the value (analysis metrics: ``analysis_run.check_durations``);
+    a duration beyond any int64 is then ``DURATION_BEYOND``.
+    """
     if value is MISSING or value is None:
         return None
     if isinstance(value, bool):
         issues.add(path, f"must be a duration, got {show(value)}; {_DURATION_HELP}")
         return None
+    seconds: int | None = None
     if isinstance(value, int):
         if value < 0:
-            issues.add(path, f"{value} is negative; {_DURATION_HELP}")
+            issues.add(path, f"{show(value)} is negative; {_DURATION_HELP}")
             return None
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isdigit():
-            return int(text)
-        parts = _DURATION_PART.findall(text)
-        if text and "".join(n + u for n, u in parts) == text:
-            units = [u for _, u in parts]
-            if len(set(units)) == len(units):
-                return sum(int(n) * _DURATION_UNITS[u] for n, u in parts)
-    issues.add(path, f"{show(value)} is not a duration; {_DURATION_HELP}")
-    return None
+        seconds = value
+    elif isinstance(value, str):
+        seconds = _duration_seconds(value.strip())
+    if seconds is None:
+        issues.add(path, f"{show(value)} is not a duration; {_DURATION_HELP}")
+        return None
+    if maximum is not None and seconds > maximum:
+        issues.add(path, f"{show(value)} is longer than {maximum}s ({format_seconds(maximum)}), {longest}")
+        return None
+    return seconds

@@ -13,8 +13,11 @@ files of their directories, for references only (docs/spec.md, "Which files are 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import glob
 import logging
+import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +71,10 @@ _REFUSED_KINDS = {
 _YAML_SUFFIXES = (".yaml", ".yml")
 _DEFAULT_NAMESPACES = DefaultNamespaces()
 _GLOB_CHARS = ("*", "?", "[")
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_NOCTTY = getattr(os, "O_NOCTTY", 0)
+#: an unexpected exception's text is cut to this many characters in the error.
+_MAX_BUG_TEXT = 200
 
 
 @dataclass(frozen=True)
@@ -184,13 +191,32 @@ def _parse_document(data: Any, file: str, number: int, into: _Collected) -> None
     )
 
 
+def _unexpected(file: str, number: int, exc: Exception) -> SpecError:
+    """A bug met while reading a file, as that file's error: the other files are still read."""
+    text = f"{type(exc).__name__}: {exc}"
+    shown = text if len(text) <= _MAX_BUG_TEXT else text[:_MAX_BUG_TEXT] + "..."
+    return SpecError(
+        file, number, "", f"KULTA failed to read this document ({shown}); this is a bug in KULTA: please report it"
+    )
+
+
 def _parse_text(text: str, file: str, into: _Collected) -> None:
-    documents, errors = read_documents(text, file)
+    """Every document of one file into ``into``; whatever happens, only this file's results change."""
+    try:
+        documents, errors = read_documents(text, file)
+    except Exception as exc:
+        log.exception("reading %s failed unexpectedly (a bug: please report it)", file)
+        into.errors.append(_unexpected(file, 1, exc))
+        return
     into.errors.extend(errors)
     for document in documents:
         if document.data is None:
             continue
-        _parse_document(document.data, file, document.index, into)
+        try:
+            _parse_document(document.data, file, document.index, into)
+        except Exception as exc:
+            log.exception("parsing %s#%d failed unexpectedly (a bug: please report it)", file, document.index)
+            into.errors.append(_unexpected(file, document.index, exc))
 
 
 def _cross_check(collected: _Collected) -> LoadResult:
@@ -232,10 +258,15 @@ def load_text(text: str, file: str, *, namespaces: DefaultNamespaces = _DEFAULT_
     return _cross_check(collected)
 
 
+def _real(path: Path) -> Path:
+    """``path`` with symlinks resolved; never raises (a symlink loop stays as it is)."""
+    return Path(os.path.realpath(path))
+
+
 def _display_name(path: Path, base: Path | None) -> str:
     if base is not None:
         try:
-            return path.resolve().relative_to(base.resolve()).as_posix()
+            return _real(path).relative_to(_real(base)).as_posix()
         except ValueError:
             return path.as_posix()
     return path.as_posix()
@@ -245,43 +276,119 @@ def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+class _Kind(enum.Enum):
+    """What a path names, found with ``stat`` (never by opening it)."""
+
+    MISSING = "missing"
+    DIRECTORY = "directory"
+    FILE = "regular file"
+    OTHER = "other"
+
+
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _special(mode: int) -> str:
+    return next((what for test, what in _SPECIAL_FILES if test(mode)), "not a regular file")
+
+
+def _kind(path: Path) -> tuple[_Kind, str]:
+    """The kind of ``path`` (following symlinks) and, for ``OTHER``, why it cannot be read."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return _Kind.OTHER, "is a broken symbolic link: fix or remove it"
+        return _Kind.MISSING, ""
+    except OSError as exc:
+        return _Kind.OTHER, f"cannot be read: {exc.strerror or exc}"
+    except ValueError:  # an embedded NUL character
+        return _Kind.OTHER, "is not a valid file name"
+    if stat.S_ISDIR(mode):
+        return _Kind.DIRECTORY, ""
+    if stat.S_ISREG(mode):
+        return _Kind.FILE, ""
+    return _Kind.OTHER, f"is not a regular file ({_special(mode)}): KULTA reads regular files only"
+
+
 def _expand(raw: str | Path, base: Path | None, collected: _Collected) -> list[Path]:
+    """The files ``raw`` names: itself, the YAML files below a directory, or a glob's matches.
+
+    An existing path is taken literally first, so ``weird[1].yaml`` is that file, not a
+    pattern. Paths that are not regular files are returned too: reading them reports why.
+    """
     text = str(raw)
-    if isinstance(raw, str) and any(char in text for char in _GLOB_CHARS):
+    path = Path(raw)
+    kind, _ = _kind(path)
+    if kind is _Kind.MISSING and isinstance(raw, str) and any(char in text for char in _GLOB_CHARS):
         matches = sorted(Path(match) for match in glob.glob(text, recursive=True))
-        files = [match for match in matches if match.is_file()]
+        files = [match for match in matches if _kind(match)[0] is not _Kind.DIRECTORY]
         if not files:
             collected.errors.append(SpecError(text, 1, "", "the pattern matched no files: check the path"))
         return files
-    path = Path(raw)
-    if path.is_dir():
+    if kind is _Kind.DIRECTORY:
         found = sorted(
             candidate
             for candidate in path.rglob("*")
-            if candidate.suffix in _YAML_SUFFIXES and candidate.is_file() and not _is_hidden(candidate, path)
+            if candidate.suffix in _YAML_SUFFIXES
+            and not _is_hidden(candidate, path)
+            and _kind(candidate)[0] is not _Kind.DIRECTORY
         )
         if not found:
             log.info("no YAML files under %s", path)
         return found
-    if path.is_file():
-        return [path]
-    collected.errors.append(SpecError(_display_name(path, base), 1, "", "no such file or directory: check the path"))
-    return []
+    if kind is _Kind.MISSING:
+        collected.errors.append(
+            SpecError(_display_name(path, base), 1, "", "no such file or directory: check the path")
+        )
+        return []
+    return [path]
+
+
+def _too_big(name: str, size: int) -> SpecError:
+    return SpecError(name, 1, "", f"the file is {size} bytes; KULTA reads files up to {MAX_FILE_BYTES} bytes: split it")
+
+
+def _read_bytes(path: Path, name: str, collected: _Collected) -> bytes | None:
+    """The bytes of a regular file of at most ``MAX_FILE_BYTES``; anything else is an error of ``name``.
+
+    The path is checked with ``stat`` before it is opened (a FIFO or a device is never
+    opened), and again on the open descriptor, non-blocking, in case it was swapped
+    in between; at most one byte more than the limit is read.
+    """
+    kind, problem = _kind(path)
+    if kind is not _Kind.FILE:
+        collected.errors.append(SpecError(name, 1, "", problem or "no such file or directory: check the path"))
+        return None
+    try:
+        descriptor = os.open(path, os.O_RDONLY | _O_NONBLOCK | _O_NOCTTY)
+        with os.fdopen(descriptor, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                message = f"is not a regular file ({_special(status.st_mode)}): KULTA reads regular files only"
+                collected.errors.append(SpecError(name, 1, "", message))
+                return None
+            if status.st_size > MAX_FILE_BYTES:
+                collected.errors.append(_too_big(name, status.st_size))
+                return None
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        collected.errors.append(SpecError(name, 1, "", f"cannot be read: {exc.strerror or exc}"))
+        return None
+    if len(raw) > MAX_FILE_BYTES:  # it grew while being read
+        collected.errors.append(_too_big(name, len(raw)))
+        return None
+    return raw
 
 
 def _read_file(path: Path, name: str, collected: _Collected) -> str | None:
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            collected.errors.append(
-                SpecError(
-                    name, 1, "", f"the file is {size} bytes; KULTA reads files up to {MAX_FILE_BYTES} bytes: split it"
-                )
-            )
-            return None
-        raw = path.read_bytes()
-    except OSError as exc:
-        collected.errors.append(SpecError(name, 1, "", f"cannot be read: {exc.strerror or exc}"))
+    raw = _read_bytes(path, name, collected)
+    if raw is None:
         return None
     try:
         return raw.decode("utf-8-sig")
@@ -331,7 +438,7 @@ def load_paths(
     named: list[Path] = []
     for raw in paths:
         for path in _expand(raw, base, collected):
-            resolved = path.resolve()
+            resolved = _real(path)
             if resolved not in seen:
                 seen.add(resolved)
                 named.append(path)
@@ -342,7 +449,7 @@ def load_paths(
     directories = dict.fromkeys(path.parent for path in named) if siblings else {}
     for directory in directories:
         for path in _yaml_files_in(directory):
-            resolved = path.resolve()
+            resolved = _real(path)
             if resolved in seen:
                 continue
             seen.add(resolved)

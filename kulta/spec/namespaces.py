@@ -20,14 +20,15 @@ from kulta.model.rollout import DEFAULT_NAMESPACE
 
 __all__ = ["DefaultNamespaces", "check_namespace", "parse_path_namespace"]
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+#: used with ``fullmatch`` (``$`` would also match before a final newline)
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _OPTION = "--namespace"
 _PATH_OPTION = "--path-namespace"
 
 
 def check_namespace(text: str, option: str = _OPTION) -> str:
     """``text`` if it is a valid namespace name (a DNS label), else a ConfigError naming ``option``."""
-    if len(text) > 63 or not _DNS_LABEL.match(text):
+    if len(text) > 63 or not _DNS_LABEL.fullmatch(text):
         raise ConfigError(
             f"{option}: {text!r} is not a valid namespace: use at most 63 lowercase letters, digits and '-', "
             "starting and ending with a letter or digit"

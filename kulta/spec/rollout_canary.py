@@ -16,6 +16,8 @@ from typing import Any
 from kulta.model.rollout import CanaryStrategy, PodMetadata, Step, TrafficRouting
 from kulta.spec.common import check_dns_label, unsupported
 from kulta.spec.fields import (
+    INT32_MAX,
+    INT32_WHY,
     MISSING,
     Issues,
     Shape,
@@ -34,7 +36,8 @@ from kulta.spec.rollout_traffic import parse_traffic_routing
 
 __all__ = ["parse_canary"]
 
-_PERCENT = re.compile(r"^(\d+)%$")
+#: ASCII digits (``\d`` also takes other scripts' digits), at most 10 of them; used with ``fullmatch``.
+_PERCENT = re.compile(r"([0-9]{1,10})%")
 
 _CANARY = Shape(
     (
@@ -80,12 +83,17 @@ def _parse_int_or_percent(issues: Issues, value: Any, path: str, *, max_percent:
         if value < 0:
             issues.add(path, f'{value} is negative; use a count like 1 or a percentage like "25%"')
             return None
+        if value > INT32_MAX:
+            # Argo's IntOrString holds an int32
+            issues.add(path, f"{value} is above {INT32_MAX}: {INT32_WHY}")
+            return None
         return value
     if isinstance(value, str):
-        found = _PERCENT.match(value)
+        found = _PERCENT.fullmatch(value)
         if found:
-            if max_percent is not None and int(found.group(1)) > max_percent:
-                issues.add(path, f"{show(value)} is above {max_percent}%")
+            limit = INT32_MAX if max_percent is None else max_percent
+            if int(found.group(1)) > limit:
+                issues.add(path, f"{show(value)} is above {limit}%")
                 return None
             return value
     issues.add(path, f'{show(value)} must be a count like 1 or a percentage like "25%"')
@@ -132,10 +140,16 @@ def parse_canary(issues: Issues, value: Any, path: str) -> CanaryStrategy | None
         )
     dynamic = read_bool(issues, data.get("dynamicStableScale", MISSING), child(path, "dynamicStableScale"))
     scale_down = read_int(
-        issues, data.get("scaleDownDelaySeconds", MISSING), child(path, "scaleDownDelaySeconds"), minimum=0
+        issues,
+        data.get("scaleDownDelaySeconds", MISSING),
+        child(path, "scaleDownDelaySeconds"),
+        minimum=0,
     )
     abort_scale_down = read_int(
-        issues, data.get("abortScaleDownDelaySeconds", MISSING), child(path, "abortScaleDownDelaySeconds"), minimum=0
+        issues,
+        data.get("abortScaleDownDelaySeconds", MISSING),
+        child(path, "abortScaleDownDelaySeconds"),
+        minimum=0,
     )
     canary_metadata = _parse_pod_metadata(issues, data.get("canaryMetadata", MISSING), child(path, "canaryMetadata"))
     stable_metadata = _parse_pod_metadata(issues, data.get("stableMetadata", MISSING), child(path, "stableMetadata"))

@@ -75,14 +75,21 @@ def _parse_spec(issues: Issues, value: Any) -> RolloutSpec | None:
         if value is MISSING:
             issues.add(path, "is required")
         return None
+    # Argo's (and Kubernetes') int32 fields: RolloutSpec.Replicas, RevisionHistoryLimit, MinReadySeconds, ...
     replicas = read_int(issues, data.get("replicas", MISSING), child(path, "replicas"), minimum=0)
     replicas = 1 if replicas is None else replicas
     history = read_int(
-        issues, data.get("revisionHistoryLimit", MISSING), child(path, "revisionHistoryLimit"), minimum=0
+        issues,
+        data.get("revisionHistoryLimit", MISSING),
+        child(path, "revisionHistoryLimit"),
+        minimum=0,
     )
     min_ready = read_int(issues, data.get("minReadySeconds", MISSING), child(path, "minReadySeconds"), minimum=0)
     deadline = read_int(
-        issues, data.get("progressDeadlineSeconds", MISSING), child(path, "progressDeadlineSeconds"), minimum=1
+        issues,
+        data.get("progressDeadlineSeconds", MISSING),
+        child(path, "progressDeadlineSeconds"),
+        minimum=1,
     )
     if deadline is not None and min_ready is not None and deadline <= min_ready:
         issues.add(

@@ -8,7 +8,6 @@ setHeaderRoute need trafficRouting) live in ``rollout_canary``.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from kulta.model.rollout import (
@@ -21,8 +20,9 @@ from kulta.model.rollout import (
     Step,
     StepKind,
 )
-from kulta.spec.common import unsupported
+from kulta.spec.common import check_header_name, check_header_value, compile_regex, unsupported
 from kulta.spec.fields import (
+    INT32_MAX,
     MISSING,
     Issues,
     Shape,
@@ -33,13 +33,14 @@ from kulta.spec.fields import (
     read_int,
     read_list,
     read_str,
-    show,
 )
 from kulta.spec.rollout_analysis_refs import parse_step_analysis
 
 __all__ = ["STEP_KEYS", "parse_step"]
 
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
+#: Argo's ``RolloutPause.DurationSeconds`` returns an int32: a longer pause is invalid there
+#: (a digit string fails ``strconv.ParseInt(.., 10, 32)``; a longer Go duration overflows).
+_LONGEST_PAUSE = "the longest pause Argo can hold (RolloutPause.DurationSeconds counts 32-bit seconds)"
 
 #: the step kinds KULTA reads (one key each).
 STEP_KEYS = tuple(kind.value for kind in StepKind)
@@ -68,7 +69,9 @@ def _parse_pause(issues: Issues, value: Any, path: str) -> Pause | None:
         return None
     if "duration" not in data or data["duration"] is None:
         return Pause(duration_seconds=None)
-    seconds = parse_duration(issues, data["duration"], child(path, "duration"))
+    seconds = parse_duration(
+        issues, data["duration"], child(path, "duration"), maximum=INT32_MAX, longest=_LONGEST_PAUSE
+    )
     return None if seconds is None else Pause(duration_seconds=seconds)
 
 
@@ -103,8 +106,7 @@ def _parse_header_match(issues: Issues, value: Any, path: str) -> HeaderMatch | 
     if data is None:
         return None
     name = read_str(issues, data.get("headerName", MISSING), child(path, "headerName"), required=True)
-    if name is not None and not _HEADER_NAME.match(name):
-        issues.add(child(path, "headerName"), f"{show(name)} is not a valid HTTP header name")
+    if name is not None and not check_header_name(issues, name, child(path, "headerName")):
         name = None
     where = child(path, "headerValue")
     raw = data.get("headerValue", MISSING)
@@ -120,15 +122,14 @@ def _parse_header_match(issues: Issues, value: Any, path: str) -> HeaderMatch | 
         issues.add(where, f"needs exactly one of exact, prefix, regex{found}")
         return None
     match_type = present[0]
-    text = read_str(issues, matcher[match_type.value], child(where, match_type.value), required=True)
-    if text is None or name is None:
+    value_path = child(where, match_type.value)
+    text = read_str(issues, matcher[match_type.value], value_path, required=True)
+    if text is None or not check_header_value(issues, text, value_path):
         return None
-    if match_type is HeaderMatchType.REGEX:
-        try:
-            re.compile(text)
-        except re.error as exc:
-            issues.add(child(where, "regex"), f"{show(text)} is not a valid regular expression: {exc}")
-            return None
+    if match_type is HeaderMatchType.REGEX and compile_regex(issues, text, value_path) is None:
+        return None
+    if name is None:
+        return None
     return HeaderMatch(name=name, value=text, match_type=match_type)
 
 

@@ -9,9 +9,12 @@ files by ``kulta.spec.loader``.
 from __future__ import annotations
 
 import copy
+import datetime
+import math
 from collections.abc import Mapping
 from typing import Any
 
+from kulta.core.purl import ImageReferenceError, parse_image
 from kulta.model.rollout import WorkloadRef
 from kulta.spec.common import unsupported
 from kulta.spec.fields import (
@@ -106,16 +109,84 @@ def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> 
     return True
 
 
+def _check_image(issues: Issues, image: str, path: str) -> None:
+    """A container image reference, by the rule CDEvents' artifact ids are built with (``core.purl``).
+
+    ``parse_image`` ignores surrounding whitespace; Kubernetes refuses it in every Pod the
+    template makes (``validateContainersOnlyForPod``: "must not have leading or trailing
+    whitespace"), so it is refused here first.
+    """
+    if image != image.strip():
+        issues.add(
+            path, f"{show(image)} has leading or trailing whitespace, which Kubernetes refuses in a Pod: remove it"
+        )
+        return
+    try:
+        parse_image(image)
+    except ImageReferenceError as exc:
+        issues.add(path, f"{show(image)} is not a valid image reference: {exc.reason}")
+
+
+def _value_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be in a Kubernetes object (JSON: strings, numbers, booleans, null), or ``None``."""
+    if value is None or isinstance(value, str | int):
+        return None
+    if isinstance(value, float):
+        return (
+            None
+            if math.isfinite(value)
+            else f"{show(value)} is not a number Kubernetes accepts (JSON has no inf or nan)"
+        )
+    if isinstance(value, datetime.date):
+        text = value.isoformat()
+        return f'{text} is read as a date, which a Kubernetes object cannot hold: quote it ("{text}")'
+    return f"is YAML {type(value).__name__} data, which a Kubernetes object cannot hold: write a string instead"
+
+
+def _check_json(issues: Issues, value: Any, path: str, skip: frozenset[str]) -> None:
+    """String keys and JSON values everywhere in ``value`` (iteratively: no recursion depth limit).
+
+    A Kubernetes object has only string keys; a template mixing ``1:`` and ``"a":`` keys
+    would also make the revision hash (canonical JSON with sorted keys) fail. ``skip``
+    holds paths checked elsewhere (label and annotation maps).
+    """
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if where in skip:
+            continue
+        if isinstance(item, Mapping):
+            entries: list[tuple[Any, str]] = []
+            for key, entry in item.items():
+                if isinstance(key, str):
+                    entries.append((entry, child(where, key)))
+                else:
+                    issues.add(where, f"field names must be strings, got {show(key)}: quote it")
+            stack.extend(reversed(entries))
+        elif isinstance(item, list):
+            stack.extend(reversed([(entry, index(where, position)) for position, entry in enumerate(item)]))
+        else:
+            problem = _value_problem(item)
+            if problem is not None:
+                issues.add(where, problem)
+
+
 def check_pod_template(issues: Issues, value: Any, path: str) -> dict[str, Any] | None:
-    """Light checks of a PodTemplateSpec (Kubernetes validates the rest on apply)."""
+    """Light checks of a PodTemplateSpec (Kubernetes validates the rest on apply).
+
+    Every key must be a string and every value a JSON value; each container needs a
+    unique name and a valid image reference.
+    """
     data = read_mapping(issues, value, path)
     if data is None:
         return None
     before = len(issues)
-    metadata = read_mapping(issues, data.get("metadata", MISSING), child(path, "metadata"))
+    metadata_path = child(path, "metadata")
+    metadata = read_mapping(issues, data.get("metadata", MISSING), metadata_path)
     if metadata is not None:
-        read_string_map(issues, metadata.get("labels", MISSING), child(child(path, "metadata"), "labels"))
-        read_string_map(issues, metadata.get("annotations", MISSING), child(child(path, "metadata"), "annotations"))
+        read_string_map(issues, metadata.get("labels", MISSING), child(metadata_path, "labels"))
+        read_string_map(issues, metadata.get("annotations", MISSING), child(metadata_path, "annotations"))
+    _check_json(issues, data, path, frozenset((child(metadata_path, "labels"), child(metadata_path, "annotations"))))
     spec = read_mapping(issues, data.get("spec", MISSING), child(path, "spec"))
     if spec is None:
         if "spec" not in data:
@@ -132,11 +203,19 @@ def check_pod_template(issues: Issues, value: Any, path: str) -> dict[str, Any] 
             if container is None:
                 continue
             name = read_str(issues, container.get("name", MISSING), child(where, "name"), required=True)
-            read_str(issues, container.get("image", MISSING), child(where, "image"), required=True)
+            image = read_str(issues, container.get("image", MISSING), child(where, "image"), required=True)
+            if image is not None:
+                _check_image(issues, image, child(where, "image"))
             if name is not None:
                 if name in names:
                     issues.add(child(where, "name"), f'container "{name}" appears twice; names must be unique')
                 names.add(name)
+        init_path = child(child(path, "spec"), "initContainers")
+        init_containers = spec.get("initContainers")
+        for position, item in enumerate(init_containers if isinstance(init_containers, list) else ()):
+            image = item.get("image") if isinstance(item, Mapping) else None
+            if isinstance(image, str):
+                _check_image(issues, image, child(index(init_path, position), "image"))
     if len(issues) != before:
         return None
     return copy.deepcopy(dict(data))

@@ -355,7 +355,8 @@ STEP0 = f"{CANARY}.steps[0]"
         ),
         (
             {"setHeaderRoute": {"name": "beta", "match": [{"headerName": "X Y", "headerValue": {"exact": "a"}}]}},
-            f'{STEP0}.setHeaderRoute.match[0].headerName: "X Y" is not a valid HTTP header name',
+            f'{STEP0}.setHeaderRoute.match[0].headerName: "X Y" is not a valid HTTP header name: use at most 256 '
+            "letters, digits and !#$%&'*+-.^_`|~",
         ),
         (
             {"setHeaderRoute": {"name": "beta", "match": [{"headerName": "X", "headerValue": {"regex": "("}}]}},
