@@ -129,9 +129,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_preview(args: argparse.Namespace) -> int:
     from kulta.adapters.kube import KubeReader
+    from kulta.adapters.stacks import build_stack_manager
     from kulta.app.commands import format_preview
     from kulta.app.reconciler import Reconciler, ReconcilerConfig
-    from kulta.app.runner import build_stack_manager
     from kulta.app.spec_commands import load_with_references
     from kulta.core.reconcile import decide_step
     from kulta.core.revision import pod_template_hash, resolve_template
@@ -198,10 +198,10 @@ def _program(inputs: ProgramInputs) -> Callable[[], None]:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    # imports kept to what a status needs: at 50 rollouts the answer is mostly start-up
     from kulta.adapters.health_file import read_health
+    from kulta.adapters.stacks import build_stack_manager
     from kulta.app.commands import find_stacks, format_health_lines, format_status_detail, format_status_table
-    from kulta.app.runner import build_stack_manager
-    from kulta.app.spec_commands import load_with_references
     from kulta.model.status import RolloutStatus
 
     stacks = build_stack_manager(args.state_dir, args.kubeconfig)
@@ -221,6 +221,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return 0
     rollout = None
     if args.file:
+        from kulta.app.spec_commands import load_with_references
+
         in_file = load_with_references([args.file]).rollouts
         rollout = next((r for r in in_file if r.name == ref.rollout), None)
     format_status_detail(status, rollout, sys.stdout)
@@ -229,8 +231,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
+    from kulta.adapters.stacks import build_stack_manager
     from kulta.app.commands import find_stacks, format_history
-    from kulta.app.runner import build_stack_manager
 
     stacks = build_stack_manager(args.state_dir, args.kubeconfig)
     ref = find_stacks(stacks, args.env, args.rollout)[0]
@@ -239,8 +241,8 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_manual(args: argparse.Namespace) -> int:
+    from kulta.adapters.stacks import build_stack_manager
     from kulta.app.commands import find_stacks, send_command
-    from kulta.app.runner import build_stack_manager
     from kulta.core.commands import CommandKind
     from kulta.errors import ConfigError
     from kulta.model.status import RolloutStatus

@@ -46,6 +46,7 @@ __all__ = [
     "StackManager",
     "StackSettings",
     "UpdateReport",
+    "build_stack_manager",
     "stack_name_for",
 ]
 
@@ -74,6 +75,11 @@ def _backend(what: str, call: Callable[[], _T]) -> _T:
     except (OSError, ValueError, RuntimeError) as exc:
         # the CLI could not start, its answer was not JSON, the backend directory is unreadable
         raise DependencyError(Dependency.PULUMI_BACKEND, f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def build_stack_manager(state_dir: Path, kubeconfig: str | None) -> StackManager:
+    """The stack manager of a state directory (what every command uses)."""
+    return StackManager(StackSettings(state_dir=state_dir, kubeconfig=kubeconfig or ""))
 
 
 def stack_name_for(environment: str, namespace: str, rollout: str) -> str:

@@ -30,7 +30,7 @@ from kulta.adapters.metrics import ReconcilerMetrics
 from kulta.adapters.outbox import Deliverer, Outbox
 from kulta.adapters.prometheus import PrometheusClient
 from kulta.adapters.sinks import FileSink, HttpSink, SinkConfig, SinkMode
-from kulta.adapters.stacks import StackManager, StackSettings, stack_name_for
+from kulta.adapters.stacks import StackManager, build_stack_manager, stack_name_for
 from kulta.app.commands import find_stacks
 from kulta.app.reconciler import PassReport, Reconciler, ReconcilerConfig, RolloutOutcome
 from kulta.app.scheduler import WorkQueue
@@ -73,10 +73,6 @@ class RunOptions:
     token_env: str | None = None
     ssh_key_path: str | None = None
     max_passes: int | None = None
-
-
-def build_stack_manager(state_dir: Path, kubeconfig: str | None) -> StackManager:
-    return StackManager(StackSettings(state_dir=state_dir, kubeconfig=kubeconfig or ""))
 
 
 def _deliverer(options: RunOptions) -> tuple[Outbox | None, Deliverer | None]:

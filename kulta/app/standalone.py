@@ -23,8 +23,8 @@ from pulumi import automation as auto
 
 from kulta.adapters.kube import KubeReader
 from kulta.adapters.program import deploy
+from kulta.adapters.stacks import build_stack_manager
 from kulta.app.reconciler import Reconciler, ReconcilerConfig
-from kulta.app.runner import build_stack_manager
 from kulta.core.constants import CONFIG_ENVIRONMENT, CONFIG_NAMESPACE, CONFIG_ROLLOUT, CONFIG_STEP
 from kulta.core.events import chain_id_for
 from kulta.core.reconcile import decide, decide_step
