@@ -328,7 +328,9 @@ def _serve(
                 break
             wake = [next_sync]
             due = queue.next_due()
-            if due is not None:
+            if due is not None and len(running) < workers:
+                # with every worker busy a due rollout waits for a worker, not for a timer:
+                # counting its (past) due time here would spin this loop
                 wake.append(due)
             wait = max(0.0, min((w - reconciler.clock()).total_seconds() for w in wake))
             wait = min(wait, DELIVERY_INTERVAL)
