@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kulta.core.plan import weighted_steps_without_canary_pods
 from kulta.model.rollout import DEFAULT_NAMESPACE, CanaryStrategy, Rollout, RolloutSpec, SourceRef
 from kulta.spec.common import parse_metadata, unsupported
-from kulta.spec.fields import MISSING, Issues, Shape, check_keys, child, read_bool, read_int
+from kulta.spec.fields import MISSING, Issues, Shape, check_keys, child, index, read_bool, read_int
 from kulta.spec.rollout_canary import parse_canary
 from kulta.spec.rollout_workload import (
     check_pod_template,
@@ -190,6 +191,15 @@ def parse_rollout(
     spec = _parse_spec(issues, data.get("spec", MISSING))
     if len(issues) != before or spec is None or metadata.name is None:
         return None
+    for step in weighted_steps_without_canary_pods(spec):
+        if spec.strategy.steps[step].set_weight is None and spec.strategy.steps[step].set_canary_scale is None:
+            continue  # the weight was set by an earlier step: warned there
+        issues.warn(
+            index(child(child(child("spec", "strategy"), "canary"), "steps"), step),
+            f"runs no canary pod: Argo's replica arithmetic finds no split of {spec.replicas} pod(s) for this "
+            "weight (as Argo, the step sends no traffic to the canary); add replicas or maxSurge, or choose "
+            "another weight",
+        )
     return Rollout(
         name=metadata.name,
         namespace=metadata.namespace,

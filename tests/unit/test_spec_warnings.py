@@ -82,3 +82,33 @@ def test_warnings_of_files_read_for_references_are_not_reported(workdir: Path) -
     out = io.StringIO()
     assert validate_command(["web.yaml"], out) == 0
     assert "warning" not in out.getvalue()
+
+
+def test_a_weight_argo_finds_no_canary_pod_for_is_a_warning() -> None:
+    # Argo's approximation: 75 % of 2 pods without surge has no split (1+1 is 50 %, 2+0 is 0 %);
+    # the step then runs no canary pod (utils/replicaset/canary.go)
+    from kulta.spec.loader import load_text
+
+    text = """apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "registry.local/web:1"}]
+  strategy:
+    canary:
+      maxSurge: 0
+      steps:
+        - setWeight: 50
+        - setWeight: 75
+        - pause: {}
+"""
+    result = load_text(text, "w.yaml")
+    assert not result.errors
+    assert [str(w).split(": runs no canary pod")[0] for w in result.warnings] == [
+        "w.yaml#1 spec.strategy.canary.steps[1]"
+    ]
