@@ -178,8 +178,10 @@ def _one_pass(
     return report
 
 
-#: a rollout's turn ends after this many updates; it is due again at once (fairness)
-UPDATES_PER_TURN = 4
+#: a rollout's turn ends after this many updates; it is due again at once, behind every
+#: rollout already due (round-robin fairness: measured in bench/scale.py, 1 gets every
+#: canary of a big commit started first)
+UPDATES_PER_TURN = 1
 #: how often due events are handed to the sink while the loop runs
 DELIVERY_INTERVAL = 1.0
 
