@@ -92,7 +92,8 @@ def _merged_metrics(templates: Sequence[AnalysisTemplate]) -> tuple[Metric, ...]
 
 def _measure(provider: MetricProvider, metric: Metric, args: ResolvedArgs, now: datetime) -> Measurement:
     headers = dict(metric.provider.headers)
-    measurement = provider.measure(metric, metric.provider.query, headers, now)
+    # secret argument values go in so they are redacted before the provider logs anything
+    measurement = provider.measure(metric, metric.provider.query, headers, now, secrets=args.secret_values)
     # the provider redacts header values; secret arguments may appear anywhere else too
     return replace(measurement, message=args.redact(measurement.message, extra=list(headers.values())))
 

@@ -27,7 +27,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -71,8 +71,16 @@ STATUS_SUCCESS = "success"
 class MetricProvider(Protocol):
     """Anything that can take one measurement of a metric (Prometheus, or a test fake)."""
 
-    def measure(self, metric: Metric, query: str, headers: Mapping[str, str], now: datetime) -> Measurement:
-        """Run ``query`` for ``metric`` and judge it; never raises."""
+    def measure(
+        self,
+        metric: Metric,
+        query: str,
+        headers: Mapping[str, str],
+        now: datetime,
+        secrets: Sequence[str] = (),
+    ) -> Measurement:
+        """Run ``query`` for ``metric`` and judge it; never raises. ``secrets`` (secret
+        argument values) never appear in the result or in a log line."""
         ...
 
 
@@ -212,10 +220,21 @@ class PrometheusClient:
         self._transport = transport
         self._clock = clock
 
-    def measure(self, metric: Metric, query: str, headers: Mapping[str, str], now: datetime) -> Measurement:
-        """Query, parse and judge; any failure is an Error measurement (see the module docstring)."""
+    def measure(
+        self,
+        metric: Metric,
+        query: str,
+        headers: Mapping[str, str],
+        now: datetime,
+        secrets: Sequence[str] = (),
+    ) -> Measurement:
+        """Query, parse and judge; any failure is an Error measurement (see the module docstring).
+
+        Header values and ``secrets`` (the run's secret argument values, which may be
+        in ``query``) are redacted before anything is logged or returned.
+        """
         started = self._clock()
-        secrets = [v for v in headers.values() if v]
+        secrets = [v for v in (*headers.values(), *secrets) if v]
         try:
             check_headers(headers)
             result = self._query(metric, query, headers)

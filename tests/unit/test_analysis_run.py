@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -531,7 +531,9 @@ class ScriptedProvider:
     script: dict[str, list[MeasurementPhase]]
     calls: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
 
-    def measure(self, metric: Metric, query: str, headers: Mapping[str, str], now: datetime) -> Measurement:
+    def measure(
+        self, metric: Metric, query: str, headers: Mapping[str, str], now: datetime, secrets: Sequence[str] = ()
+    ) -> Measurement:
         self.calls.append((metric.name, query, dict(headers)))
         phase = self.script[metric.name].pop(0)
         secret_echo = " ".join(headers.values())

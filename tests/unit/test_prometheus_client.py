@@ -168,3 +168,22 @@ def test_a_huge_timeout_is_waited_at_most_as_long_as_go_can() -> None:
     measured = measure(server, timeout=10**400)
     assert measured.phase is MeasurementPhase.SUCCESSFUL
     assert server.requests[0].extensions["timeout"]["read"] == 9_223_372_036.0
+
+
+def test_a_secret_argument_echoed_in_an_error_never_reaches_the_log_or_the_measurement(caplog):
+    # a Prometheus 400 that echoes the query, which holds a secretKeyRef argument's value
+    secret = "pa55-in-the-query"
+    server = Server(
+        json.dumps({"status": "error", "errorType": "bad_data", "error": f"parse error in {secret}"}).encode(), 400
+    )
+    metric = Metric(
+        name="m", provider=PrometheusMetricProvider(address="http://prom:9090", query="up", timeout_seconds=5)
+    )
+    client = PrometheusClient(transport=httpx.MockTransport(server))
+    with caplog.at_level("DEBUG"):
+        measurement = client.measure(metric, f'up{{token="{secret}"}}', {}, NOW, secrets=[secret])
+    assert measurement.phase is MeasurementPhase.ERROR
+    assert "parse error" in measurement.message and secret not in measurement.message
+    # KULTA's own records (httpx's request lines are muted by kulta.logging_setup, tested there)
+    ours = [r for r in caplog.records if r.name.startswith("kulta")]
+    assert ours and all(secret not in r.getMessage() for r in ours)
