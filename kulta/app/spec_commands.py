@@ -26,7 +26,7 @@ from kulta.core.plan import (
     WaitKind,
     desired_state,
     full_plan,
-    rolling_plan,
+    rolling_update,
     weighted_steps_without_canary_pods,
 )
 from kulta.core.revision import pod_template_hash, resolve_template
@@ -160,6 +160,10 @@ def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
+#: a plan lists at most this many rolling-update moves (they grow with replicas)
+MAX_PLAN_MOVES = 40
+
+
 def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[str]:
     """The lines ``kulta plan`` prints for one Rollout."""
     spec = rollout.spec
@@ -186,15 +190,28 @@ def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[
     plan = full_plan(spec)
     for step, state in zip(strategy.steps, plan, strict=False):
         rows.append(_row(str(step.index), _describe_action(step), state))
+    more_moves = False
     if not strategy.steps and routing is None:
-        # Argo's paced replacement: one ReplicaSet moves per update, within maxSurge/maxUnavailable
-        for move, (stable, canary) in enumerate(rolling_plan(spec)[1:], start=1):
+        # Argo's paced replacement: one ReplicaSet moves per update, within maxSurge/maxUnavailable;
+        # the moves grow with replicas, so a plan lists at most MAX_PLAN_MOVES of them
+        pods = (spec.replicas, 0)
+        for move in range(1, MAX_PLAN_MOVES + 2):
+            following = rolling_update(spec, *pods)
+            if following is None:
+                break
+            if move > MAX_PLAN_MOVES:
+                more_moves = True
+                break
+            pods = following
+            stable, canary = pods
             share = round(100 * canary / (stable + canary)) if stable + canary else 0
             state = DesiredState(0, share, stable, canary, (), Wait(WaitKind.NONE), PlanMode.PROGRESSING)
             rows.append(_row(f"move {move}", "rolling update", state))
     rows.append(_row("end", "promote", plan[-1]))
     rows.append(_row("abort", "abort (any step)", desired_state(spec, 0, PlanMode.ABORTED)))
     lines.extend("  " + line for line in _table(rows))
+    if more_moves:
+        lines.append(f"  note: more than {MAX_PLAN_MOVES} moves; the rest continue the same way until promotion")
     for index in weighted_steps_without_canary_pods(spec):
         lines.append(
             f"  note: step {index} runs no canary pod: Argo finds no split of {spec.replicas} pod(s) for "

@@ -210,3 +210,15 @@ def test_plan_of_a_rollout_without_steps_lists_argos_paced_moves(tmp_path):
     moves = [line.split() for line in out.getvalue().splitlines() if line.strip().startswith("move")]
     # (stable pods, canary pods) of each move: never more than 5 pods, never fewer than 4 serving
     assert [(int(m[6]), int(m[7])) for m in moves] == [(4, 1), (3, 1), (3, 2), (2, 2), (2, 3), (1, 3), (1, 4), (0, 4)]
+
+
+def test_plan_of_a_huge_rollout_without_steps_lists_a_bounded_number_of_moves(tmp_path):
+    from kulta.app.spec_commands import MAX_PLAN_MOVES, plan_command
+
+    path = tmp_path / "web.yaml"
+    path.write_text(NO_STEPS.replace("replicas: 4", "replicas: 2000000000"))
+    out = io.StringIO()
+    assert plan_command(str(path), out) == 0
+    text = out.getvalue()
+    assert sum(line.strip().startswith("move") for line in text.splitlines()) == MAX_PLAN_MOVES == 40
+    assert "more than 40 moves" in text
