@@ -92,6 +92,14 @@ def _container_ports(template: Mapping[str, Any]) -> list[dict[str, Any]]:
     return ports or [{"port": 80, "targetPort": 80}]
 
 
+def _selector(inputs: ProgramInputs, revision: str) -> dict[str, Any]:
+    """The Rollout selector, narrowed to one revision by its pod-template hash."""
+    selector: dict[str, Any] = {"matchLabels": {**dict(inputs.selector), LABEL_POD_TEMPLATE_HASH: revision}}
+    if inputs.match_expressions:
+        selector["matchExpressions"] = [dict(e) for e in inputs.match_expressions]
+    return selector
+
+
 def _replica_set(
     inputs: ProgramInputs, rs: ReplicaSetInput, depends_on: Sequence[pulumi.Resource]
 ) -> k8s.apps.v1.ReplicaSet:
@@ -118,7 +126,7 @@ def _replica_set(
         spec={
             "replicas": rs.replicas,
             "minReadySeconds": inputs.min_ready_seconds,
-            "selector": {"matchLabels": {**dict(inputs.selector), LABEL_POD_TEMPLATE_HASH: rs.revision}},
+            "selector": _selector(inputs, rs.revision),
             "template": template,
         },
         opts=pulumi.ResourceOptions(

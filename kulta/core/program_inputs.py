@@ -172,6 +172,7 @@ def build_program_inputs(
         rollout=rollout.name,
         namespace=rollout.namespace,
         selector=dict(rollout.spec.selector.get("matchLabels", {}) or {}),
+        match_expressions=tuple(dict(e) for e in rollout.spec.selector.get("matchExpressions", []) or []),
         replica_sets=tuple(replica_sets),
         services=services,
         routes=tuple(routes),

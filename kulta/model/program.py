@@ -94,6 +94,7 @@ class RouteInput:
 class ProgramInputs:
     rollout: str
     namespace: str
+    #: the Rollout selector's ``matchLabels`` (Services select these plus the revision hash)
     selector: Mapping[str, str]
     replica_sets: tuple[ReplicaSetInput, ...]
     services: tuple[ServiceInput, ...]
@@ -102,3 +103,6 @@ class ProgramInputs:
     progress_deadline_seconds: int = 600
     min_ready_seconds: int = 0
     labels: Mapping[str, str] = field(default_factory=dict)
+    #: the Rollout selector's ``matchExpressions``, kept in every ReplicaSet's selector
+    #: (a Service selector is a plain map and cannot hold them)
+    match_expressions: tuple[Mapping[str, Any], ...] = ()

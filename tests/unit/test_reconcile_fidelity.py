@@ -378,3 +378,22 @@ def test_no_steps_without_routing_paced_by_max_unavailable():
     # maxSurge 0, maxUnavailable 1: never more than 4 pods, never fewer than 3 available
     rollout = make((), routing=None, max_surge=0, max_unavailable=1)
     assert walk_rolling(rollout) == [(3, 0), (3, 1), (2, 1), (2, 2), (1, 2), (1, 3), (0, 3), (0, 4), (0, 4)]
+
+
+
+def test_match_expressions_are_kept_in_every_replica_set_selector():
+    from kulta.adapters.program import _selector
+
+    rollout = make(STEPS)
+    expressions = [{"key": "tier", "operator": "In", "values": ["web", "edge"]}]
+    rollout = replace(
+        rollout,
+        spec=replace(rollout.spec, selector={"matchLabels": {"app": "web"}, "matchExpressions": expressions}),
+    )
+    prev = walk_to(rollout, 1)
+    d, _ = run(rollout, prev, T0)
+    inputs = build_program_inputs(rollout, (), d, d.status, prev, {})
+    assert _selector(inputs, R2) == {
+        "matchLabels": {"app": "web", "rollouts-pod-template-hash": R2},
+        "matchExpressions": [{"key": "tier", "operator": "In", "values": ["web", "edge"]}],
+    }
