@@ -288,7 +288,9 @@ def _serve(
                     queue.forget(set(by_key))
                     reconciler.health.forget(set(by_key))
                     for key in by_key:
-                        queue.schedule(key, now)  # at least once per interval
+                        # at least once per interval; a failing rollout keeps its backoff
+                        failure = reconciler.health.get(key)
+                        queue.schedule(key, max(now, failure.next_retry) if failure else now)
                     failing = reconciler.health.snapshot()
                     write_health(options.state_dir, {k: f.to_json() for k, f in failing.items()})
                     metrics.set_rollouts_failing(len(failing))
@@ -325,7 +327,10 @@ def _serve(
                 if delivery is not None and (delivery.sent or delivery.failed):
                     out.write(f"events: {delivery.sent} sent, {delivery.failed} failed, {delivery.pending} pending\n")
                 if outbox is not None:
-                    metrics.set_events_pending(outbox.count())
+                    try:
+                        metrics.set_events_pending(outbox.count())
+                    except OSError as exc:  # the outbox directory went away: said, retried
+                        log.warning("cannot count the event outbox", extra={"error": str(exc)})
             if options.max_passes is not None and passes >= options.max_passes and not running and not len(queue):
                 break
             wake = [next_sync]
