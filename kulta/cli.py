@@ -27,6 +27,12 @@ __all__ = ["main"]
 
 log = logging.getLogger(__name__)
 
+def default_concurrency() -> int:
+    """One update in flight per CPU core: an update is CPU-bound (~0.6 CPU-s of engine and
+    provider); on 2 cores, 2 workers gave 121 steps/min at 0.75 s a step, 4 gave 96 at 2.3 s."""
+    return max(1, os.cpu_count() or 1)
+
+
 DEFAULT_STATE_DIR = Path(os.environ.get("KULTA_STATE_DIR", ".kulta"))
 
 
@@ -89,7 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--once", action="store_true", help="one pass (scheduled GitOps job); exit 1 if anything failed")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between passes (loop)")
-    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=default_concurrency(),
+        help="Pulumi updates in flight at once (default: one per CPU core, as measured in bench/scale.py)",
+    )
     p.add_argument("--cluster", default="local", help="cluster name used in CDEvents environment ids")
     p.add_argument("--prune", action="store_true", help="destroy stacks whose Rollout left Git")
     p.add_argument("--metrics-port", type=int, help="serve /metrics on 127.0.0.1:PORT (loop mode)")

@@ -82,7 +82,7 @@ class ReconcilerConfig:
     environment: str = "dev"
     cluster: str = "local"
     kubeconfig: str | None = None
-    concurrency: int = 4
+    concurrency: int = 2
     event_source: str = "/kulta"
     status_uri: str = "https://kulta.local/rollouts"
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))

@@ -59,7 +59,7 @@ class RunOptions:
     path_namespaces: tuple[tuple[str, str], ...] = ()
     once: bool = False
     interval: float = 30.0
-    concurrency: int = 4
+    concurrency: int = 2
     environment: str = "dev"
     cluster: str = "local"
     kubeconfig: str | None = None
