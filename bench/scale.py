@@ -58,9 +58,11 @@ if str(ROOT) not in sys.path:
 import urllib3  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 
+from bench import step_latency  # noqa: E402
 from bench.step_latency import DEFAULT_KUBECONFIG, GROUP, PLURAL, ROUTE, VERSION, kubectl  # noqa: E402
 from kulta.adapters.file_backend import FileBackend  # noqa: E402
 from kulta.adapters.stacks import stack_name_for  # noqa: E402
+from kulta.cli import default_concurrency  # noqa: E402
 from kulta.core.constants import PULUMI_PROJECT  # noqa: E402
 from kulta.core.routes import route_weights  # noqa: E402
 from kulta.core.times import parse_time  # noqa: E402
@@ -1040,7 +1042,18 @@ def parse_sizes(text: str) -> list[int]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--rollouts", type=parse_sizes, default=[1, 10, 50], help="sizes, e.g. 1,10,50 (the default)")
-    p.add_argument("--concurrency", type=int, default=4, help="kulta run --concurrency (default 4, KULTA's default)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=default_concurrency(),
+        help="kulta run --concurrency (default: KULTA's, one per CPU)",
+    )
+    p.add_argument(
+        "--step-iterations",
+        type=int,
+        default=10,
+        help="first run bench/step_latency.py with this many steps (goal 1: one step vs kubectl patch); 0 skips it",
+    )
     p.add_argument("--pause", type=int, default=5, help="seconds of each of the two pauses (default 5)")
     p.add_argument("--interval", type=float, default=2.0, help="kulta run --interval in seconds (default 2)")
     p.add_argument(
@@ -1091,6 +1104,10 @@ def run(args: argparse.Namespace) -> list[SizeResult]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.step_iterations > 0:
+        # goal 1 (one step against kubectl patch) in the same run, before the sizes
+        print(f"== one step vs kubectl patch (bench/step_latency.py --iterations {args.step_iterations})")
+        step_latency.main(["--iterations", str(args.step_iterations), "--kubeconfig", str(args.kubeconfig)])
     results = run(args)
     if args.json:
         print(json.dumps(summary_json(results, args)))
