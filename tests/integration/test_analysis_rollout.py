@@ -324,3 +324,65 @@ def test_an_analysis_failing_after_a_strategy_edit_aborts(world):
     assert not loaded.errors, loaded.errors
     st = drive(rec, loaded, loaded.rollouts[0], lambda s: s.phase in (Phase.ABORTED, Phase.HEALTHY), timeout=60)
     assert st.phase is Phase.ABORTED and st.stable_revision == h1
+
+
+BACKGROUND_DOCS = (
+    DOCS.replace(
+        "      steps:\n"
+        "        - setWeight: 50\n"
+        "        - analysis: {{templates: [{{templateName: errors}}]}}\n"
+        "        - setWeight: 80\n",
+        "      analysis:\n"
+        "        templates: [{{templateName: errors-forever}}]\n"
+        "        startingStep: 1\n"
+        "      steps:\n"
+        "        - setWeight: 50\n"
+        "        - pause: {{duration: 6s}}\n"
+        "        - setWeight: 80\n",
+    )
+    + """---
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {{name: errors-forever, namespace: {ns}}}
+spec:
+  args: [{{name: canary-hash, valueFrom: {{podTemplateHashValue: Latest}}}}]
+  metrics:
+    - name: error-ratio
+      interval: 1s
+      failureLimit: 1
+      consecutiveErrorLimit: 4
+      successCondition: result[0] <= 0.05
+      provider:
+        prometheus:
+          address: {prom}
+          timeout: 10
+          query: >-
+            (sum(rate(http_requests_total{{revision="{{{{args.canary-hash}}}}",code=~"5.."}}[5s])) or vector(0))
+            / sum(rate(http_requests_total{{revision="{{{{args.canary-hash}}}}"}}[5s]))
+"""
+)
+
+
+def test_background_analysis_starts_at_its_step_and_is_terminated_at_promotion(world):
+    """Issue 10, item 3: a background run without a count runs until the rollout ends it."""
+    ns, prom, profile, rec, stacks, receiver, api = world
+    assert BACKGROUND_DOCS.count("errors-forever") == 2
+    v1 = load_text(BACKGROUND_DOCS.format(ns=ns, prom=prom.url, tag="v1"), f"{ns}.yaml")
+    assert not v1.errors, v1.errors
+    drive(rec, v1, v1.rollouts[0], lambda s: s.phase is Phase.HEALTHY)
+    v2 = load_text(BACKGROUND_DOCS.format(ns=ns, prom=prom.url, tag="v2"), f"{ns}.yaml")
+    rollout = v2.rollouts[0]
+    h1 = RolloutStatus.from_outputs(stacks.outputs(rec.stack_name(rollout))).stable_revision
+    h2 = pod_template_hash(resolve_template(rollout, v2.others))
+    set_profile(profile, h1, h2, 0.0)
+    seen: list[RolloutStatus] = []
+    rec.on_update = seen.append
+    st = drive(rec, v2, rollout, lambda s: s.phase is Phase.HEALTHY and s.stable_revision == h2, timeout=120)
+    # no background run at step 0 (startingStep: 1); one from step 1 on
+    assert all(not s.analysis_runs for s in seen if s.in_flight and s.current_step_index == 0), seen
+    running = [s for s in seen if s.in_flight and any(r.step_index is None for r in s.analysis_runs)]
+    assert running and all(s.current_step_index >= 1 for s in running)
+    (background,) = [r for r in st.analysis_runs if r.step_index is None]
+    assert background.phase is AnalysisPhase.SUCCESSFUL, background
+    assert background.message == "Run Terminated: rollout promoted", background
+    assert background.measurements  # it measured while the canary was in flight
