@@ -17,6 +17,8 @@ __all__ = [
     "CONFIG_STEP",
     "FIELD_MANAGER",
     "GATEWAY_API_VERSION",
+    "GRPCROUTE_KIND",
+    "GRPCROUTE_PLURAL",
     "HTTPROUTE_KIND",
     "HTTPROUTE_PLURAL",
     "LABEL_CANARY_IN_FLIGHT",
@@ -44,6 +46,8 @@ ANNOTATION_SKIP_AWAIT = "pulumi.com/skipAwait"
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
 HTTPROUTE_KIND = "HTTPRoute"
 HTTPROUTE_PLURAL = "httproutes"
+GRPCROUTE_KIND = "GRPCRoute"
+GRPCROUTE_PLURAL = "grpcroutes"
 
 PULUMI_PROJECT = "kulta"
 #: stack config read by the repository's Pulumi program (``kulta:<key>``)
