@@ -258,8 +258,7 @@ def _check_step_routing(
     if not any(route.use_header_routes for _, route in routing.routes):
         issues.add(
             routing_path,
-            "setHeaderRoute steps need a route with useHeaderRoutes: true "
-            "(or the single httpRoute / grpcRoute form)",
+            "setHeaderRoute steps need a route with useHeaderRoutes: true (or the single httpRoute / grpcRoute form)",
         )
     for where, raw in header_steps:
         name = raw.get("name") if isinstance(raw, Mapping) else None
