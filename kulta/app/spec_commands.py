@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from kulta.core.constants import GRPCROUTE_KIND, HTTPROUTE_KIND
 from kulta.core.plan import (
     DesiredState,
     PlanMode,
@@ -178,7 +179,7 @@ def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[
     if routing is None:
         lines.append("  traffic: no trafficRouting; the canary's share of pods approximates the weight")
     else:
-        groups = (("HTTPRoute", routing.http_routes), ("GRPCRoute", routing.grpc_routes))
+        groups = ((HTTPROUTE_KIND, routing.http_routes), (GRPCROUTE_KIND, routing.grpc_routes))
         routes = "; ".join(
             f"{kind} " + ", ".join(f"{route.namespace or rollout.namespace}/{route.name}" for route in refs)
             for kind, refs in groups

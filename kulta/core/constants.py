@@ -6,6 +6,8 @@ selectors written for Argo keep working after a migration.
 
 from __future__ import annotations
 
+from kulta.model.rollout import RouteKind
+
 __all__ = [
     "ANNOTATION_PATCH_FIELD_MANAGER",
     "ANNOTATION_PATCH_FORCE",
@@ -44,9 +46,9 @@ ANNOTATION_WAIT_FOR = "pulumi.com/waitFor"
 ANNOTATION_SKIP_AWAIT = "pulumi.com/skipAwait"
 
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
-HTTPROUTE_KIND = "HTTPRoute"
+HTTPROUTE_KIND = RouteKind.HTTP.value
 HTTPROUTE_PLURAL = "httproutes"
-GRPCROUTE_KIND = "GRPCRoute"
+GRPCROUTE_KIND = RouteKind.GRPC.value
 GRPCROUTE_PLURAL = "grpcroutes"
 
 PULUMI_PROJECT = "kulta"
