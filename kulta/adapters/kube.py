@@ -1,7 +1,7 @@
 """Reads from the Kubernetes API that the Pulumi program and the reconciler need.
 
 Writes go through Pulumi (every change is an update with a diff and history);
-this module reads the live HTTPRoute rules (``spec.rules`` is atomic, so the
+this module reads the live HTTPRoute / GRPCRoute rules (``spec.rules`` is atomic, so the
 program must start from them), whether Gateway parents accepted the current
 generation, and live ReplicaSet replicas for drift detection. Its one write is
 Argo's ephemeral pod metadata (``canaryMetadata`` / ``stableMetadata``) on
@@ -21,9 +21,9 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from kulta.core.constants import GATEWAY_API_VERSION, HTTPROUTE_PLURAL
+from kulta.core.constants import GATEWAY_API_VERSION, GRPCROUTE_PLURAL, HTTPROUTE_PLURAL
 from kulta.errors import ConfigError, Dependency, DependencyError
-from kulta.model.rollout import PodMetadata
+from kulta.model.rollout import PodMetadata, RouteKind
 
 __all__ = ["KubeReader", "RouteAcceptance"]
 
@@ -35,6 +35,9 @@ NOT_FOUND = 404
 REQUEST_TIMEOUT = (5.0, 30.0)
 
 _T = TypeVar("_T")
+
+#: the resource plural of each route kind KULTA weights
+_ROUTE_PLURALS = {RouteKind.HTTP: HTTPROUTE_PLURAL, RouteKind.GRPC: GRPCROUTE_PLURAL}
 
 
 def _call(what: str, call: Callable[[], _T], *, missing: Callable[[], _T] | None = None) -> _T:
@@ -70,32 +73,29 @@ class KubeReader:
         self._apps = client.AppsV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
 
-    def get_route(self, namespace: str, name: str) -> dict[str, Any]:
+    def get_route(self, namespace: str, name: str, kind: RouteKind = RouteKind.HTTP) -> dict[str, Any]:
         group, version = GATEWAY_API_VERSION.split("/")
+        what = f"{kind.value} {namespace}/{name}"
 
         def missing() -> dict[str, Any]:
-            raise ConfigError(
-                f"HTTPRoute {namespace}/{name} not found: create it (KULTA only changes its backendRef weights)"
-            )
+            raise ConfigError(f"{what} not found: create it (KULTA only changes its backendRef weights)")
 
         obj = _call(
-            f"reading HTTPRoute {namespace}/{name}",
+            f"reading {what}",
             lambda: self._custom.get_namespaced_custom_object(
-                group, version, namespace, HTTPROUTE_PLURAL, name, _request_timeout=REQUEST_TIMEOUT
+                group, version, namespace, _ROUTE_PLURALS[kind], name, _request_timeout=REQUEST_TIMEOUT
             ),
             missing=missing,
         )
         if not isinstance(obj, dict):
-            raise DependencyError(
-                Dependency.KUBERNETES, f"reading HTTPRoute {namespace}/{name}: unexpected answer {type(obj).__name__}"
-            )
+            raise DependencyError(Dependency.KUBERNETES, f"reading {what}: unexpected answer {type(obj).__name__}")
         return obj
 
-    def route_rules(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        return list(self.get_route(namespace, name).get("spec", {}).get("rules", []) or [])
+    def route_rules(self, namespace: str, name: str, kind: RouteKind = RouteKind.HTTP) -> list[dict[str, Any]]:
+        return list(self.get_route(namespace, name, kind).get("spec", {}).get("rules", []) or [])
 
-    def route_acceptance(self, namespace: str, name: str) -> RouteAcceptance:
-        route = self.get_route(namespace, name)
+    def route_acceptance(self, namespace: str, name: str, kind: RouteKind = RouteKind.HTTP) -> RouteAcceptance:
+        route = self.get_route(namespace, name, kind)
         generation = route.get("metadata", {}).get("generation")
         parents = route.get("status", {}).get("parents", []) or []
         if not parents:

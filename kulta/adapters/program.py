@@ -5,13 +5,13 @@ the Automation API; the top-level ``__main__.py`` runs the very same function
 from stack config, so ``pulumi preview --diff`` and ``pulumi up`` work from CI
 without the reconciler. Everything it declares comes from ``ProgramInputs``
 (computed by the reconciler from Git plus the last stack outputs); even the
-live HTTPRoute rules it re-sends (``spec.rules`` is an atomic list) were read
+live route rules it re-sends (``spec.rules`` is an atomic list) were read
 by the caller just before the update, so the program itself does no I/O.
 
 Resources per rollout (all in the rollout's namespace):
 - one ReplicaSet per live revision, ``<rollout>-<pod-template-hash>``;
 - the stable and canary Services, selectors pinned to a revision's hash;
-- one ``CustomResourcePatch`` per HTTPRoute, applied server-side with KULTA's
+- one ``CustomResourcePatch`` per HTTPRoute or GRPCRoute, applied server-side with KULTA's
   field manager.
 
 Order inside the update (``ScaleOrder``): ReplicaSets that grow come first and
@@ -39,7 +39,6 @@ from kulta.core.constants import (
     ANNOTATION_WAIT_FOR,
     FIELD_MANAGER,
     GATEWAY_API_VERSION,
-    HTTPROUTE_KIND,
     LABEL_CANARY_IN_FLIGHT,
     LABEL_MANAGED_BY,
     LABEL_POD_TEMPLATE_HASH,
@@ -171,12 +170,13 @@ def _route_patch(
         stable_weight=route.stable_weight,
         canary_weight=route.canary_weight,
         header_rules=route.header_rules,
+        kind=route.kind,
     )
     labels = {LABEL_CANARY_IN_FLIGHT: "true"} if route.in_flight else {}
     return k8s.apiextensions.CustomResourcePatch(
-        f"httproute-{route.namespace}-{route.name}",
+        f"{route.kind.value.lower()}-{route.namespace}-{route.name}",
         api_version=GATEWAY_API_VERSION,
-        kind=HTTPROUTE_KIND,
+        kind=route.kind.value,
         metadata={
             "name": route.name,
             "namespace": route.namespace,

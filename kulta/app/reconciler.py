@@ -406,7 +406,7 @@ class Reconciler:
         The routes' live rules are read here, before the update: an API server
         that does not answer fails the pass before Pulumi starts.
         """
-        live = {(ns, route): self.kube.route_rules(ns, route) for ns, route in route_targets(rollout)}
+        live = {(kind, ns, route): self.kube.route_rules(ns, route, kind) for kind, ns, route in route_targets(rollout)}
         return build_program_inputs(rollout, loaded.others, decision, status, prev, live)
 
     # -- observations -----------------------------------------------------------------
@@ -506,12 +506,12 @@ class Reconciler:
                 log.warning("drift: ReplicaSet scaled by hand", extra={"rs": rs, "want": want, "live": live[rs]})
                 return True
         for w in status.weights:
-            rules = self.kube.route_rules(w.namespace, w.route)
+            rules = self.kube.route_rules(w.namespace, w.route, w.kind)
             got = route_weights(rules, stable_service_name(rollout), canary_service_name(rollout))
             if got is not None and got != (w.stable, w.canary) and status.in_flight and not status.aborted:
                 log.warning(
-                    "drift: HTTPRoute weights edited by hand",
-                    extra={"route": w.route, "want": (w.stable, w.canary), "live": got},
+                    "drift: route weights edited by hand",
+                    extra={"kind": w.kind.value, "route": w.route, "want": (w.stable, w.canary), "live": got},
                 )
                 return True
         return False
@@ -529,12 +529,12 @@ class Reconciler:
         advancing = new.current_step_index != status.current_step_index or new.stable_revision != status.stable_revision
         if not advancing:
             return ""
-        for ns, route in route_targets(rollout):
-            acceptance = self.kube.route_acceptance(ns, route)
+        for kind, ns, route in route_targets(rollout):
+            acceptance = self.kube.route_acceptance(ns, route, kind)
             if not acceptance.has_parent_status:
-                log.info("route status", extra={"route": f"{ns}/{route}", "detail": acceptance.detail})
+                log.info("route status", extra={"route": f"{kind.value} {ns}/{route}", "detail": acceptance.detail})
             elif not acceptance.accepted:
-                return f"step {status.current_step_index}: HTTPRoute {ns}/{route}: {acceptance.detail}"
+                return f"step {status.current_step_index}: {kind.value} {ns}/{route}: {acceptance.detail}"
         return ""
 
     def _next_due(

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from kulta.core.constants import GRPCROUTE_KIND, HTTPROUTE_KIND
 from kulta.core.plan import (
     DesiredState,
     PlanMode,
@@ -178,9 +179,14 @@ def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[
     if routing is None:
         lines.append("  traffic: no trafficRouting; the canary's share of pods approximates the weight")
     else:
-        routes = ", ".join(f"{route.namespace or rollout.namespace}/{route.name}" for route in routing.http_routes)
+        groups = ((HTTPROUTE_KIND, routing.http_routes), (GRPCROUTE_KIND, routing.grpc_routes))
+        routes = "; ".join(
+            f"{kind} " + ", ".join(f"{route.namespace or rollout.namespace}/{route.name}" for route in refs)
+            for kind, refs in groups
+            if refs
+        )
         lines.append(
-            f"  traffic: HTTPRoute {routes}; services {strategy.stable_service} (stable), "
+            f"  traffic: {routes}; services {strategy.stable_service} (stable), "
             f"{strategy.canary_service} (canary); dynamicStableScale: {str(strategy.dynamic_stable_scale).lower()}"
         )
     if strategy.analysis is not None:

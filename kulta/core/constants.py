@@ -6,6 +6,8 @@ selectors written for Argo keep working after a migration.
 
 from __future__ import annotations
 
+from kulta.model.rollout import RouteKind
+
 __all__ = [
     "ANNOTATION_PATCH_FIELD_MANAGER",
     "ANNOTATION_PATCH_FORCE",
@@ -17,6 +19,8 @@ __all__ = [
     "CONFIG_STEP",
     "FIELD_MANAGER",
     "GATEWAY_API_VERSION",
+    "GRPCROUTE_KIND",
+    "GRPCROUTE_PLURAL",
     "HTTPROUTE_KIND",
     "HTTPROUTE_PLURAL",
     "LABEL_CANARY_IN_FLIGHT",
@@ -42,8 +46,10 @@ ANNOTATION_WAIT_FOR = "pulumi.com/waitFor"
 ANNOTATION_SKIP_AWAIT = "pulumi.com/skipAwait"
 
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
-HTTPROUTE_KIND = "HTTPRoute"
+HTTPROUTE_KIND = RouteKind.HTTP.value
 HTTPROUTE_PLURAL = "httproutes"
+GRPCROUTE_KIND = RouteKind.GRPC.value
+GRPCROUTE_PLURAL = "grpcroutes"
 
 PULUMI_PROJECT = "kulta"
 #: stack config read by the repository's Pulumi program (``kulta:<key>``)

@@ -1,8 +1,8 @@
-"""Names derived from a rollout: its ReplicaSets, analysis runs and routed HTTPRoutes."""
+"""Names derived from a rollout: its ReplicaSets, analysis runs and routed HTTPRoutes / GRPCRoutes."""
 
 from __future__ import annotations
 
-from kulta.model.rollout import Rollout
+from kulta.model.rollout import Rollout, RouteKind
 
 __all__ = ["background_run_name", "inline_run_name", "replicaset_name", "route_targets"]
 
@@ -19,9 +19,9 @@ def background_run_name(rollout: str, revision: str) -> str:
     return f"{rollout}-{revision}-background"
 
 
-def route_targets(rollout: Rollout) -> tuple[tuple[str, str], ...]:
-    """(namespace, name) of every HTTPRoute the rollout weights."""
+def route_targets(rollout: Rollout) -> tuple[tuple[RouteKind, str, str], ...]:
+    """(kind, namespace, name) of every route the rollout weights: HTTPRoutes, then GRPCRoutes."""
     tr = rollout.spec.strategy.traffic_routing
     if tr is None:
         return ()
-    return tuple((r.namespace or tr.namespace or rollout.namespace, r.name) for r in tr.http_routes)
+    return tuple((kind, r.namespace or tr.namespace or rollout.namespace, r.name) for kind, r in tr.routes)

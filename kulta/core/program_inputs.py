@@ -26,13 +26,12 @@ from kulta.model.program import (
     ScaleOrder,
     ServiceInput,
 )
-from kulta.model.rollout import OtherDocument, PodMetadata, Rollout, SetHeaderRoute
+from kulta.model.rollout import OtherDocument, PodMetadata, Rollout, RouteKind, SetHeaderRoute
 from kulta.model.status import RolloutStatus
 
 __all__ = ["LiveRules", "build_program_inputs", "canary_service_name", "stable_service_name"]
 
 _SERVICE_KIND = "Service"
-_HTTPROUTE_KIND = "HTTPRoute"
 
 
 def stable_service_name(rollout: Rollout) -> str:
@@ -86,18 +85,18 @@ def _git_service(others: Sequence[OtherDocument], rollout: Rollout, name: str) -
 
 
 def _git_route_weights(
-    others: Sequence[OtherDocument], ns: str, name: str, stable: str, canary: str
+    others: Sequence[OtherDocument], kind: RouteKind, ns: str, name: str, stable: str, canary: str
 ) -> tuple[int, int] | None:
     for doc in others:
-        if doc.kind == _HTTPROUTE_KIND and doc.name == name and doc.namespace == ns:
+        if doc.kind == kind.value and doc.name == name and doc.namespace == ns:
             spec = doc.body.get("spec")
             rules = (spec.get("rules") if isinstance(spec, Mapping) else None) or []
             return route_weights(rules, stable, canary)
     return None
 
 
-#: the live ``spec.rules`` of each routed HTTPRoute, by (namespace, name)
-LiveRules = Mapping[tuple[str, str], Sequence[Mapping[str, Any]]]
+#: the live ``spec.rules`` of each routed HTTPRoute / GRPCRoute, by (kind, namespace, name)
+LiveRules = Mapping[tuple[RouteKind, str, str], Sequence[Mapping[str, Any]]]
 
 
 def build_program_inputs(
@@ -141,19 +140,19 @@ def build_program_inputs(
     routing = rollout.spec.strategy.traffic_routing
     wants_headers = (
         {
-            (r.namespace or routing.namespace or rollout.namespace, r.name)
-            for r in routing.http_routes
+            (kind, r.namespace or routing.namespace or rollout.namespace, r.name)
+            for kind, r in routing.routes
             if r.use_header_routes
         }
         if routing is not None
         else set()
     )
     routes = []
-    for ns, route in route_targets(rollout):
+    for kind, ns, route in route_targets(rollout):
         if in_flight:
             stable_w, canary_w = 100 - decision.canary_weight, decision.canary_weight
         else:
-            declared = _git_route_weights(others, ns, route, stable_svc, canary_svc)
+            declared = _git_route_weights(others, kind, ns, route, stable_svc, canary_svc)
             stable_w, canary_w = declared if declared else (100, 0)
         routes.append(
             RouteInput(
@@ -163,9 +162,10 @@ def build_program_inputs(
                 canary_service=canary_svc,
                 stable_weight=stable_w,
                 canary_weight=canary_w,
-                header_rules=header_rules if (ns, route) in wants_headers else (),
+                header_rules=header_rules if (kind, ns, route) in wants_headers else (),
                 in_flight=in_flight,
-                live_rules=tuple(dict(r) for r in live_rules.get((ns, route), ())),
+                live_rules=tuple(dict(r) for r in live_rules.get((kind, ns, route), ())),
+                kind=kind,
             )
         )
     return ProgramInputs(

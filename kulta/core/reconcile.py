@@ -93,8 +93,8 @@ def _images(template: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _weights(rollout: Rollout, canary_weight: int) -> tuple[RouteWeight, ...]:
     return tuple(
-        RouteWeight(route=name, namespace=ns, stable=100 - canary_weight, canary=canary_weight)
-        for ns, name in route_targets(rollout)
+        RouteWeight(route=name, namespace=ns, stable=100 - canary_weight, canary=canary_weight, kind=kind)
+        for kind, ns, name in route_targets(rollout)
     )
 
 

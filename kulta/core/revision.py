@@ -120,14 +120,19 @@ def strategy_hash(rollout: Rollout) -> str:
 
     Argo restarts a canary from step 0 when its steps change
     (``PodTemplateOrStepsChanged``); KULTA also counts the background analysis
-    and the routed HTTPRoutes, whose change would otherwise silently change a
+    and the routed HTTPRoutes and GRPCRoutes, whose change would otherwise silently change a
     canary in flight. Replicas, surge and metadata are not part of it.
     """
     strategy = rollout.spec.strategy
+    routing = _plain(strategy.traffic_routing)
+    if isinstance(routing, dict) and not routing["grpc_routes"]:
+        # a rollout without GRPCRoutes hashes as it did before they were supported,
+        # so upgrading KULTA does not restart canaries in flight
+        del routing["grpc_routes"]
     parts = {
         "steps": _plain(strategy.steps),
         "analysis": _plain(strategy.analysis),
-        "trafficRouting": _plain(strategy.traffic_routing),
+        "trafficRouting": routing,
     }
     return safe_encode(str(fnv1a_32(canonical_json(parts))))
 

@@ -1,4 +1,4 @@
-"""Rewrite a live HTTPRoute's rules for one rollout step, touching only weights.
+"""Rewrite a live HTTPRoute's or GRPCRoute's rules for one rollout step, touching only weights.
 
 In the Gateway API CRDs ``spec.rules`` is an atomic list, so a server-side apply
 must send the whole list. KULTA therefore reads the live rules, changes only
@@ -7,6 +7,11 @@ Service, in every rule that carries both, and (b) its own header-route rules,
 named ``kulta-<header route name>``; every other byte the user (or another field
 manager) wrote is returned as it was. This module is pure: the caller reads the
 live route and applies the result.
+
+GRPCRoute rules have the same ``backendRefs`` shape; only a header rule differs:
+a GRPCRoute match is ``{method, headers}`` (no path), so a header rule keeps
+each template match's ``method`` and matches only the step's headers, as the
+Gateway API plugin's ``setGRPCHeaderRoute`` / ``getGRPCHeaderRouteRuleList`` do.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 from kulta.errors import KultaError
 from kulta.model.program import HeaderRule
+from kulta.model.rollout import RouteKind
 
 __all__ = [
     "HEADER_RULE_PREFIX",
@@ -62,8 +68,8 @@ def _header_match(name: str, value: str, match_type: str) -> dict[str, Any]:
     return {"name": name, "type": GATEWAY_MATCH_REGEX, "value": value}
 
 
-def _header_rule(template_rule: Mapping[str, Any], header: HeaderRule, canary: str) -> dict[str, Any]:
-    """A rule that sends requests with the headers (on the template rule's paths) to the canary."""
+def _header_rule(template_rule: Mapping[str, Any], header: HeaderRule, canary: str, kind: RouteKind) -> dict[str, Any]:
+    """A rule that sends requests with the headers (on the template rule's paths or gRPC methods) to the canary."""
     canary_ref: dict[str, Any] = {}
     for ref in template_rule.get("backendRefs", []) or []:
         if _ref_name(ref) == canary:
@@ -73,8 +79,12 @@ def _header_rule(template_rule: Mapping[str, Any], header: HeaderRule, canary: s
     base_matches = template_rule.get("matches") or [{}]
     matches = []
     for m in base_matches:
-        new_match = copy.deepcopy(dict(m))
-        new_match["headers"] = [*list(new_match.get("headers", []) or []), *headers]
+        if kind is RouteKind.GRPC:
+            new_match = {"method": copy.deepcopy(m["method"])} if "method" in m else {}
+            new_match["headers"] = headers
+        else:
+            new_match = copy.deepcopy(dict(m))
+            new_match["headers"] = [*list(new_match.get("headers", []) or []), *headers]
         matches.append(new_match)
     return {"name": header_rule_name(header.name), "matches": matches, "backendRefs": [canary_ref]}
 
@@ -88,6 +98,7 @@ def rewrite_rules(
     stable_weight: int,
     canary_weight: int,
     header_rules: Sequence[HeaderRule] = (),
+    kind: RouteKind = RouteKind.HTTP,
 ) -> list[dict[str, Any]]:
     """Return ``rules`` with this step's weights and header rules, all else unchanged.
 
@@ -97,7 +108,7 @@ def rewrite_rules(
     """
     if stable_weight + canary_weight != 100 or min(stable_weight, canary_weight) < 0:
         raise RouteRewriteError(
-            f"HTTPRoute {route}: weights {stable_weight}/{canary_weight} must be >= 0 and sum to 100"
+            f"{kind.value} {route}: weights {stable_weight}/{canary_weight} must be >= 0 and sum to 100"
         )
     out: list[dict[str, Any]] = []
     template: Mapping[str, Any] | None = None
@@ -116,12 +127,12 @@ def rewrite_rules(
         out.append(new_rule)
     if template is None:
         raise RouteRewriteError(
-            f"HTTPRoute {route}: no rule has backendRefs to both Service {stable_service!r} and "
+            f"{kind.value} {route}: no rule has backendRefs to both Service {stable_service!r} and "
             f"{canary_service!r}; add both to the rule that should carry the canary's traffic"
         )
     # Header rules go first so their more specific matches are listed before the
     # catch-all rule (Gateway API ranks header matches above path-only ones anyway).
-    headers = [_header_rule(template, h, canary_service) for h in header_rules if h.matches]
+    headers = [_header_rule(template, h, canary_service, kind) for h in header_rules if h.matches]
     return headers + out
 
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kulta.model.rollout import RouteKind
+
 __all__ = [
     "HeaderRule",
     "ProgramInputs",
@@ -88,6 +90,7 @@ class RouteInput:
     #: the route's live ``spec.rules``, read before the update (an atomic list: KULTA
     #: re-sends it whole with only its weights and its own header rules changed)
     live_rules: tuple[Mapping[str, Any], ...] = ()
+    kind: RouteKind = RouteKind.HTTP
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ __all__ = [
     "ArgValueFrom",
     "BackgroundAnalysis",
     "CanaryStrategy",
+    "GRPCRouteRef",
     "HTTPRouteRef",
     "HeaderMatch",
     "HeaderMatchType",
@@ -28,6 +29,7 @@ __all__ = [
     "PodMetadata",
     "PodTemplateHashValue",
     "Rollout",
+    "RouteKind",
     "RolloutSpec",
     "SetCanaryScale",
     "SetHeaderRoute",
@@ -192,6 +194,13 @@ class Step:
         raise ValueError(f"step {self.index} has no kind")
 
 
+class RouteKind(enum.Enum):
+    """The Gateway API route kinds whose backendRef weights KULTA sets (value = the kind)."""
+
+    HTTP = "HTTPRoute"
+    GRPC = "GRPCRoute"
+
+
 @dataclass(frozen=True)
 class HTTPRouteRef:
     """A Gateway API HTTPRoute whose backend weights KULTA sets."""
@@ -202,12 +211,30 @@ class HTTPRouteRef:
 
 
 @dataclass(frozen=True)
+class GRPCRouteRef:
+    """A Gateway API GRPCRoute whose backend weights KULTA sets (the plugin's ``grpcRoutes``)."""
+
+    name: str
+    namespace: str | None = None
+    use_header_routes: bool = True
+
+
+@dataclass(frozen=True)
 class TrafficRouting:
-    """Gateway API routing: the HTTPRoutes to weight and the header routes KULTA manages."""
+    """Gateway API routing: the HTTPRoutes and GRPCRoutes to weight and the header routes KULTA manages."""
 
     http_routes: tuple[HTTPRouteRef, ...]
     namespace: str | None = None
     managed_routes: tuple[str, ...] = ()
+    grpc_routes: tuple[GRPCRouteRef, ...] = ()
+
+    @property
+    def routes(self) -> tuple[tuple[RouteKind, HTTPRouteRef | GRPCRouteRef], ...]:
+        """Every weighted route with its kind: the HTTPRoutes first, then the GRPCRoutes."""
+        return (
+            *((RouteKind.HTTP, r) for r in self.http_routes),
+            *((RouteKind.GRPC, r) for r in self.grpc_routes),
+        )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kulta.model.rollout import AnalysisArg, AnalysisRef, AnalysisTemplateRef, ArgValueFrom, PodTemplateHashValue
+from kulta.model.rollout import (
+    AnalysisArg,
+    AnalysisRef,
+    AnalysisTemplateRef,
+    ArgValueFrom,
+    PodTemplateHashValue,
+    RouteKind,
+)
 
 __all__ = [
     "AnalysisPhase",
@@ -188,15 +195,29 @@ class AnalysisRunStatus:
 
 @dataclass(frozen=True)
 class RouteWeight:
-    """Weights of one HTTPRoute: percent of traffic on stable and on canary."""
+    """Weights of one HTTPRoute or GRPCRoute: percent of traffic on stable and on canary.
+
+    In the outputs ``kind`` is written only for a GRPCRoute: outputs of earlier
+    KULTA versions (HTTPRoutes only, no ``kind``) read back as HTTPRoutes, and an
+    HTTPRoute's entry stays byte-for-byte what those versions wrote.
+    """
 
     route: str
     namespace: str
     stable: int
     canary: int
+    kind: RouteKind = RouteKind.HTTP
 
     def to_outputs(self) -> dict[str, Any]:
-        return {"route": self.route, "namespace": self.namespace, "stable": self.stable, "canary": self.canary}
+        out: dict[str, Any] = {
+            "route": self.route,
+            "namespace": self.namespace,
+            "stable": self.stable,
+            "canary": self.canary,
+        }
+        if self.kind is not RouteKind.HTTP:
+            out["kind"] = self.kind.value
+        return out
 
     @classmethod
     def from_outputs(cls, data: Mapping[str, Any]) -> RouteWeight:
@@ -205,6 +226,7 @@ class RouteWeight:
             namespace=str(data["namespace"]),
             stable=int(data["stable"]),
             canary=int(data["canary"]),
+            kind=RouteKind(str(data.get("kind", RouteKind.HTTP.value))),
         )
 
 

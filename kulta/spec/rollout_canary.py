@@ -255,10 +255,10 @@ def _check_step_routing(
         return
     if routing is None:
         return
-    if not any(route.use_header_routes for route in routing.http_routes):
+    if not any(route.use_header_routes for _, route in routing.routes):
         issues.add(
             routing_path,
-            "setHeaderRoute steps need an HTTPRoute with useHeaderRoutes: true (or the single httpRoute form)",
+            "setHeaderRoute steps need a route with useHeaderRoutes: true (or the single httpRoute / grpcRoute form)",
         )
     for where, raw in header_steps:
         name = raw.get("name") if isinstance(raw, Mapping) else None

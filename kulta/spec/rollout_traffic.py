@@ -1,15 +1,19 @@
 """``spec.strategy.canary.trafficRouting``: the Gateway API plugin and ``managedRoutes``.
 
-KULTA routes traffic with Gateway API HTTPRoutes only, configured as Argo's
-``plugins.argoproj-labs/gatewayAPI`` (or KULTA's short form ``gatewayAPI``); every
-other router of Argo (istio, nginx, alb, ...) and every other plugin is refused by name.
+KULTA routes traffic with Gateway API HTTPRoutes and GRPCRoutes, configured as
+Argo's ``plugins.argoproj-labs/gatewayAPI`` (or KULTA's short form ``gatewayAPI``);
+TCPRoutes, TLSRoutes, every other router of Argo (istio, nginx, alb, ...) and every
+other plugin are refused by name. As the plugin's ``insertGatewayAPIRouteLists``
+does, the single forms ``httpRoute`` / ``grpcRoute`` mean one route with
+``useHeaderRoutes: true``, and ``isConfigHasRoutes`` requires at least one route.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from kulta.model.rollout import HTTPRouteRef, TrafficRouting
+from kulta.model.rollout import GRPCRouteRef, HTTPRouteRef, TrafficRouting
 from kulta.spec.common import check_dns_label, check_dns_subdomain, unsupported
 from kulta.spec.fields import (
     MISSING,
@@ -32,7 +36,11 @@ GATEWAY_API_PLUGIN = "argoproj-labs/gatewayAPI"
 GATEWAY_API_SHORT = "gatewayAPI"
 
 _NOT_SUPPORTED_ROUTERS = ("istio", "nginx", "alb", "smi", "ambassador", "appMesh", "traefik", "apisix")
-_GATEWAY_ONLY = "KULTA routes traffic with Gateway API HTTPRoutes only: use plugins.argoproj-labs/gatewayAPI"
+_GATEWAY_ONLY = (
+    "KULTA routes traffic with Gateway API HTTPRoutes and GRPCRoutes only: use plugins.argoproj-labs/gatewayAPI"
+)
+_HTTP_SINGLE, _HTTP_LIST = "httpRoute", "httpRoutes"
+_GRPC_SINGLE, _GRPC_LIST = "grpcRoute", "grpcRoutes"
 
 _TRAFFIC_ROUTING = Shape(
     ("plugins", GATEWAY_API_SHORT, "managedRoutes"),
@@ -42,14 +50,14 @@ _TRAFFIC_ROUTING = Shape(
     },
 )
 _GATEWAY = Shape(
-    ("httpRoute", "httpRoutes", "namespace"),
+    (_HTTP_SINGLE, _HTTP_LIST, _GRPC_SINGLE, _GRPC_LIST, "namespace"),
     {
         **{
-            key: unsupported(key, "KULTA weights HTTPRoutes only: use httpRoute or httpRoutes")
-            for key in ("grpcRoute", "grpcRoutes", "tcpRoute", "tcpRoutes", "tlsRoute", "tlsRoutes")
+            key: unsupported(key, "KULTA weights HTTPRoutes and GRPCRoutes only: use httpRoute(s) or grpcRoute(s)")
+            for key in ("tcpRoute", "tcpRoutes", "tlsRoute", "tlsRoutes")
         },
         **{
-            key: unsupported(key, "name the routes with httpRoute or httpRoutes")
+            key: unsupported(key, "name the routes with httpRoute(s) or grpcRoute(s)")
             for key in ("httpRouteSelector", "grpcRouteSelector", "tcpRouteSelector", "tlsRouteSelector")
         },
         **{
@@ -58,12 +66,48 @@ _GATEWAY = Shape(
         },
     },
 )
-_HTTP_ROUTE_ENTRY = Shape(("name", "useHeaderRoutes"))
+_ROUTE_ENTRY = Shape(("name", "useHeaderRoutes"))
 _MANAGED_ROUTE = Shape(("name",))
 
 
-def _parse_gateway(issues: Issues, value: Any, path: str) -> tuple[tuple[HTTPRouteRef, ...], str | None] | None:
-    """The plugin's configuration: the HTTPRoute(s) to weight and their namespace."""
+def _parse_routes(
+    issues: Issues, data: Mapping[str, Any], path: str, single: str, many: str, kind: str
+) -> list[tuple[str, bool]]:
+    """(name, useHeaderRoutes) of one route kind's ``single`` or ``many`` form (both: an issue)."""
+    if single in data and many in data:
+        issues.add(path, f"set either {single} or {many}, not both")
+        return []
+    if single in data:
+        name = read_str(issues, data[single], child(path, single), required=True)
+        if name is not None and check_dns_subdomain(issues, name, child(path, single)):
+            return [(name, True)]
+        return []
+    if many not in data:
+        return []
+    routes: list[tuple[str, bool]] = []
+    items = read_list(issues, data[many], child(path, many))
+    if items is not None and not items:
+        issues.add(child(path, many), "is empty: list at least one {name: ROUTE}")
+    for position, item in enumerate(items or ()):
+        where = index(child(path, many), position)
+        entry = _ROUTE_ENTRY.read(issues, item, where)
+        if entry is None:
+            continue
+        name = read_str(issues, entry.get("name", MISSING), child(where, "name"), required=True)
+        use_headers = read_bool(issues, entry.get("useHeaderRoutes", MISSING), child(where, "useHeaderRoutes"))
+        if name is None or not check_dns_subdomain(issues, name, child(where, "name")):
+            continue
+        if any(known == name for known, _ in routes):
+            issues.add(child(where, "name"), f'{kind} "{name}" is listed twice; keep one')
+            continue
+        routes.append((name, bool(use_headers)))
+    return routes
+
+
+def _parse_gateway(
+    issues: Issues, value: Any, path: str
+) -> tuple[tuple[HTTPRouteRef, ...], tuple[GRPCRouteRef, ...], str | None] | None:
+    """The plugin's configuration: the HTTPRoute(s) and GRPCRoute(s) to weight and their namespace."""
     before = len(issues)
     data = _GATEWAY.read(issues, value, path)
     if data is None:
@@ -71,37 +115,21 @@ def _parse_gateway(issues: Issues, value: Any, path: str) -> tuple[tuple[HTTPRou
     namespace = read_str(issues, data.get("namespace", MISSING), child(path, "namespace"))
     if namespace is not None and not check_dns_label(issues, namespace, child(path, "namespace")):
         namespace = None
-    routes: list[HTTPRouteRef] = []
-    if ("httpRoute" in data) == ("httpRoutes" in data):
-        if "httpRoute" in data:
-            issues.add(path, "set either httpRoute or httpRoutes, not both")
-        else:
-            issues.add(child(path, "httpRoute"), "is required: name the HTTPRoute whose weights KULTA sets")
+    if not any(key in data for key in (_HTTP_SINGLE, _HTTP_LIST, _GRPC_SINGLE, _GRPC_LIST)):
+        issues.add(
+            child(path, _HTTP_SINGLE),
+            "is required: name the HTTPRoute (or grpcRoute: the GRPCRoute) whose weights KULTA sets",
+        )
         return None
-    if "httpRoute" in data:
-        name = read_str(issues, data["httpRoute"], child(path, "httpRoute"), required=True)
-        if name is not None and check_dns_subdomain(issues, name, child(path, "httpRoute")):
-            routes.append(HTTPRouteRef(name=name, namespace=namespace, use_header_routes=True))
-    else:
-        items = read_list(issues, data["httpRoutes"], child(path, "httpRoutes"))
-        if items is not None and not items:
-            issues.add(child(path, "httpRoutes"), "is empty: list at least one {name: ROUTE}")
-        for position, item in enumerate(items or ()):
-            where = index(child(path, "httpRoutes"), position)
-            entry = _HTTP_ROUTE_ENTRY.read(issues, item, where)
-            if entry is None:
-                continue
-            name = read_str(issues, entry.get("name", MISSING), child(where, "name"), required=True)
-            use_headers = read_bool(issues, entry.get("useHeaderRoutes", MISSING), child(where, "useHeaderRoutes"))
-            if name is None or not check_dns_subdomain(issues, name, child(where, "name")):
-                continue
-            if any(route.name == name for route in routes):
-                issues.add(child(where, "name"), f'HTTPRoute "{name}" is listed twice; keep one')
-                continue
-            routes.append(HTTPRouteRef(name=name, namespace=namespace, use_header_routes=bool(use_headers)))
+    http = _parse_routes(issues, data, path, _HTTP_SINGLE, _HTTP_LIST, "HTTPRoute")
+    grpc = _parse_routes(issues, data, path, _GRPC_SINGLE, _GRPC_LIST, "GRPCRoute")
     if len(issues) != before:
         return None
-    return tuple(routes), namespace
+    return (
+        tuple(HTTPRouteRef(name=n, namespace=namespace, use_header_routes=h) for n, h in http),
+        tuple(GRPCRouteRef(name=n, namespace=namespace, use_header_routes=h) for n, h in grpc),
+        namespace,
+    )
 
 
 def _parse_plugins(issues: Issues, data: Any, path: str) -> tuple[Any, str]:
@@ -157,11 +185,14 @@ def parse_traffic_routing(issues: Issues, value: Any, path: str) -> TrafficRouti
             gateway_path = child(path, GATEWAY_API_SHORT)
     if gateway_value is MISSING:
         if len(issues) == before:
-            issues.add(path, f"needs plugins.{GATEWAY_API_PLUGIN} (or the short form gatewayAPI) with an httpRoute")
+            issues.add(
+                path,
+                f"needs plugins.{GATEWAY_API_PLUGIN} (or the short form gatewayAPI) with an httpRoute or grpcRoute",
+            )
         return None
     gateway = _parse_gateway(issues, gateway_value, gateway_path)
     managed = _parse_managed_routes(issues, data.get("managedRoutes", MISSING), child(path, "managedRoutes"))
     if gateway is None or len(issues) != before:
         return None
-    routes, namespace = gateway
-    return TrafficRouting(http_routes=routes, namespace=namespace, managed_routes=managed)
+    http_routes, grpc_routes, namespace = gateway
+    return TrafficRouting(http_routes=http_routes, namespace=namespace, managed_routes=managed, grpc_routes=grpc_routes)

@@ -23,6 +23,7 @@ from kulta.model.rollout import (
     AnalysisArg,
     AnalysisTemplateRef,
     ArgValueFrom,
+    GRPCRouteRef,
     HeaderMatch,
     HeaderMatchType,
     HTTPRouteRef,
@@ -279,6 +280,29 @@ ROLLOUT_FIELDS: list[tuple[str, list[Doc], Callable[[Rollout], Any], Any]] = [
         ],
         lambda r: strategy(r).traffic_routing.http_routes,
         (HTTPRouteRef("a", None, True), HTTPRouteRef("b", None, False)),
+    ),
+    (
+        "trafficRouting.plugins.gatewayAPI.grpcRoute",
+        [rollout_with(trafficRouting={"plugins": {PLUGIN: {"grpcRoute": "rpc", "namespace": "edge"}}})],
+        lambda r: (strategy(r).traffic_routing.http_routes, strategy(r).traffic_routing.grpc_routes),
+        ((), (GRPCRouteRef("rpc", "edge", True),)),
+    ),
+    (
+        "trafficRouting.plugins.gatewayAPI.grpcRoutes",
+        [
+            rollout_with(
+                trafficRouting={
+                    "plugins": {
+                        PLUGIN: {
+                            "httpRoute": "web",
+                            "grpcRoutes": [{"name": "a", "useHeaderRoutes": True}, {"name": "b"}],
+                        }
+                    }
+                }
+            )
+        ],
+        lambda r: (strategy(r).traffic_routing.http_routes, strategy(r).traffic_routing.grpc_routes),
+        ((HTTPRouteRef("web", None, True),), (GRPCRouteRef("a", None, True), GRPCRouteRef("b", None, False))),
     ),
 ]
 
@@ -539,8 +563,6 @@ REFUSED: list[tuple[str, Doc, str, str]] = [
             NOT_SUPPORTED,
         )
         for key, value in (
-            ("grpcRoute", "g"),
-            ("grpcRoutes", []),
             ("tcpRoute", "t"),
             ("tcpRoutes", []),
             ("tlsRoute", "t"),

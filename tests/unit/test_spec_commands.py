@@ -222,3 +222,14 @@ def test_plan_of_a_huge_rollout_without_steps_lists_a_bounded_number_of_moves(tm
     text = out.getvalue()
     assert sum(line.strip().startswith("move") for line in text.splitlines()) == MAX_PLAN_MOVES == 40
     assert "more than 40 moves" in text
+
+
+def test_plan_names_http_and_grpc_routes_by_kind(workdir: Path) -> None:
+    routing = {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web", "grpcRoutes": [{"name": "rpc"}]}}}
+    (workdir / "web.yaml").write_text(dump(with_steps({"setWeight": 25}, trafficRouting=routing)))
+    code, text = run(plan_command, "web.yaml")
+    assert code == 0
+    assert text.splitlines()[2] == (
+        "  traffic: HTTPRoute shop/web; GRPCRoute shop/rpc; services web-stable (stable), web-canary (canary); "
+        "dynamicStableScale: false"
+    )

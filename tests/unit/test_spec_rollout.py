@@ -428,7 +428,7 @@ def test_step_errors(step: dict[str, Any], expected: str) -> None:
         (
             {"trafficRouting": {"istio": {}}},
             f"{CANARY}.trafficRouting.istio: trafficRouting.istio is not supported by KULTA; KULTA routes traffic with "
-            "Gateway API HTTPRoutes only: use plugins.argoproj-labs/gatewayAPI",
+            "Gateway API HTTPRoutes and GRPCRoutes only: use plugins.argoproj-labs/gatewayAPI",
         ),
         (
             {
@@ -438,12 +438,13 @@ def test_step_errors(step: dict[str, Any], expected: str) -> None:
                 }
             },
             f"{CANARY}.trafficRouting.nginx: trafficRouting.nginx is not supported by KULTA; KULTA routes traffic with "
-            "Gateway API HTTPRoutes only: use plugins.argoproj-labs/gatewayAPI",
+            "Gateway API HTTPRoutes and GRPCRoutes only: use plugins.argoproj-labs/gatewayAPI",
         ),
         (
             {"trafficRouting": {"plugins": {"acme/router": {}}}},
             f"{CANARY}.trafficRouting.plugins.acme/router: the traffic router plugin acme/router is not supported by "
-            "KULTA; KULTA routes traffic with Gateway API HTTPRoutes only: use plugins.argoproj-labs/gatewayAPI",
+            "KULTA; KULTA routes traffic with Gateway API HTTPRoutes and GRPCRoutes only: use "
+            "plugins.argoproj-labs/gatewayAPI",
         ),
         (
             {"trafficRouting": {"smartRouting": True, "gatewayAPI": {"httpRoute": "web"}}},
@@ -453,7 +454,7 @@ def test_step_errors(step: dict[str, Any], expected: str) -> None:
         (
             {"trafficRouting": {}},
             f"{CANARY}.trafficRouting: needs plugins.argoproj-labs/gatewayAPI (or the short form gatewayAPI) with an "
-            "httpRoute",
+            "httpRoute or grpcRoute",
         ),
         (
             {
@@ -467,7 +468,8 @@ def test_step_errors(step: dict[str, Any], expected: str) -> None:
         ),
         (
             {"trafficRouting": {"gatewayAPI": {"namespace": "x"}}},
-            f"{CANARY}.trafficRouting.gatewayAPI.httpRoute: is required: name the HTTPRoute whose weights KULTA sets",
+            f"{CANARY}.trafficRouting.gatewayAPI.httpRoute: is required: name the HTTPRoute (or grpcRoute: the "
+            "GRPCRoute) whose weights KULTA sets",
         ),
         (
             {"trafficRouting": {"gatewayAPI": {"httpRoute": "a", "httpRoutes": [{"name": "b"}]}}},
@@ -478,9 +480,21 @@ def test_step_errors(step: dict[str, Any], expected: str) -> None:
             f'{CANARY}.trafficRouting.gatewayAPI.httpRoutes[1].name: HTTPRoute "a" is listed twice; keep one',
         ),
         (
-            {"trafficRouting": {"gatewayAPI": {"grpcRoute": "g", "httpRoute": "a"}}},
-            f"{CANARY}.trafficRouting.gatewayAPI.grpcRoute: grpcRoute is not supported by KULTA; KULTA weights "
-            "HTTPRoutes only: use httpRoute or httpRoutes",
+            {"trafficRouting": {"gatewayAPI": {"tcpRoute": "t", "httpRoute": "a"}}},
+            f"{CANARY}.trafficRouting.gatewayAPI.tcpRoute: tcpRoute is not supported by KULTA; KULTA weights "
+            "HTTPRoutes and GRPCRoutes only: use httpRoute(s) or grpcRoute(s)",
+        ),
+        (
+            {"trafficRouting": {"gatewayAPI": {"grpcRoute": "a", "grpcRoutes": [{"name": "b"}]}}},
+            f"{CANARY}.trafficRouting.gatewayAPI: set either grpcRoute or grpcRoutes, not both",
+        ),
+        (
+            {"trafficRouting": {"gatewayAPI": {"grpcRoutes": [{"name": "a"}, {"name": "a"}]}}},
+            f'{CANARY}.trafficRouting.gatewayAPI.grpcRoutes[1].name: GRPCRoute "a" is listed twice; keep one',
+        ),
+        (
+            {"trafficRouting": {"gatewayAPI": {"grpcRoutes": []}}},
+            f"{CANARY}.trafficRouting.gatewayAPI.grpcRoutes: is empty: list at least one {{name: ROUTE}}",
         ),
         (
             {"trafficRouting": {"gatewayAPI": {"httpRoute": "a"}, "managedRoutes": [{"name": "x"}, {"name": "x"}]}},
@@ -496,8 +510,8 @@ def test_step_errors(step: dict[str, Any], expected: str) -> None:
                 "steps": [{"setHeaderRoute": {"name": "beta"}}],
                 "trafficRouting": {"managedRoutes": [{"name": "beta"}], "gatewayAPI": {"httpRoutes": [{"name": "a"}]}},
             },
-            f"{CANARY}.trafficRouting: setHeaderRoute steps need an HTTPRoute with useHeaderRoutes: true (or the single "  # noqa: E501
-            "httpRoute form)",
+            f"{CANARY}.trafficRouting: setHeaderRoute steps need a route with useHeaderRoutes: true "
+            "(or the single httpRoute / grpcRoute form)",
         ),
     ],
 )
