@@ -8,9 +8,11 @@ with ``jsonPath: "{$.data.ok}"`` and ``successCondition: result == true``; a pla
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -239,6 +241,45 @@ def test_a_huge_error_message_is_capped(server: WebServer) -> None:
     measured = measure(web_metric(long_url, json_path="{$.b}"))
     assert measured.phase is MeasurementPhase.ERROR
     assert len(measured.message) <= 600
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for 127.0.0.1 (openssl), trusted by nobody."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_insecure_skips_tls_verification_and_its_absence_does_not(self_signed: tuple[Path, Path]) -> None:
+    with serving(tls=self_signed) as tls_server:
+        tls_server.answers["/m"] = Answer(ARGO_DOC)
+        verified = measure(web_metric(tls_server.url("/m")))
+        skipped = measure(web_metric(tls_server.url("/m"), insecure=True))
+    assert verified.phase is MeasurementPhase.ERROR
+    assert "CERTIFICATE_VERIFY_FAILED" in verified.message
+    assert (skipped.phase, skipped.value) == (MeasurementPhase.SUCCESSFUL, "true")
 
 
 def test_rendering_percent_encodes_url_values_and_keeps_json_body_strings_strings() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 __all__ = ["Answer", "Received", "WebServer", "serving"]
 
@@ -33,16 +35,20 @@ class Received:
 @dataclass
 class WebServer:
     port: int
+    scheme: str = "http"
     answers: dict[str, Answer] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
 
 @contextmanager
-def serving() -> Iterator[WebServer]:
-    """Start the server (port 0: the kernel picks a free one), stop it on exit."""
+def serving(tls: tuple[Path, Path] | None = None) -> Iterator[WebServer]:
+    """Start the server (port 0: the kernel picks a free one), stop it on exit.
+
+    ``tls`` (certificate, key) serves HTTPS with that certificate.
+    """
     state: dict[str, WebServer] = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -72,7 +78,11 @@ def serving() -> Iterator[WebServer]:
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
-    state["server"] = WebServer(port=httpd.server_address[1])
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(tls[0]), str(tls[1]))
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    state["server"] = WebServer(port=httpd.server_address[1], scheme="https" if tls else "http")
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
