@@ -31,7 +31,7 @@ from kulta.core.analysis_run import (
     resolve_args,
     start_run,
 )
-from kulta.model.analysis import AnalysisTemplate, Metric
+from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvider
 from kulta.model.rollout import AnalysisArg, AnalysisTemplateRef
 from kulta.model.status import AnalysisRunStatus, Measurement
 
@@ -93,7 +93,9 @@ def _merged_metrics(templates: Sequence[AnalysisTemplate]) -> tuple[Metric, ...]
 def _measure(provider: MetricProvider, metric: Metric, args: ResolvedArgs, now: datetime) -> Measurement:
     headers = dict(metric.provider.headers)
     # secret argument values go in so they are redacted before the provider logs anything
-    measurement = provider.measure(metric, metric.provider.query, headers, now, secrets=args.secret_values)
+    spec = metric.provider
+    query = spec.query if isinstance(spec, PrometheusMetricProvider) else spec.url
+    measurement = provider.measure(metric, query, headers, now, secrets=args.secret_values)
     # the provider redacts header values; secret arguments may appear anywhere else too
     return replace(measurement, message=args.redact(measurement.message, extra=list(headers.values())))
 

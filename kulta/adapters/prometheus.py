@@ -36,7 +36,7 @@ import httpx
 from kulta.core.assess import measurement_phase
 from kulta.core.times import format_time
 from kulta.errors import KultaError
-from kulta.model.analysis import Metric
+from kulta.model.analysis import Metric, PrometheusMetricProvider
 from kulta.model.status import Measurement, MeasurementPhase
 from kulta.redact import REDACTED, redact_text
 
@@ -255,6 +255,8 @@ class PrometheusClient:
 
     def _query(self, metric: Metric, query: str, headers: Mapping[str, str]) -> float | list[float]:
         provider = metric.provider
+        if not isinstance(provider, PrometheusMetricProvider):
+            raise PrometheusResponseError(f"metric {metric.name!r} is not a Prometheus metric")
         url = provider.address.rstrip("/") + QUERY_PATH
         timeout = float(min(provider.timeout_seconds, MAX_TIMEOUT_SECONDS))
         try:

@@ -26,9 +26,9 @@ from typing import TextIO
 from kulta.adapters.git_source import GitSnapshot, GitSource, GitSourceConfig, next_retry_delay
 from kulta.adapters.health_file import write_health
 from kulta.adapters.kube import KubeReader
+from kulta.adapters.metric_providers import ProviderDispatcher
 from kulta.adapters.metrics import ReconcilerMetrics
 from kulta.adapters.outbox import Deliverer, Outbox
-from kulta.adapters.prometheus import PrometheusClient
 from kulta.adapters.sinks import FileSink, HttpSink, SinkConfig, SinkMode
 from kulta.adapters.stacks import StackManager, build_stack_manager, stack_name_for
 from kulta.app.commands import find_stacks
@@ -376,7 +376,7 @@ def run(options: RunOptions, out: TextIO) -> int:
         ),
         stacks,
         KubeReader(options.kubeconfig),
-        PrometheusClient(),
+        ProviderDispatcher(),
         outbox=outbox,
         deliverer=deliverer,
         on_progress=_progress_printer(out),

@@ -22,17 +22,19 @@ every character other than A-Z and 0-9 replaced by ``_``); see
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 from kulta.core.assess import effective_count, explain_metric, explain_run
 from kulta.core.conditions import ConditionError, check_cost, parse_condition
 from kulta.core.times import format_time, parse_time
 from kulta.errors import PermanentError, SpecError
-from kulta.model.analysis import AnalysisTemplate, Metric, TemplateArg
+from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvider, TemplateArg, WebMetricProvider
 from kulta.model.rollout import AnalysisArg, ArgValueFrom, PodTemplateHashValue
 from kulta.model.status import AnalysisPhase, AnalysisRunStatus, Measurement, MeasurementPhase
 from kulta.redact import REDACTED, redact_text
@@ -58,6 +60,7 @@ __all__ = [
     "record",
     "render",
     "render_metric",
+    "render_url",
     "resolve_args",
     "secret_env_name",
     "start_run",
@@ -232,15 +235,21 @@ def builtin_values(*, rollout: str, namespace: str, stable_hash: str, canary_has
     }
 
 
-def render(text: str, args: ResolvedArgs, builtins: Mapping[str, str]) -> str:
-    """Replace ``{{args.NAME}}`` and ``{{rollout.*}}``; an unknown placeholder is an error."""
+def render(
+    text: str, args: ResolvedArgs, builtins: Mapping[str, str], quote: Callable[[str], str] | None = None
+) -> str:
+    """Replace ``{{args.NAME}}`` and ``{{rollout.*}}``; an unknown placeholder is an error.
+
+    ``quote`` (e.g. percent-encoding for a URL) is applied to each substituted value.
+    """
 
     def substitute(match: re.Match[str]) -> str:
         key = match.group(1)
         if key.startswith(ARGS_PREFIX) and key[len(ARGS_PREFIX) :] in args.values:
-            return args.values[key[len(ARGS_PREFIX) :]]
+            value = args.values[key[len(ARGS_PREFIX) :]]
+            return quote(value) if quote is not None else value
         if key in builtins:
-            return builtins[key]
+            return quote(builtins[key]) if quote is not None else builtins[key]
         known = sorted([*(ARGS_PREFIX + n for n in args.values), *builtins])
         raise AnalysisSetupError(f"placeholder {{{{{key}}}}} is not defined; known: {', '.join(known)}")
 
@@ -248,6 +257,12 @@ def render(text: str, args: ResolvedArgs, builtins: Mapping[str, str]) -> str:
 
 
 # --------------------------------------------------------------------------- templates
+
+
+def _timeout_field(metric: Metric) -> str:
+    if isinstance(metric.provider, WebMetricProvider):
+        return "provider.web.timeoutSeconds"
+    return "provider.prometheus.timeout"
 
 
 def check_durations(metric: Metric) -> list[tuple[str, str]]:
@@ -262,7 +277,7 @@ def check_durations(metric: Metric) -> list[tuple[str, str]]:
     for key, seconds in (
         ("interval", metric.interval_seconds),
         ("initialDelay", metric.initial_delay_seconds),
-        ("provider.prometheus.timeout", metric.provider.timeout_seconds),
+        (_timeout_field(metric), metric.provider.timeout_seconds),
     ):
         if seconds is not None and seconds > MAX_DURATION_SECONDS:
             problems.append((key, f"is {longest}"))
@@ -439,19 +454,61 @@ def failed_setup(run: AnalysisRunStatus, error: AnalysisSetupError) -> AnalysisR
     return replace(run, phase=AnalysisPhase.ERROR, message=f"analysis cannot run: {error}")
 
 
-def render_metric(metric: Metric, args: ResolvedArgs, builtins: Mapping[str, str]) -> Metric:
-    """``metric`` with every placeholder rendered (address, query, headers, conditions).
+def _url_quote(value: str) -> str:
+    """A placeholder's value as it goes into a URL: every reserved character percent-encoded,
+    so an argument can never add a path segment, a query parameter or a fragment."""
+    return quote(value, safe="")
 
+
+def render_url(url: str, args: ResolvedArgs, builtins: Mapping[str, str]) -> str:
+    """``url`` with placeholders replaced by their percent-encoded values (``urllib.parse.quote``)."""
+    return render(url, args, builtins, quote=_url_quote)
+
+
+def _render_json(value: object, args: ResolvedArgs, builtins: Mapping[str, str]) -> object:
+    """Placeholders replaced inside every string (keys too) of a decoded JSON document:
+    a value stays a JSON string, so it can never change the document's structure."""
+    if isinstance(value, str):
+        return render(value, args, builtins)
+    if isinstance(value, list):
+        return [_render_json(item, args, builtins) for item in value]
+    if isinstance(value, dict):
+        return {render(k, args, builtins): _render_json(v, args, builtins) for k, v in value.items()}
+    return value
+
+
+def _render_provider(
+    provider: PrometheusMetricProvider | WebMetricProvider, args: ResolvedArgs, builtins: Mapping[str, str]
+) -> PrometheusMetricProvider | WebMetricProvider:
+    headers = tuple((name, render(value, args, builtins)) for name, value in provider.headers)
+    if isinstance(provider, PrometheusMetricProvider):
+        return replace(
+            provider,
+            address=render(provider.address, args, builtins),
+            query=render(provider.query, args, builtins),
+            headers=headers,
+        )
+    json_body = provider.json_body
+    if json_body is not None:
+        json_body = json.dumps(_render_json(json.loads(json_body), args, builtins), separators=(",", ":"))
+    return replace(
+        provider,
+        url=render_url(provider.url, args, builtins),
+        headers=headers,
+        body=None if provider.body is None else render(provider.body, args, builtins),
+        json_body=json_body,
+    )
+
+
+def render_metric(metric: Metric, args: ResolvedArgs, builtins: Mapping[str, str]) -> Metric:
+    """``metric`` with every placeholder rendered (address, query, URL, headers, bodies, conditions).
+
+    Values substituted into a web metric's URL are percent-encoded (``render_url``); in
+    ``jsonBody`` they are substituted inside JSON strings only (``_render_json``).
     AnalysisSetupError (the run ends Error) for a duration beyond ``MAX_DURATION_SECONDS``
     or a rendered condition that does not parse or is over the evaluation budget.
     """
-    provider = metric.provider
-    rendered_provider = replace(
-        provider,
-        address=render(provider.address, args, builtins),
-        query=render(provider.query, args, builtins),
-        headers=tuple((name, render(value, args, builtins)) for name, value in provider.headers),
-    )
+    rendered_provider = _render_provider(metric.provider, args, builtins)
 
     too_long = check_durations(metric)
     if too_long:

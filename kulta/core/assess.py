@@ -211,7 +211,7 @@ def _last_message(metric_name: str, measurements: Sequence[Measurement]) -> str:
     return ""
 
 
-def measurement_phase(metric: Metric, value: float | list[float]) -> tuple[MeasurementPhase, str]:
+def measurement_phase(metric: Metric, value: float | bool | str | list[float]) -> tuple[MeasurementPhase, str]:
     """Judge one measured value with the metric's conditions (Argo's rules).
 
     No condition: Successful. Only a success condition: Failed when it is false.

@@ -1200,7 +1200,7 @@ class Condition:
 
     def evaluate(
         self,
-        result: float | Sequence[float],
+        result: float | bool | str | Sequence[float],
         *,
         max_steps: int = MAX_EVALUATION_STEPS,
         max_memory: int = MAX_EVALUATION_MEMORY,
@@ -1210,7 +1210,13 @@ class Condition:
         Never raises anything else: a condition over its evaluation budget, an
         arithmetic the evaluator did not foresee, are ConditionErrors too.
         """
-        value: object = [float(v) for v in result] if isinstance(result, Sequence) else float(result)
+        value: object
+        if isinstance(result, bool | str):
+            value = result  # a web metric's JSON boolean or string (or plain-text answer)
+        elif isinstance(result, Sequence):
+            value = [float(v) for v in result]
+        else:
+            value = float(result)
         evaluator = _Evaluator(self.expression, max_steps, max_memory)
         try:
             out = evaluator.evaluate(self.root, _Env(value))
@@ -1234,8 +1240,8 @@ def parse_condition(expr: str) -> Condition:
     return Condition(expression=expr, root=_Parser(expr).parse())
 
 
-def evaluate_condition(expr_or_condition: str | Condition, result: float | Sequence[float]) -> bool:
-    """Evaluate a condition (source text or parsed) against a scalar or vector result."""
+def evaluate_condition(expr_or_condition: str | Condition, result: float | bool | str | Sequence[float]) -> bool:
+    """Evaluate a condition (source text or parsed) against a scalar, vector, boolean or string result."""
     condition = expr_or_condition if isinstance(expr_or_condition, Condition) else parse_condition(expr_or_condition)
     return condition.evaluate(result)
 

@@ -1,12 +1,13 @@
 """Parsed AnalysisTemplate / ClusterAnalysisTemplate documents.
 
-Argo Rollouts users keep their templates; KULTA supports the Prometheus provider only,
-so a template that parses here is one KULTA can run. Durations are whole seconds;
+Argo Rollouts users keep their templates; KULTA supports the Prometheus and web
+providers, so a template that parses here is one KULTA can run. Durations are whole seconds;
 ``count`` is the effective count (``None`` = measure until the analysis is stopped).
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from kulta.model.rollout import ArgValueFrom, SourceRef
@@ -14,8 +15,11 @@ from kulta.model.rollout import ArgValueFrom, SourceRef
 __all__ = [
     "AnalysisTemplate",
     "Metric",
+    "MetricProviderSpec",
     "PrometheusMetricProvider",
     "TemplateArg",
+    "WebMethod",
+    "WebMetricProvider",
 ]
 
 
@@ -45,12 +49,43 @@ class PrometheusMetricProvider:
     headers: tuple[tuple[str, str], ...] = ()
 
 
+class WebMethod(enum.Enum):
+    """``provider.web.method``: Argo's ``WebMetricMethod`` values (GET is the default)."""
+
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+
+
+@dataclass(frozen=True)
+class WebMetricProvider:
+    """An HTTP request whose JSON (or plain-text) answer is the measured value (Argo's ``WebMetric``).
+
+    ``url``, header values, ``body`` and the strings inside ``json_body`` may contain
+    ``{{args.NAME}}`` placeholders. ``json_body`` is the ``jsonBody`` document as JSON
+    text (``None`` when not set); ``body`` and ``json_body`` are never both set.
+    ``json_path`` is the path as written (``{$}`` when not set).
+    """
+
+    url: str
+    method: WebMethod = WebMethod.GET
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str | None = None
+    json_body: str | None = None
+    timeout_seconds: int = 10
+    json_path: str = "{$}"
+    insecure: bool = False
+
+
+MetricProviderSpec = PrometheusMetricProvider | WebMetricProvider
+
+
 @dataclass(frozen=True)
 class Metric:
     """One metric of a template, with Argo Rollouts' defaults."""
 
     name: str
-    provider: PrometheusMetricProvider
+    provider: MetricProviderSpec
     interval_seconds: int | None = None
     count: int | None = None
     initial_delay_seconds: int = 0

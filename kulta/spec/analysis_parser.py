@@ -1,20 +1,30 @@
 """Turn an ``AnalysisTemplate`` / ``ClusterAnalysisTemplate`` document into the model.
 
-KULTA queries Prometheus only, so every other Argo provider is refused here, by name,
-instead of failing later in the middle of a rollout. Limits and durations are checked
+KULTA runs the Prometheus and web providers, so every other Argo provider is refused
+here, by name, instead of failing later in the middle of a rollout. Limits and durations are checked
 the way Argo checks them (count >= failureLimit, count > 1 needs an interval) and
 ``{{args.NAME}}`` placeholders must name a declared argument.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kulta.core.analysis_run import check_durations
 from kulta.core.conditions import ConditionError, check_cost, parse_condition
-from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvider, TemplateArg
+from kulta.core.jsonpath import DEFAULT_JSON_PATH, JsonPathError, parse_json_path
+from kulta.model.analysis import (
+    AnalysisTemplate,
+    Metric,
+    MetricProviderSpec,
+    PrometheusMetricProvider,
+    TemplateArg,
+    WebMethod,
+    WebMetricProvider,
+)
 from kulta.model.rollout import DEFAULT_NAMESPACE, SourceRef
 from kulta.spec.common import (
     check_header_name,
@@ -33,13 +43,22 @@ from kulta.spec.fields import (
     child,
     index,
     parse_duration,
+    read_bool,
     read_int,
     read_list,
     read_str,
     show,
 )
 
-__all__ = ["ARG_PLACEHOLDER", "ANY_PLACEHOLDER", "DRY_RUN_ALL", "condition_problem", "parse_analysis_template"]
+__all__ = [
+    "ARG_PLACEHOLDER",
+    "ANY_PLACEHOLDER",
+    "DRY_RUN_ALL",
+    "INSECURE_WARNING",
+    "MAX_JSON_BODY_BYTES",
+    "condition_problem",
+    "parse_analysis_template",
+]
 
 #: ``{{args.NAME}}``: the only placeholder KULTA (like Argo) substitutes in a query.
 ARG_PLACEHOLDER = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}")
@@ -50,7 +69,6 @@ ANY_PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]*)\s*\}\}")
 
 _OTHER_PROVIDERS = (
     "kayenta",
-    "web",
     "datadog",
     "wavefront",
     "newRelic",
@@ -86,12 +104,24 @@ _METRIC = Shape(
     {"consecutiveSuccessLimit": unsupported("consecutiveSuccessLimit")},
 )
 _PROVIDER = Shape(
-    ("prometheus",),
+    ("prometheus", "web"),
     {
-        name: unsupported(f"the {name} metric provider", "KULTA queries Prometheus only: use provider.prometheus")
+        name: unsupported(f"the {name} metric provider", "KULTA runs provider.prometheus and provider.web")
         for name in _OTHER_PROVIDERS
     },
 )
+_WEB = Shape(
+    ("url", "method", "headers", "body", "jsonBody", "timeoutSeconds", "jsonPath", "insecure"),
+    {"authentication": unsupported("web.authentication (oauth2)", "send a token in headers instead")},
+)
+#: a ``jsonBody`` larger than this (as JSON) is refused: a metric request is not an upload.
+MAX_JSON_BODY_BYTES = 64 * 1024
+#: what ``kulta validate`` says about ``insecure: true``.
+INSECURE_WARNING = (
+    "insecure: true turns TLS certificate verification off for this metric's requests (as in Argo); "
+    "anyone between KULTA and the endpoint can read the headers and forge the answer"
+)
+_SCHEMES = ("http://", "https://")
 _PROMETHEUS = Shape(
     ("address", "query", "timeout", "headers"),
     {
@@ -164,6 +194,27 @@ def _check_condition(issues: Issues, condition: str, path: str, declared: set[st
         issues.add(path, f"{show(condition)} is not a valid condition: {problem}")
 
 
+def _parse_headers(issues: Issues, value: Any, path: str, declared: set[str]) -> tuple[tuple[str, str], ...]:
+    """``headers: [{key, value}]``: valid HTTP names and values, placeholders declared."""
+    headers: list[tuple[str, str]] = []
+    for position, item in enumerate(read_list(issues, value, path) or ()):
+        where = index(path, position)
+        entry = _HEADER.read(issues, item, where)
+        if entry is None:
+            continue
+        key = read_str(issues, entry.get("key", MISSING), child(where, "key"), required=True)
+        if key is not None and not check_header_name(issues, key, child(where, "key")):
+            key = None
+        header_value = read_str(issues, entry.get("value", MISSING), child(where, "value"), required=True)
+        if header_value is not None and not check_header_value(issues, header_value, child(where, "value")):
+            header_value = None
+        if header_value is not None:
+            _check_placeholders(issues, header_value, child(where, "value"), declared)
+        if key is not None and header_value is not None:
+            headers.append((key, header_value))
+    return tuple(headers)
+
+
 def _parse_prometheus(issues: Issues, value: Any, path: str, declared: set[str]) -> PrometheusMetricProvider | None:
     before = len(issues)
     data = _PROMETHEUS.read(issues, value, path)
@@ -187,42 +238,140 @@ def _parse_prometheus(issues: Issues, value: Any, path: str, declared: set[str])
         largest=INT64_MAX,
         largest_why="Argo holds it in 64 bits",
     )
-    headers: list[tuple[str, str]] = []
-    items = read_list(issues, data.get("headers", MISSING), child(path, "headers"))
-    for position, item in enumerate(items or ()):
-        where = index(child(path, "headers"), position)
-        entry = _HEADER.read(issues, item, where)
-        if entry is None:
-            continue
-        key = read_str(issues, entry.get("key", MISSING), child(where, "key"), required=True)
-        if key is not None and not check_header_name(issues, key, child(where, "key")):
-            key = None
-        header_value = read_str(issues, entry.get("value", MISSING), child(where, "value"), required=True)
-        if header_value is not None and not check_header_value(issues, header_value, child(where, "value")):
-            header_value = None
-        if header_value is not None:
-            _check_placeholders(issues, header_value, child(where, "value"), declared)
-        if key is not None and header_value is not None:
-            headers.append((key, header_value))
+    headers = _parse_headers(issues, data.get("headers", MISSING), child(path, "headers"), declared)
     if len(issues) != before or address is None or query is None:
         return None
     return PrometheusMetricProvider(
-        address=address, query=query, timeout_seconds=30 if timeout is None else timeout, headers=tuple(headers)
+        address=address, query=query, timeout_seconds=30 if timeout is None else timeout, headers=headers
     )
 
 
-def _parse_provider(issues: Issues, value: Any, path: str, declared: set[str]) -> PrometheusMetricProvider | None:
+def _check_url(issues: Issues, url: str, path: str, declared: set[str]) -> None:
+    """``http(s)://`` written out, and no placeholder before the path: values substituted into
+    a URL are percent-encoded (``render_url``), which a host name or port cannot be."""
+    if not url.startswith(_SCHEMES):
+        issues.add(path, f"{show(url)} must start with http:// or https://")
+        return
+    rest = url.split("://", 1)[1]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if ANY_PLACEHOLDER.search(authority) or "{{" in authority:
+        issues.add(
+            path,
+            unsupported(
+                "a placeholder in the URL's host or port",
+                "write the host literally (placeholder values in a URL are percent-encoded)",
+            ),
+        )
+    _check_placeholders(issues, url, path, declared)
+
+
+def _json_strings(value: object) -> list[str]:
+    """Every string (keys too) of a decoded JSON document, to check its placeholders."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [text for item in value for text in _json_strings(item)]
+    if isinstance(value, dict):
+        return [text for k, v in value.items() for text in (k, *_json_strings(v))]
+    return []
+
+
+def _parse_json_body(issues: Issues, value: Any, path: str, declared: set[str]) -> str | None:
+    """``jsonBody`` as compact JSON text; YAML that JSON cannot hold (a date, a NaN) is refused."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        issues.add(path, "must be plain JSON data (a date or .nan has no JSON form: quote it)")
+        return None
+    if len(text.encode("utf-8")) > MAX_JSON_BODY_BYTES:
+        issues.add(path, f"is larger than {MAX_JSON_BODY_BYTES} bytes as JSON")
+        return None
+    for text_value in _json_strings(value):
+        _check_placeholders(issues, text_value, path, declared)
+    return text
+
+
+def _parse_web(issues: Issues, value: Any, path: str, declared: set[str]) -> WebMetricProvider | None:
+    """Argo's ``WebMetric`` (pkg/apis/rollouts/v1alpha1/analysis_types.go), measured by
+    ``kulta.adapters.web``; what Argo would refuse at every measurement is refused here."""
+    before = len(issues)
+    data = _WEB.read(issues, value, path)
+    if data is None:
+        return None
+    url = read_str(issues, data.get("url", MISSING), child(path, "url"), required=True)
+    if url is not None:
+        _check_url(issues, url, child(path, "url"), declared)
+    method = WebMethod.GET
+    method_text = read_str(issues, data.get("method", MISSING), child(path, "method"))
+    if method_text is not None:
+        try:
+            method = WebMethod(method_text)
+        except ValueError:
+            issues.add(child(path, "method"), f"{show(method_text)} must be GET, POST or PUT")
+    headers = _parse_headers(issues, data.get("headers", MISSING), child(path, "headers"), declared)
+    raw_body = data.get("body", MISSING)
+    body = None if raw_body == "" else read_str(issues, raw_body, child(path, "body"))
+    if body is not None:
+        _check_placeholders(issues, body, child(path, "body"), declared)
+    raw_json = data.get("jsonBody", MISSING)
+    json_body = (
+        None
+        if raw_json is MISSING or raw_json is None
+        else _parse_json_body(issues, raw_json, child(path, "jsonBody"), declared)
+    )
+    if body is not None and json_body is not None:
+        issues.add(path, "sets both body and jsonBody: keep one (Argo refuses both)")
+    elif (body is not None or json_body is not None) and method is WebMethod.GET:
+        issues.add(child(path, "method"), "a body needs method POST or PUT (Argo refuses a GET with a body)")
+    # WebMetric.TimeoutSeconds is an int64; NewWebMetricHttpClient waits 10s when it is 0
+    timeout = read_int(
+        issues,
+        data.get("timeoutSeconds", MISSING),
+        child(path, "timeoutSeconds"),
+        minimum=0,
+        largest=INT64_MAX,
+        largest_why="Argo holds it in 64 bits",
+    )
+    json_path = read_str(issues, data.get("jsonPath", MISSING), child(path, "jsonPath")) or DEFAULT_JSON_PATH
+    try:
+        parse_json_path(json_path)
+    except JsonPathError as err:
+        issues.add(child(path, "jsonPath"), f"{show(json_path)} {err}")
+    insecure = read_bool(issues, data.get("insecure", MISSING), child(path, "insecure"))
+    if insecure:
+        issues.warn(child(path, "insecure"), INSECURE_WARNING)
+    if len(issues) != before or url is None:
+        return None
+    return WebMetricProvider(
+        url=url,
+        method=method,
+        headers=headers,
+        body=body,
+        json_body=json_body,
+        timeout_seconds=timeout if timeout else 10,
+        json_path=json_path,
+        insecure=bool(insecure),
+    )
+
+
+def _parse_provider(issues: Issues, value: Any, path: str, declared: set[str]) -> MetricProviderSpec | None:
     data = _PROVIDER.read(issues, value, path)
     if data is None:
         if value is MISSING:
-            issues.add(path, "is required: add provider.prometheus with address and query")
+            issues.add(path, "is required: add provider.prometheus (address, query) or provider.web (url)")
         return None
-    if "prometheus" not in data:
+    kinds = [name for name in ("prometheus", "web") if name in data]
+    if not kinds:
         if not any(name in data for name in _OTHER_PROVIDERS):
-            issues.add(child(path, "prometheus"), "is required: KULTA queries Prometheus")
+            issues.add(path, "needs provider.prometheus or provider.web")
+        return None
+    if len(kinds) > 1:
+        issues.add(path, "sets both prometheus and web: a metric has one provider")
         return None
     if len(data) > 1:
         return None
+    if kinds[0] == "web":
+        return _parse_web(issues, data["web"], child(path, "web"), declared)
     return _parse_prometheus(issues, data["prometheus"], child(path, "prometheus"), declared)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from kulta.model.analysis import AnalysisTemplate, TemplateArg
+from kulta.model.analysis import AnalysisTemplate, TemplateArg, WebMethod
 from kulta.model.rollout import (
     AnalysisArg,
     AnalysisTemplateRef,
@@ -327,6 +327,12 @@ def template_with(metric: Doc | None = None, **spec: Any) -> Doc:
     return template_doc(metrics=[body], **spec)
 
 
+def web_with(**fields: Any) -> Doc:
+    """A template whose metric uses ``provider.web`` (with an ``svc`` argument to place)."""
+    provider = {"web": {"url": "http://scores.shop:8080/ok", **fields}}
+    return template_with({"provider": provider}, args=[{"name": "svc"}])
+
+
 TEMPLATE_FIELDS: list[tuple[str, Doc, Callable[[AnalysisTemplate], Any], Any]] = [
     (
         "spec.args",
@@ -408,6 +414,52 @@ TEMPLATE_FIELDS: list[tuple[str, Doc, Callable[[AnalysisTemplate], Any], Any]] =
         ),
         ("https://prom.example:9090", "sum(up)", 10, (("X-Scope-OrgID", "shop"),)),
     ),
+    (
+        "metrics.provider.web.url",
+        web_with(url="http://scores.shop:8080/api/v1/measurement?service={{args.svc}}"),
+        lambda t: t.metrics[0].provider.url,
+        "http://scores.shop:8080/api/v1/measurement?service={{args.svc}}",
+    ),
+    ("metrics.provider.web.method", web_with(method="PUT"), lambda t: t.metrics[0].provider.method, WebMethod.PUT),
+    (
+        "metrics.provider.web.headers",
+        web_with(headers=[{"key": "Authorization", "value": "Bearer {{args.svc}}"}]),
+        lambda t: t.metrics[0].provider.headers,
+        (("Authorization", "Bearer {{args.svc}}"),),
+    ),
+    (
+        "metrics.provider.web.body",
+        web_with(method="POST", body="service={{args.svc}}"),
+        lambda t: (t.metrics[0].provider.body, t.metrics[0].provider.json_body),
+        ("service={{args.svc}}", None),
+    ),
+    (
+        "metrics.provider.web.jsonBody",
+        web_with(method="POST", jsonBody={"key1": "value_1", "key2": {"nestedObj": "nested value", "n": 3}}),
+        lambda t: (t.metrics[0].provider.json_body, t.metrics[0].provider.body),
+        ('{"key1":"value_1","key2":{"nestedObj":"nested value","n":3}}', None),
+    ),
+    (
+        "metrics.provider.web.timeoutSeconds",
+        web_with(timeoutSeconds=20),
+        lambda t: t.metrics[0].provider.timeout_seconds,
+        20,
+    ),
+    ("metrics.provider.web.timeoutSeconds.default", web_with(), lambda t: t.metrics[0].provider.timeout_seconds, 10),
+    (
+        "metrics.provider.web.timeoutSeconds.zero",
+        web_with(timeoutSeconds=0),
+        lambda t: t.metrics[0].provider.timeout_seconds,
+        10,
+    ),
+    (
+        "metrics.provider.web.jsonPath",
+        web_with(jsonPath="{$.data.ok}"),
+        lambda t: t.metrics[0].provider.json_path,
+        "{$.data.ok}",
+    ),
+    ("metrics.provider.web.jsonPath.default", web_with(), lambda t: t.metrics[0].provider.json_path, "{$}"),
+    ("metrics.provider.web.insecure", web_with(insecure=True), lambda t: t.metrics[0].provider.insecure, True),
 ]
 
 
@@ -601,7 +653,6 @@ REFUSED: list[tuple[str, Doc, str, str]] = [
         (f"template.metrics.provider.{name}", provider(name), f"spec.metrics[0].provider.{name}", NOT_SUPPORTED)
         for name in (
             "kayenta",
-            "web",
             "datadog",
             "wavefront",
             "newRelic",
@@ -622,6 +673,12 @@ REFUSED: list[tuple[str, Doc, str, str]] = [
         )
         for key, value in (("authentication", {"sigv4": {}}), ("insecure", True), ("rangeQuery", {"step": "1m"}))
     ],
+    (
+        "template.metrics.provider.web.authentication",
+        web_with(authentication={"oauth2": {"tokenUrl": "https://idp/token"}}),
+        "spec.metrics[0].provider.web.authentication",
+        NOT_SUPPORTED,
+    ),
 ]
 
 

@@ -117,22 +117,24 @@ M0 = f"{FILE}#1 spec.metrics[0]"
     [
         ({"metrics": []}, f"{FILE}#1 spec.metrics: must list at least one metric"),
         (
-            {"metrics": [metric(provider={"web": {"url": "http://x"}})]},
-            f"{M0}.provider.web: the web metric provider is not supported by KULTA; KULTA queries Prometheus only: use "
-            "provider.prometheus",
+            {"metrics": [metric(provider={"web": {"url": "http://x", "method": "PATCH"}})]},
+            f'{M0}.provider.web.method: "PATCH" must be GET, POST or PUT',
         ),
         (
             {"metrics": [metric(provider={"datadog": {"query": "x"}})]},
-            f"{M0}.provider.datadog: the datadog metric provider is not supported by KULTA; KULTA queries Prometheus "
-            "only: use provider.prometheus",
+            f"{M0}.provider.datadog: the datadog metric provider is not supported by KULTA; KULTA runs "
+            "provider.prometheus and provider.web",
         ),
         (
             {"metrics": [metric(provider={"job": {"spec": {}}})]},
-            f"{M0}.provider.job: the job metric provider is not supported by KULTA; KULTA queries Prometheus only: use "
-            "provider.prometheus",
+            f"{M0}.provider.job: the job metric provider is not supported by KULTA; KULTA runs provider.prometheus "
+            "and provider.web",
         ),
-        ({"metrics": [metric(provider={})]}, f"{M0}.provider.prometheus: is required: KULTA queries Prometheus"),
-        ({"metrics": [{"name": "m"}]}, f"{M0}.provider: is required: add provider.prometheus with address and query"),
+        ({"metrics": [metric(provider={})]}, f"{M0}.provider: needs provider.prometheus or provider.web"),
+        (
+            {"metrics": [{"name": "m"}]},
+            f"{M0}.provider: is required: add provider.prometheus (address, query) or provider.web (url)",
+        ),
         (
             {"metrics": [metric(provider={"prometheus": {"query": "x"}})]},
             f"{M0}.provider.prometheus.address: is required",

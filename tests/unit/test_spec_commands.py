@@ -173,12 +173,12 @@ def test_errors_and_rollouts_of_sibling_files_are_not_reported(workdir: Path) ->
 def test_a_refused_template_in_a_sibling_file_is_still_named_as_the_blocker(workdir: Path) -> None:
     (workdir / "rollout.yaml").write_text(dump(with_steps(ANALYSIS_STEP)))
     bad = template_doc()
-    bad["spec"]["metrics"][0]["provider"] = {"web": {"url": "http://shop/health"}}
+    bad["spec"]["metrics"][0]["provider"] = {"web": {"url": "http://shop/health", "body": "x"}}
     (workdir / "templates.yaml").write_text(dump(bad))
     expected = (
         'rollout.yaml#1 spec.strategy.canary.steps[0].analysis: AnalysisTemplate "success-rate" (templates.yaml#1) '
-        "cannot be used: spec.metrics[0].provider.web: the web metric provider is not supported by KULTA; KULTA "
-        "queries Prometheus only: use provider.prometheus"
+        "cannot be used: spec.metrics[0].provider.web.method: a body needs method POST or PUT (Argo refuses a GET "
+        "with a body)"
     )
     code, text = run(validate_command, ["rollout.yaml"])
     assert (code, text.splitlines()[0]) == (1, expected)

@@ -8,7 +8,7 @@ from tests.unit.spec_helpers import FILE, error_lines, load, template_doc, with_
 
 JOB_REFUSED = (
     "spec.metrics[0].provider.job: the job metric provider is not supported by KULTA; "
-    "KULTA queries Prometheus only: use provider.prometheus"
+    "KULTA runs provider.prometheus and provider.web"
 )
 
 
