@@ -236,6 +236,9 @@ def _parse_mirror_route(issues: Issues, value: Any, path: str) -> SetMirrorRoute
         percentage = read_int(issues, data["percentage"], child(path, "percentage"), minimum=0, maximum=100)
     matches: list[MirrorMatch] = []
     items = read_list(issues, data.get("match", MISSING), child(path, "match"))
+    if items == []:
+        # Argo removes the route only for a nil match; an empty list is neither a removal nor a match
+        issues.add(child(path, "match"), "is empty: list at least one match, or leave match out to remove the route")
     for position, item in enumerate(items or ()):
         parsed = _parse_route_match(issues, item, index(child(path, "match"), position))
         if parsed is not None:

@@ -320,6 +320,10 @@ STEP0 = f"{CANARY}.steps[0]"
             f"{STEP0}.setMirrorRoute.match[0].path.exact: 'api' must start with '/' (Gateway API paths are absolute)",
         ),
         (
+            {"setMirrorRoute": {"name": "beta", "match": []}},
+            f"{STEP0}.setMirrorRoute.match: is empty: list at least one match, or leave match out to remove the route",
+        ),
+        (
             {"setMirrorRoute": {"name": "beta", "match": [{}]}},
             f"{STEP0}.setMirrorRoute.match[0]: is empty: give a method, path or headers (an empty match would "
             "mirror every request)",
