@@ -27,6 +27,7 @@ __all__ = ["main"]
 
 log = logging.getLogger(__name__)
 
+
 def default_concurrency() -> int:
     """One update in flight per CPU core: an update is CPU-bound (~0.6 CPU-s of engine and
     provider); on 2 cores, 2 workers gave 121 steps/min at 0.75 s a step, 4 gave 96 at 2.3 s."""

@@ -74,6 +74,7 @@ def preload() -> None:
 
 preload()
 
+
 def _base_labels(inputs: ProgramInputs) -> dict[str, str]:
     return {LABEL_MANAGED_BY: MANAGED_BY_VALUE, LABEL_ROLLOUT: inputs.rollout, **dict(inputs.labels)}
 
@@ -170,6 +171,7 @@ def _route_patch(
         stable_weight=route.stable_weight,
         canary_weight=route.canary_weight,
         header_rules=route.header_rules,
+        mirror_rules=route.mirror_rules,
         kind=route.kind,
     )
     labels = {LABEL_CANARY_IN_FLIGHT: "true"} if route.in_flight else {}

@@ -32,7 +32,7 @@ from kulta.core.plan import (
 )
 from kulta.core.revision import pod_template_hash, resolve_template
 from kulta.errors import SpecError
-from kulta.model.rollout import DEFAULT_NAMESPACE, OtherDocument, Rollout, Step, StepKind
+from kulta.model.rollout import DEFAULT_NAMESPACE, OtherDocument, Rollout, SetMirrorRoute, Step, StepKind
 from kulta.spec import LoadResult, load_paths
 from kulta.spec.escape import one_line
 from kulta.spec.fields import format_seconds
@@ -43,6 +43,8 @@ __all__ = ["format_duration", "load_with_references", "plan_command", "render_pl
 log = logging.getLogger(__name__)
 
 _HEADERS = ("step", "action", "canary%", "stable%", "stable pods", "canary pods", "header routes", "wait")
+#: the column a plan shows only when a step sets a mirror route (plans without one print as before)
+_MIRROR_HEADER = "mirror routes"
 
 
 def format_duration(seconds: int) -> str:
@@ -108,6 +110,7 @@ def _describe_action(step: Step) -> str:
         StepKind.ANALYSIS,
         StepKind.SET_CANARY_SCALE,
         StepKind.SET_HEADER_ROUTE,
+        StepKind.SET_MIRROR_ROUTE,
     ):
         if kind not in step.kinds:
             continue
@@ -128,6 +131,9 @@ def _describe_action(step: Step) -> str:
         elif kind is StepKind.SET_HEADER_ROUTE and step.set_header_route is not None:
             route = step.set_header_route
             parts.append(f"setHeaderRoute {route.name}" + (" (remove)" if route.removes else ""))
+        elif kind is StepKind.SET_MIRROR_ROUTE and step.set_mirror_route is not None:
+            mirror = step.set_mirror_route
+            parts.append(f"setMirrorRoute {mirror.name}" + (" (remove)" if mirror.removes else ""))
     return " + ".join(parts)
 
 
@@ -142,9 +148,9 @@ def _describe_wait(state: DesiredState) -> str:
     return "-"
 
 
-def _row(label: str, action: str, state: DesiredState) -> tuple[str, ...]:
+def _row(label: str, action: str, state: DesiredState, *, mirrors: bool = False) -> tuple[str, ...]:
     routes = ",".join(route.name for route in state.header_routes) or "-"
-    return (
+    row = (
         label,
         action,
         str(state.canary_weight),
@@ -154,6 +160,14 @@ def _row(label: str, action: str, state: DesiredState) -> tuple[str, ...]:
         routes,
         _describe_wait(state),
     )
+    if not mirrors:
+        return row
+    mirrored = ",".join(_describe_mirror(route) for route in state.mirror_routes) or "-"
+    return (*row[:-1], mirrored, row[-1])
+
+
+def _describe_mirror(route: SetMirrorRoute) -> str:
+    return route.name if route.percentage is None else f"{route.name}({route.percentage}%)"
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
@@ -192,10 +206,11 @@ def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[
     if strategy.analysis is not None:
         names = ",".join(ref.name for ref in strategy.analysis.templates)
         lines.append(f"  background analysis: {names} from step {strategy.analysis.starting_step}")
-    rows: list[tuple[str, ...]] = [_HEADERS]
+    mirrors = any(step.set_mirror_route is not None for step in strategy.steps)
+    rows: list[tuple[str, ...]] = [(*_HEADERS[:-1], _MIRROR_HEADER, _HEADERS[-1]) if mirrors else _HEADERS]
     plan = full_plan(spec)
     for step, state in zip(strategy.steps, plan, strict=False):
-        rows.append(_row(str(step.index), _describe_action(step), state))
+        rows.append(_row(str(step.index), _describe_action(step), state, mirrors=mirrors))
     more_moves = False
     if not strategy.steps and routing is None:
         # Argo's paced replacement: one ReplicaSet moves per update, within maxSurge/maxUnavailable;
@@ -213,9 +228,14 @@ def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[
             share = round(100 * canary / (stable + canary)) if stable + canary else 0
             state = DesiredState(0, share, stable, canary, (), Wait(WaitKind.NONE), PlanMode.PROGRESSING)
             rows.append(_row(f"move {move}", "rolling update", state))
-    rows.append(_row("end", "promote", plan[-1]))
-    rows.append(_row("abort", "abort (any step)", desired_state(spec, 0, PlanMode.ABORTED)))
+    rows.append(_row("end", "promote", plan[-1], mirrors=mirrors))
+    rows.append(_row("abort", "abort (any step)", desired_state(spec, 0, PlanMode.ABORTED), mirrors=mirrors))
     lines.extend("  " + line for line in _table(rows))
+    if mirrors:
+        lines.append(
+            "  note: a mirror route's requests keep the step's split and are copied to the canary Service "
+            "(Gateway API RequestMirror; the copies' responses are discarded)"
+        )
     if more_moves:
         lines.append(f"  note: more than {MAX_PLAN_MOVES} moves; the rest continue the same way until promotion")
     for index in weighted_steps_without_canary_pods(spec):

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from kulta.core.commands import ManualCommand
-from kulta.model.rollout import SetHeaderRoute
+from kulta.model.rollout import SetHeaderRoute, SetMirrorRoute
 from kulta.model.status import AnalysisRunStatus, Phase, RolloutStatus
 
 __all__ = ["AbortReason", "Decision", "Observation", "WaitOutcome", "WaitResult"]
@@ -81,3 +81,5 @@ class Decision:
     abort_reason: AbortReason | None = None
     command_applied: ManualCommand | None = None
     templates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: the step's active mirror routes (none when nothing is in flight)
+    mirror_routes: tuple[SetMirrorRoute, ...] = ()

@@ -23,6 +23,7 @@ from kulta.model.rollout import (
     RolloutSpec,
     SetCanaryScale,
     SetHeaderRoute,
+    SetMirrorRoute,
     Step,
 )
 
@@ -102,6 +103,8 @@ class DesiredState:
     header_routes: tuple[SetHeaderRoute, ...]
     wait: Wait
     mode: PlanMode
+    #: the mirror routes active at this step (``setMirrorRoute``), in managedRoutes order
+    mirror_routes: tuple[SetMirrorRoute, ...] = ()
 
     @property
     def stable_weight(self) -> int:
@@ -223,6 +226,11 @@ def _active_canary_scale(steps: tuple[Step, ...], upto: int) -> SetCanaryScale |
     return None
 
 
+def _managed_order(strategy: CanaryStrategy) -> dict[str, int]:
+    order = strategy.traffic_routing.managed_routes if strategy.traffic_routing else ()
+    return {name: position for position, name in enumerate(order)}
+
+
 def _header_routes(strategy: CanaryStrategy, upto: int) -> tuple[SetHeaderRoute, ...]:
     active: dict[str, SetHeaderRoute] = {}
     for step in strategy.steps[: upto + 1]:
@@ -233,8 +241,29 @@ def _header_routes(strategy: CanaryStrategy, upto: int) -> tuple[SetHeaderRoute,
             active.pop(route.name, None)
         else:
             active[route.name] = route
-    order = strategy.traffic_routing.managed_routes if strategy.traffic_routing else ()
-    rank = {name: position for position, name in enumerate(order)}
+    rank = _managed_order(strategy)
+    return tuple(sorted(active.values(), key=lambda route: (rank.get(route.name, len(rank)), route.name)))
+
+
+def _mirror_routes(strategy: CanaryStrategy, upto: int) -> tuple[SetMirrorRoute, ...]:
+    """The mirror routes set by steps 0..upto and not removed since (a later one replaces an earlier one).
+
+    As Argo's ``SetMirrorRoute`` handling: a step with ``match`` sets the named
+    route, one without removes it; all managed routes go at promotion and abort
+    (``reconcileTrafficRouting`` calls ``RemoveManagedRoutes`` once the rollout
+    ``IsFullyPromoted`` and when the canary has no available pods, as after an
+    abort), which ``desired_state`` expresses by returning none then.
+    """
+    active: dict[str, SetMirrorRoute] = {}
+    for step in strategy.steps[: upto + 1]:
+        route = step.set_mirror_route
+        if route is None:
+            continue
+        if route.removes:
+            active.pop(route.name, None)
+        else:
+            active[route.name] = route
+    rank = _managed_order(strategy)
     return tuple(sorted(active.values(), key=lambda route: (rank.get(route.name, len(rank)), route.name)))
 
 
@@ -435,6 +464,7 @@ def desired_state(spec: RolloutSpec, step_index: int, mode: PlanMode = PlanMode.
         header_routes=_header_routes(spec.strategy, step_index),
         wait=_wait(steps[step_index]),
         mode=PlanMode.PROGRESSING,
+        mirror_routes=_mirror_routes(spec.strategy, step_index),
     )
 
 

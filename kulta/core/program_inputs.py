@@ -3,8 +3,9 @@
 Everything the program declares is decided here: each ReplicaSet's size, role,
 pod metadata (Argo's ``canaryMetadata`` / ``stableMetadata``) and when it
 changes size inside the update (``ScaleOrder``); which revision each Service
-selects; each HTTPRoute's weights and header rules (only on routes that ask
-for them: ``useHeaderRoutes``). The reconciler, ``kulta preview`` and the CI
+selects; each HTTPRoute's weights, header rules and mirror rules (only on
+routes that ask for them: ``useHeaderRoutes``; mirror rules on HTTPRoutes
+only). The reconciler, ``kulta preview`` and the CI
 program (``__main__.py``) all call ``build_program_inputs``, so the three ways
 in declare the same resources.
 """
@@ -19,6 +20,8 @@ from kulta.core.names import replicaset_name, route_targets
 from kulta.core.routes import route_weights
 from kulta.model.program import (
     HeaderRule,
+    MirrorMatchInput,
+    MirrorRule,
     ProgramInputs,
     ReplicaSetInput,
     RevisionRole,
@@ -26,7 +29,7 @@ from kulta.model.program import (
     ScaleOrder,
     ServiceInput,
 )
-from kulta.model.rollout import OtherDocument, PodMetadata, Rollout, RouteKind, SetHeaderRoute
+from kulta.model.rollout import OtherDocument, PodMetadata, Rollout, RouteKind, SetHeaderRoute, SetMirrorRoute
 from kulta.model.status import RolloutStatus
 
 __all__ = ["LiveRules", "build_program_inputs", "canary_service_name", "stable_service_name"]
@@ -71,6 +74,25 @@ def _order(rollout: Rollout, revision: str, replicas: int, prev: RolloutStatus |
 def _header_rules(routes: Sequence[SetHeaderRoute]) -> tuple[HeaderRule, ...]:
     return tuple(
         HeaderRule(name=r.name, matches=tuple((m.name, m.value, m.match_type.value) for m in r.matches))
+        for r in routes
+        if r.matches
+    )
+
+
+def _mirror_rules(routes: Sequence[SetMirrorRoute]) -> tuple[MirrorRule, ...]:
+    return tuple(
+        MirrorRule(
+            name=r.name,
+            matches=tuple(
+                MirrorMatchInput(
+                    method=m.method,
+                    path=(m.path[0], m.path[1].value) if m.path else None,
+                    headers=tuple((h.name, h.value, h.match_type.value) for h in m.headers),
+                )
+                for m in r.matches
+            ),
+            percentage=r.percentage,
+        )
         for r in routes
         if r.matches
     )
@@ -137,6 +159,7 @@ def build_program_inputs(
     )
     in_flight = status.in_flight and not status.aborted
     header_rules = _header_rules(decision.header_routes) if in_flight else ()
+    mirror_rules = _mirror_rules(decision.mirror_routes) if in_flight else ()
     routing = rollout.spec.strategy.traffic_routing
     wants_headers = (
         {
@@ -166,6 +189,7 @@ def build_program_inputs(
                 in_flight=in_flight,
                 live_rules=tuple(dict(r) for r in live_rules.get((kind, ns, route), ())),
                 kind=kind,
+                mirror_rules=mirror_rules if kind is RouteKind.HTTP and (kind, ns, route) in wants_headers else (),
             )
         )
     return ProgramInputs(

@@ -142,6 +142,7 @@ def _finish(
         replicas=replicas,
         canary_weight=canary_weight,
         header_routes=desired.header_routes if desired else (),
+        mirror_routes=desired.mirror_routes if desired else (),
         wait_ready=wait_ready,
         canary_service_revision=canary_svc,
         apply=apply,

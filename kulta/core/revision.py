@@ -129,8 +129,13 @@ def strategy_hash(rollout: Rollout) -> str:
         # a rollout without GRPCRoutes hashes as it did before they were supported,
         # so upgrading KULTA does not restart canaries in flight
         del routing["grpc_routes"]
+    steps = _plain(strategy.steps)
+    for step in steps if isinstance(steps, list) else ():
+        if isinstance(step, dict) and step.get("set_mirror_route") is None:
+            # likewise a step without setMirrorRoute hashes as before it was supported
+            step.pop("set_mirror_route", None)
     parts = {
-        "steps": _plain(strategy.steps),
+        "steps": steps,
         "analysis": _plain(strategy.analysis),
         "trafficRouting": routing,
     }

@@ -15,6 +15,8 @@ from kulta.model.rollout import RouteKind
 
 __all__ = [
     "HeaderRule",
+    "MirrorMatchInput",
+    "MirrorRule",
     "ProgramInputs",
     "ReplicaSetInput",
     "RevisionRole",
@@ -56,6 +58,31 @@ class HeaderRule:
 
 
 @dataclass(frozen=True)
+class MirrorMatchInput:
+    """One match of a mirror rule: all given conditions (absent = any).
+
+    ``path`` is (value, match type); ``headers`` are (name, value, match type);
+    match types are ``exact``, ``prefix`` or ``regex``, as in ``HeaderRule``.
+    """
+
+    method: str | None
+    path: tuple[str, str] | None
+    headers: tuple[tuple[str, str, str], ...]
+
+
+@dataclass(frozen=True)
+class MirrorRule:
+    """Requests matching any of ``matches`` are mirrored to the canary (Argo's ``setMirrorRoute``).
+
+    ``percentage`` is Gateway API's ``requestMirror.percent`` (None: every matched request).
+    """
+
+    name: str
+    matches: tuple[MirrorMatchInput, ...]
+    percentage: int | None = None
+
+
+@dataclass(frozen=True)
 class ReplicaSetInput:
     revision: str
     template: Mapping[str, Any]
@@ -91,6 +118,7 @@ class RouteInput:
     #: re-sends it whole with only its weights and its own header rules changed)
     live_rules: tuple[Mapping[str, Any], ...] = ()
     kind: RouteKind = RouteKind.HTTP
+    mirror_rules: tuple[MirrorRule, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,9 @@ __all__ = [
     "RolloutSpec",
     "SetCanaryScale",
     "SetHeaderRoute",
+    "SetMirrorRoute",
+    "MirrorMatch",
+    "MIRROR_METHODS",
     "SourceRef",
     "Step",
     "StepKind",
@@ -53,6 +56,7 @@ class StepKind(enum.Enum):
     SET_CANARY_SCALE = "setCanaryScale"
     ANALYSIS = "analysis"
     SET_HEADER_ROUTE = "setHeaderRoute"
+    SET_MIRROR_ROUTE = "setMirrorRoute"
 
 
 #: a step has at most one of these (Argo's rule); the others may ride along.
@@ -173,6 +177,40 @@ class BackgroundAnalysis:
     starting_step: int = 0
 
 
+#: the HTTP methods a Gateway API ``HTTPRouteMatch.method`` accepts (its CRD enum)
+MIRROR_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+
+
+@dataclass(frozen=True)
+class MirrorMatch:
+    """One of Argo's ``RouteMatch`` entries: all given conditions must hold (absent = any).
+
+    ``method`` is exact (Gateway API matches methods only exactly); ``path`` and
+    ``headers`` carry Argo's ``StringMatch`` kind (exact, prefix or regex).
+    """
+
+    method: str | None = None
+    path: tuple[str, HeaderMatchType] | None = None
+    headers: tuple[HeaderMatch, ...] = ()
+
+
+@dataclass(frozen=True)
+class SetMirrorRoute:
+    """Mirror requests matching any of ``matches`` to the canary (Argo's ``SetMirrorRoute``).
+
+    ``percentage`` is the share of matched requests mirrored (None: all of them, as
+    Gateway API's ``requestMirror`` without ``percent``); no matches = remove the route.
+    """
+
+    name: str
+    matches: tuple[MirrorMatch, ...] = ()
+    percentage: int | None = None
+
+    @property
+    def removes(self) -> bool:
+        return not self.matches
+
+
 @dataclass(frozen=True)
 class Step:
     """One canary step. ``kinds`` lists every action in it (at most one primary kind)."""
@@ -184,11 +222,17 @@ class Step:
     analysis: AnalysisRef | None = None
     set_canary_scale: SetCanaryScale | None = None
     set_header_route: SetHeaderRoute | None = None
+    set_mirror_route: SetMirrorRoute | None = None
 
     @property
     def kind(self) -> StepKind:
         """The step's main action: setWeight/pause/analysis if present, else the other one."""
-        for candidate in (*PRIMARY_STEP_KINDS, StepKind.SET_CANARY_SCALE, StepKind.SET_HEADER_ROUTE):
+        for candidate in (
+            *PRIMARY_STEP_KINDS,
+            StepKind.SET_CANARY_SCALE,
+            StepKind.SET_HEADER_ROUTE,
+            StepKind.SET_MIRROR_ROUTE,
+        ):
             if candidate in self.kinds:
                 return candidate
         raise ValueError(f"step {self.index} has no kind")

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kulta.model.rollout import CanaryStrategy, PodMetadata, Step, TrafficRouting
+from kulta.model.rollout import CanaryStrategy, PodMetadata, RouteKind, Step, StepKind, TrafficRouting
 from kulta.spec.common import check_dns_label, unsupported
 from kulta.spec.fields import (
     INT32_MAX,
@@ -216,6 +216,10 @@ def parse_canary(issues: Issues, value: Any, path: str) -> CanaryStrategy | None
     )
 
 
+_HEADER_STEP = StepKind.SET_HEADER_ROUTE.value
+_MIRROR_STEP = StepKind.SET_MIRROR_ROUTE.value
+
+
 def _check_step_routing(
     issues: Issues,
     *,
@@ -225,8 +229,12 @@ def _check_step_routing(
     has_routing: bool,
     routing: TrafficRouting | None,
 ) -> None:
-    """setCanaryScale and setHeaderRoute only make sense with traffic routing."""
-    header_steps: list[tuple[str, Any]] = []
+    """setCanaryScale, setHeaderRoute and setMirrorRoute only make sense with traffic routing.
+
+    A header route and a mirror route are both KULTA rules named ``kulta-<name>``,
+    so one name may not serve both kinds.
+    """
+    route_steps: list[tuple[str, str, Any]] = []
     for position, item in enumerate(items):
         if not isinstance(item, Mapping):
             continue
@@ -237,32 +245,52 @@ def _check_step_routing(
                 "needs trafficRouting: without it the canary's share of pods is its traffic share "
                 "(Argo ignores this step silently): add trafficRouting or remove the step",
             )
-        if "setHeaderRoute" in item:
-            header_steps.append((child(where, "setHeaderRoute"), item["setHeaderRoute"]))
-    if not header_steps:
+        for key in (_HEADER_STEP, _MIRROR_STEP):
+            if key in item:
+                route_steps.append((key, child(where, key), item[key]))
+    if not route_steps:
         return
     if not has_routing:
-        for where, _ in header_steps:
+        for _, where, _ in route_steps:
             issues.add(where, "needs trafficRouting with managedRoutes: add them or remove the step")
         return
     routing_path = child(path, "trafficRouting")
     raw_routing = canary.get("trafficRouting")
+    kinds = sorted({key for key, _, _ in route_steps})
     if isinstance(raw_routing, Mapping) and "managedRoutes" not in raw_routing:
         issues.add(
             child(routing_path, "managedRoutes"),
-            "is required by setHeaderRoute steps: list each header route as {name: ROUTE}",
+            f"is required by {' and '.join(kinds)} steps: list each managed route as {{name: ROUTE}}",
         )
         return
     if routing is None:
         return
-    if not any(route.use_header_routes for _, route in routing.routes):
+    if _HEADER_STEP in kinds and not any(route.use_header_routes for _, route in routing.routes):
         issues.add(
             routing_path,
             "setHeaderRoute steps need a route with useHeaderRoutes: true (or the single httpRoute / grpcRoute form)",
         )
-    for where, raw in header_steps:
+    if _MIRROR_STEP in kinds and not any(
+        kind is RouteKind.HTTP and route.use_header_routes for kind, route in routing.routes
+    ):
+        issues.add(
+            routing_path,
+            "setMirrorRoute steps need an HTTPRoute with useHeaderRoutes: true (or the single httpRoute form); "
+            "KULTA mirrors on HTTPRoutes only",
+        )
+    names_by_kind: dict[str, set[str]] = {_HEADER_STEP: set(), _MIRROR_STEP: set()}
+    for key, where, raw in route_steps:
         name = raw.get("name") if isinstance(raw, Mapping) else None
-        if isinstance(name, str) and name and name not in routing.managed_routes:
+        if not isinstance(name, str) or not name:
+            continue
+        other = _MIRROR_STEP if key == _HEADER_STEP else _HEADER_STEP
+        if name in names_by_kind[other]:
+            issues.add(
+                child(where, "name"),
+                f'"{name}" already names a {other} route; both would be the rule kulta-{name}: use another name',
+            )
+        names_by_kind[key].add(name)
+        if name not in routing.managed_routes:
             issues.add(
                 child(where, "name"),
                 f'"{name}" is not listed in {routing_path}.managedRoutes: add {{name: {name}}} there',

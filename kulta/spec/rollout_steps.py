@@ -1,9 +1,16 @@
-"""One entry of ``spec.strategy.canary.steps``: setWeight, pause, analysis, setCanaryScale, setHeaderRoute.
+"""One entry of ``spec.strategy.canary.steps``: setWeight, pause, analysis, setCanaryScale,
+setHeaderRoute, setMirrorRoute.
 
 A step holds one primary action (setWeight, pause or analysis), as in Argo; the
-step kinds Argo has and KULTA does not (experiment, setMirrorRoute, plugin) are
-refused by name. Rules that tie a step to other canary fields (setCanaryScale and
-setHeaderRoute need trafficRouting) live in ``rollout_canary``.
+step kinds Argo has and KULTA does not (experiment, plugin) are refused by name.
+Rules that tie a step to other canary fields (setCanaryScale, setHeaderRoute and
+setMirrorRoute need trafficRouting) live in ``rollout_canary``.
+
+``setMirrorRoute`` is Argo's ``SetMirrorRoute`` (``name``, ``match`` — a list of
+``RouteMatch``: ``method``, ``path``, ``headers`` — and ``percentage``). Gateway API
+matches a method only exactly, from a fixed list, so a ``method`` with ``prefix``
+or ``regex`` is refused by name; a path or header ``prefix`` keeps Argo's string
+prefix meaning (a regular expression), as setHeaderRoute's prefix does.
 """
 
 from __future__ import annotations
@@ -11,12 +18,15 @@ from __future__ import annotations
 from typing import Any
 
 from kulta.model.rollout import (
+    MIRROR_METHODS,
     PRIMARY_STEP_KINDS,
     HeaderMatch,
     HeaderMatchType,
+    MirrorMatch,
     Pause,
     SetCanaryScale,
     SetHeaderRoute,
+    SetMirrorRoute,
     Step,
     StepKind,
 )
@@ -48,7 +58,6 @@ _STEP = Shape(
     STEP_KEYS,
     {
         "experiment": unsupported("the experiment step", "remove the step; use an analysis step to test the canary"),
-        "setMirrorRoute": unsupported("the setMirrorRoute step", "remove the step"),
         "plugin": unsupported("the plugin step", "remove the step"),
     },
 )
@@ -58,6 +67,10 @@ _CANARY_SCALE = Shape(_SCALE_CHOICES)
 _HEADER_ROUTE = Shape(("name", "match"))
 _HEADER_MATCH = Shape(("headerName", "headerValue"))
 _HEADER_VALUE = Shape(tuple(member.value for member in HeaderMatchType))
+_MIRROR_ROUTE = Shape(("name", "match", "percentage"))
+_ROUTE_MATCH = Shape(("method", "path", "headers"))
+#: Gateway API's HTTPPathMatch value limit (its CRD's maxLength)
+_MAX_PATH = 1024
 
 
 def _parse_pause(issues: Issues, value: Any, path: str) -> Pause | None:
@@ -113,6 +126,19 @@ def _parse_header_match(issues: Issues, value: Any, path: str) -> HeaderMatch | 
     if raw is MISSING or raw is None:
         issues.add(where, "is required: use {exact: V}, {prefix: V} or {regex: V}")
         return None
+    string_match = _parse_string_match(issues, raw, where)
+    if string_match is None:
+        return None
+    text, match_type = string_match
+    if not check_header_value(issues, text, child(where, match_type.value)):
+        return None
+    if name is None:
+        return None
+    return HeaderMatch(name=name, value=text, match_type=match_type)
+
+
+def _parse_string_match(issues: Issues, raw: Any, where: str) -> tuple[str, HeaderMatchType] | None:
+    """Argo's ``StringMatch``: exactly one of exact, prefix, regex (a regex must compile)."""
     matcher = _HEADER_VALUE.read(issues, raw, where)
     if matcher is None:
         return None
@@ -124,13 +150,102 @@ def _parse_header_match(issues: Issues, value: Any, path: str) -> HeaderMatch | 
     match_type = present[0]
     value_path = child(where, match_type.value)
     text = read_str(issues, matcher[match_type.value], value_path, required=True)
-    if text is None or not check_header_value(issues, text, value_path):
+    if text is None:
         return None
     if match_type is HeaderMatchType.REGEX and compile_regex(issues, text, value_path) is None:
         return None
-    if name is None:
+    return text, match_type
+
+
+def _parse_method(issues: Issues, raw: Any, where: str) -> str | None:
+    parsed = _parse_string_match(issues, raw, where)
+    if parsed is None:
         return None
-    return HeaderMatch(name=name, value=text, match_type=match_type)
+    text, match_type = parsed
+    if match_type is not HeaderMatchType.EXACT:
+        issues.add(
+            child(where, match_type.value),
+            f"is not supported: Gateway API matches a method only exactly; use {{exact: {', '.join(MIRROR_METHODS)}}}",
+        )
+        return None
+    if text not in MIRROR_METHODS:
+        issues.add(
+            child(where, "exact"), f"{text!r} is not a Gateway API method: use one of {', '.join(MIRROR_METHODS)}"
+        )
+        return None
+    return text
+
+
+def _parse_path(issues: Issues, raw: Any, where: str) -> tuple[str, HeaderMatchType] | None:
+    parsed = _parse_string_match(issues, raw, where)
+    if parsed is None:
+        return None
+    text, match_type = parsed
+    value_path = child(where, match_type.value)
+    if match_type is not HeaderMatchType.REGEX and not text.startswith("/"):
+        issues.add(value_path, f"{text!r} must start with '/' (Gateway API paths are absolute)")
+        return None
+    if len(text) > _MAX_PATH:
+        issues.add(value_path, f"is {len(text)} characters; Gateway API takes at most {_MAX_PATH}")
+        return None
+    return parsed
+
+
+def _parse_route_match(issues: Issues, value: Any, path: str) -> MirrorMatch | None:
+    data = _ROUTE_MATCH.read(issues, value, path)
+    if data is None:
+        return None
+    before = len(issues)
+    method = None
+    if data.get("method") is not None:
+        method = _parse_method(issues, data["method"], child(path, "method"))
+    route_path = None
+    if data.get("path") is not None:
+        route_path = _parse_path(issues, data["path"], child(path, "path"))
+    headers: list[HeaderMatch] = []
+    raw_headers = data.get("headers")
+    if raw_headers is not None:
+        headers_path = child(path, "headers")
+        if not isinstance(raw_headers, dict):
+            issues.add(headers_path, "must be a map of header name to {exact|prefix|regex: VALUE}")
+        else:
+            for name, raw in raw_headers.items():
+                where = child(headers_path, str(name))
+                if not isinstance(name, str) or not check_header_name(issues, name, where):
+                    continue
+                parsed = _parse_string_match(issues, raw, where)
+                if parsed is None or not check_header_value(issues, parsed[0], child(where, parsed[1].value)):
+                    continue
+                headers.append(HeaderMatch(name=name, value=parsed[0], match_type=parsed[1]))
+    if len(issues) != before:
+        return None
+    if method is None and route_path is None and not headers:
+        issues.add(path, "is empty: give a method, path or headers (an empty match would mirror every request)")
+        return None
+    return MirrorMatch(method=method, path=route_path, headers=tuple(headers))
+
+
+def _parse_mirror_route(issues: Issues, value: Any, path: str) -> SetMirrorRoute | None:
+    data = _MIRROR_ROUTE.read(issues, value, path)
+    if data is None:
+        return None
+    before = len(issues)
+    name = read_str(issues, data.get("name", MISSING), child(path, "name"), required=True)
+    percentage = None
+    if data.get("percentage") is not None:
+        percentage = read_int(issues, data["percentage"], child(path, "percentage"), minimum=0, maximum=100)
+    matches: list[MirrorMatch] = []
+    items = read_list(issues, data.get("match", MISSING), child(path, "match"))
+    if items == []:
+        # Argo removes the route only for a nil match; an empty list is neither a removal nor a match
+        issues.add(child(path, "match"), "is empty: list at least one match, or leave match out to remove the route")
+    for position, item in enumerate(items or ()):
+        parsed = _parse_route_match(issues, item, index(child(path, "match"), position))
+        if parsed is not None:
+            matches.append(parsed)
+    if len(issues) != before or name is None:
+        return None
+    return SetMirrorRoute(name=name, matches=tuple(matches), percentage=percentage)
 
 
 def _parse_header_route(issues: Issues, value: Any, path: str) -> SetHeaderRoute | None:
@@ -188,6 +303,11 @@ def parse_step(issues: Issues, value: Any, path: str, position: int) -> Step | N
         if StepKind.SET_HEADER_ROUTE in kinds
         else None
     )
+    mirror = (
+        _parse_mirror_route(issues, data["setMirrorRoute"], child(path, "setMirrorRoute"))
+        if StepKind.SET_MIRROR_ROUTE in kinds
+        else None
+    )
     if len(issues) != before or not kinds:
         return None
     return Step(
@@ -198,4 +318,5 @@ def parse_step(issues: Issues, value: Any, path: str, position: int) -> Step | N
         analysis=analysis,
         set_canary_scale=scale,
         set_header_route=header,
+        set_mirror_route=mirror,
     )

@@ -27,6 +27,7 @@ from kulta.model.rollout import (
     HeaderMatch,
     HeaderMatchType,
     HTTPRouteRef,
+    MirrorMatch,
     Pause,
     PodMetadata,
     PodTemplateHashValue,
@@ -85,6 +86,13 @@ def step0(rollout: Rollout) -> Any:
 
 HEADER_STEP = {"setHeaderRoute": {"name": "beta", "match": [{"headerName": "X-Beta", "headerValue": {"exact": "1"}}]}}
 MANAGED = {"managedRoutes": [{"name": "beta"}], "plugins": {PLUGIN: {"httpRoute": "web"}}}
+MIRROR_STEP = {
+    "setMirrorRoute": {
+        "name": "beta",
+        "percentage": 35,
+        "match": [{"method": {"exact": "GET"}, "path": {"prefix": "/api"}, "headers": {"X-Beta": {"exact": "1"}}}],
+    }
+}
 
 ROLLOUT_FIELDS: list[tuple[str, list[Doc], Callable[[Rollout], Any], Any]] = [
     ("spec.replicas", [rollout_with({"replicas": 7})], lambda r: r.spec.replicas, 7),
@@ -256,6 +264,26 @@ ROLLOUT_FIELDS: list[tuple[str, list[Doc], Callable[[Rollout], Any], Any]] = [
         [rollout_with(steps=[HEADER_STEP], trafficRouting=MANAGED)],
         lambda r: (step0(r).set_header_route.name, step0(r).set_header_route.matches),
         ("beta", (HeaderMatch("X-Beta", "1", HeaderMatchType.EXACT),)),
+    ),
+    (
+        "canary.steps.setMirrorRoute",
+        [rollout_with(steps=[MIRROR_STEP], trafficRouting=MANAGED)],
+        lambda r: (
+            step0(r).set_mirror_route.name,
+            step0(r).set_mirror_route.percentage,
+            step0(r).set_mirror_route.matches,
+        ),
+        (
+            "beta",
+            35,
+            (
+                MirrorMatch(
+                    method="GET",
+                    path=("/api", HeaderMatchType.PREFIX),
+                    headers=(HeaderMatch("X-Beta", "1", HeaderMatchType.EXACT),),
+                ),
+            ),
+        ),
     ),
     (
         "trafficRouting.managedRoutes",
@@ -557,7 +585,38 @@ REFUSED: list[tuple[str, Doc, str, str]] = [
         NEEDS_ROUTING,
     ),
     ("canary.steps.experiment", step(experiment={}), f"{CANARY}.steps[0].experiment", NOT_SUPPORTED),
-    ("canary.steps.setMirrorRoute", step(setMirrorRoute={}), f"{CANARY}.steps[0].setMirrorRoute", NOT_SUPPORTED),
+    (
+        "canary.steps.setMirrorRoute.match.method.regex",
+        rollout_with(
+            steps=[{"setMirrorRoute": {"name": "beta", "match": [{"method": {"regex": "G.*"}}]}}],
+            trafficRouting=MANAGED,
+        ),
+        f"{CANARY}.steps[0].setMirrorRoute.match[0].method.regex",
+        "Gateway API matches a method only exactly",
+    ),
+    (
+        "canary.steps.setMirrorRoute.match.method.prefix",
+        rollout_with(
+            steps=[{"setMirrorRoute": {"name": "beta", "match": [{"method": {"prefix": "P"}}]}}], trafficRouting=MANAGED
+        ),
+        f"{CANARY}.steps[0].setMirrorRoute.match[0].method.prefix",
+        "Gateway API matches a method only exactly",
+    ),
+    (
+        "canary.steps.setMirrorRoute-on-grpcRoute-only",
+        rollout_with(
+            steps=[MIRROR_STEP],
+            trafficRouting={"managedRoutes": [{"name": "beta"}], "plugins": {PLUGIN: {"grpcRoute": "web"}}},
+        ),
+        f"{CANARY}.trafficRouting",
+        "KULTA mirrors on HTTPRoutes only",
+    ),
+    (
+        "canary.steps.setMirrorRoute-without-trafficRouting",
+        without_routing(steps=[MIRROR_STEP]),
+        f"{CANARY}.steps[0].setMirrorRoute",
+        NEEDS_ROUTING,
+    ),
     ("canary.steps.plugin", step(plugin={}), f"{CANARY}.steps[0].plugin", NOT_SUPPORTED),
     (
         "canary.steps.analysis.dryRun",

@@ -354,7 +354,6 @@ def test_a_huge_or_secret_error_text_never_reaches_the_status_whole():
     assert "s3cr3t-token" not in held.message and "more characters)" in held.message
 
 
-
 def walk_rolling(rollout: Rollout) -> list[tuple[int, int]]:
     """Every update of a v2 rollout without steps: (old pods, new pods), until Healthy."""
     st = at_stable_v1(rollout)
@@ -378,7 +377,6 @@ def test_no_steps_without_routing_paced_by_max_unavailable():
     # maxSurge 0, maxUnavailable 1: never more than 4 pods, never fewer than 3 available
     rollout = make((), routing=None, max_surge=0, max_unavailable=1)
     assert walk_rolling(rollout) == [(3, 0), (3, 1), (2, 1), (2, 2), (1, 2), (1, 3), (0, 3), (0, 4), (0, 4)]
-
 
 
 def test_match_expressions_are_kept_in_every_replica_set_selector():

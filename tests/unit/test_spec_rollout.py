@@ -14,10 +14,12 @@ from kulta.model.rollout import (
     HeaderMatch,
     HeaderMatchType,
     HTTPRouteRef,
+    MirrorMatch,
     Pause,
     PodTemplateHashValue,
     SetCanaryScale,
     SetHeaderRoute,
+    SetMirrorRoute,
     StepKind,
     TrafficRouting,
 )
@@ -130,6 +132,42 @@ def test_set_header_route_without_match_removes_the_route() -> None:
     assert parsed.set_header_route.removes
 
 
+def test_set_mirror_route_parses_argos_route_match() -> None:
+    # the Gateway API plugin's TestConvertRouteMatchesToHTTPRouteMatches example: POST, path prefix /api, X-Test
+    step = {
+        "setWeight": 10,
+        "setMirrorRoute": {
+            "name": "beta",
+            "percentage": 50,
+            "match": [
+                {"method": {"exact": "POST"}, "path": {"prefix": "/api"}, "headers": {"X-Test": {"exact": "true"}}},
+                {"path": {"regex": "^/v[0-9]+/"}},
+            ],
+        },
+    }
+    parsed = only_step(step, trafficRouting=ROUTING_HEADERS)
+    assert parsed.kind is StepKind.SET_WEIGHT
+    assert parsed.kinds == {StepKind.SET_WEIGHT, StepKind.SET_MIRROR_ROUTE}
+    assert parsed.set_mirror_route == SetMirrorRoute(
+        "beta",
+        (
+            MirrorMatch(
+                "POST", ("/api", HeaderMatchType.PREFIX), (HeaderMatch("X-Test", "true", HeaderMatchType.EXACT),)
+            ),
+            MirrorMatch(None, ("^/v[0-9]+/", HeaderMatchType.REGEX), ()),
+        ),
+        50,
+    )
+    assert not parsed.set_mirror_route.removes
+
+
+def test_set_mirror_route_with_only_a_name_removes_the_route() -> None:
+    parsed = only_step({"setMirrorRoute": {"name": "beta"}}, trafficRouting=ROUTING_HEADERS)
+    assert parsed.kind is StepKind.SET_MIRROR_ROUTE
+    assert parsed.set_mirror_route == SetMirrorRoute("beta", (), None)
+    assert parsed.set_mirror_route.removes
+
+
 def test_secondary_kinds_share_a_step_with_a_primary_one() -> None:
     step = {"setWeight": 20, "setCanaryScale": {"replicas": 1}, "setHeaderRoute": {"name": "beta"}}
     parsed = only_step(step, trafficRouting=ROUTING_HEADERS)
@@ -238,7 +276,11 @@ STEP0 = f"{CANARY}.steps[0]"
         ({"setWeight": -1}, f"{STEP0}.setWeight: -1 is outside 0..100"),
         ({"setWeight": "20"}, f'{STEP0}.setWeight: must be a whole number, got "20"'),
         ({"setWieght": 20}, f"{STEP0}.setWieght: unknown field; did you mean setWeight?"),
-        ({}, f"{STEP0}: is empty; a step needs one of setWeight, pause, setCanaryScale, analysis, setHeaderRoute"),
+        (
+            {},
+            f"{STEP0}: is empty; a step needs one of setWeight, pause, setCanaryScale, analysis, setHeaderRoute, "
+            "setMirrorRoute",
+        ),
         (
             {"setWeight": 10, "pause": {}},
             f"{STEP0}: has setWeight and pause; a step may have only one of setWeight, pause, analysis: "
@@ -269,8 +311,30 @@ STEP0 = f"{CANARY}.steps[0]"
             "step to test the canary",
         ),
         (
-            {"setMirrorRoute": {"name": "m"}},
-            f"{STEP0}.setMirrorRoute: the setMirrorRoute step is not supported by KULTA; remove the step",
+            {"setMirrorRoute": {"name": "beta", "match": [{"method": {"exact": "FETCH"}}]}},
+            f"{STEP0}.setMirrorRoute.match[0].method.exact: 'FETCH' is not a Gateway API method: use one of GET, "
+            "HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH",
+        ),
+        (
+            {"setMirrorRoute": {"name": "beta", "match": [{"path": {"exact": "api"}}]}},
+            f"{STEP0}.setMirrorRoute.match[0].path.exact: 'api' must start with '/' (Gateway API paths are absolute)",
+        ),
+        (
+            {"setMirrorRoute": {"name": "beta", "match": []}},
+            f"{STEP0}.setMirrorRoute.match: is empty: list at least one match, or leave match out to remove the route",
+        ),
+        (
+            {"setMirrorRoute": {"name": "beta", "match": [{}]}},
+            f"{STEP0}.setMirrorRoute.match[0]: is empty: give a method, path or headers (an empty match would "
+            "mirror every request)",
+        ),
+        (
+            {"setMirrorRoute": {"name": "beta", "percentage": 101, "match": [{"method": {"exact": "GET"}}]}},
+            f"{STEP0}.setMirrorRoute.percentage: 101 is outside 0..100",
+        ),
+        (
+            {"setMirrorRoute": {"name": "beta", "match": [{"method": {"exact": "GET"}, "host": "a"}]}},
+            f"{STEP0}.setMirrorRoute.match[0].host: unknown field; the fields here are: headers, method, path",
         ),
         (
             {"setCanaryScale": {"replicas": 1, "weight": 5}},
@@ -501,8 +565,19 @@ def test_step_errors(step: dict[str, Any], expected: str) -> None:
             f'{CANARY}.trafficRouting.managedRoutes[1].name: route "x" is listed twice; keep one',
         ),
         (
+            {
+                "steps": [
+                    {"setHeaderRoute": {"name": "beta", "match": [{"headerName": "X", "headerValue": {"exact": "1"}}]}},
+                    {"setMirrorRoute": {"name": "beta", "match": [{"method": {"exact": "GET"}}]}},
+                ],
+                "trafficRouting": {"managedRoutes": [{"name": "beta"}], "gatewayAPI": {"httpRoute": "a"}},
+            },
+            f'{CANARY}.steps[1].setMirrorRoute.name: "beta" already names a setHeaderRoute route; both would be the '
+            "rule kulta-beta: use another name",
+        ),
+        (
             {"steps": [{"setHeaderRoute": {"name": "beta"}}], "trafficRouting": {"gatewayAPI": {"httpRoute": "a"}}},
-            f"{CANARY}.trafficRouting.managedRoutes: is required by setHeaderRoute steps: list each header route as "
+            f"{CANARY}.trafficRouting.managedRoutes: is required by setHeaderRoute steps: list each managed route as "
             "{name: ROUTE}",
         ),
         (
