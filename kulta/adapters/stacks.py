@@ -406,13 +406,19 @@ class StackManager:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process. A zombie (killed, not yet reaped: where
+    PID 1 is no real init, that can last) holds no lock, so it counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def _lookup(data: Any, path: str) -> Any:

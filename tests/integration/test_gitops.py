@@ -263,7 +263,7 @@ def test_kill_9_during_an_update_resumes_the_same_step(cluster, repo, tmp_path):
     resumed = kulta(cluster, state, *args)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     st = status_of(stacks, ns)
-    assert st.phase is Phase.HEALTHY, st
+    assert st.phase is Phase.HEALTHY, (st.current_step_index, st.message, resumed.stdout, resumed.stderr[-3000:])
     succeeded = [h for h in stacks.history(stack_name_for("e2e", ns, "shop")) if h.result == "succeeded"]
     steps = [h.message.split("step=")[1].split("/")[0] for h in sorted(succeeded, key=lambda h: h.version)]
     progressing = [

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from kulta.adapters.stacks import StackManager, StackSettings
@@ -73,3 +74,20 @@ def test_a_dead_lock_goes_with_its_attrs_file_and_orphaned_attrs_are_removed(tmp
     assert m.recover_dead_lock("dev.shop.web") is True
     assert not os.path.exists(path) and not os.path.exists(attrs) and not orphan.exists()
     assert os.path.exists(live) and os.path.exists(live + ".attrs")
+
+
+def test_the_lock_of_a_killed_process_not_yet_reaped_is_removed(tmp_path):
+    # a zombie: the child has exited, but nobody has reaped it (as under a PID 1 that does not)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        state = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == "Z":
+            break
+        time.sleep(0.05)
+    assert state == "Z"
+    m = manager(tmp_path)
+    path = write_lock(m, "dev.shop.web", child.pid, socket.gethostname())
+    assert m.recover_dead_lock("dev.shop.web") is True
+    assert not os.path.exists(path)
+    child.wait()
