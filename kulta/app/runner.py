@@ -16,7 +16,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +27,7 @@ from kulta.adapters.git_source import GitSnapshot, GitSource, GitSourceConfig, n
 from kulta.adapters.health_file import write_health
 from kulta.adapters.kube import KubeReader
 from kulta.adapters.metric_providers import ProviderDispatcher
-from kulta.adapters.metrics import ReconcilerMetrics
+from kulta.adapters.metrics import ReconcileResult, ReconcilerMetrics
 from kulta.adapters.outbox import Deliverer, Outbox
 from kulta.adapters.sinks import FileSink, HttpSink, SinkConfig, SinkMode
 from kulta.adapters.stacks import StackManager, build_stack_manager, stack_name_for
@@ -163,19 +163,34 @@ def _one_pass(
     _orphans(stacks, options, loaded, out)
     _report(report, out)
     present = {stack_name_for(options.environment, r.namespace, r.name) for r in loaded.rollouts}
+    _publish(reconciler, metrics, options, present, report.outcomes)
+    if outbox is not None:
+        metrics.set_events_pending(outbox.count())
+    return report
+
+
+def _publish(
+    reconciler: Reconciler,
+    metrics: ReconcilerMetrics,
+    options: RunOptions,
+    present: set[str],
+    outcomes: Iterable[RolloutOutcome],
+) -> None:
+    """After a pass or a Git sync: health.json, failing rollouts, phases and the pass result."""
     reconciler.health.forget(present)
     failing = reconciler.health.snapshot()
     write_health(options.state_dir, {k: f.to_json() for k, f in failing.items()})
     metrics.set_rollouts_failing(len(failing))
     phases: dict[str, int] = {}
-    for o in report.outcomes:
+    failed = False
+    for o in outcomes:
+        if o.key not in present:
+            continue
+        failed = failed or o.failed
         if o.phase is not None:
             phases[o.phase.value] = phases.get(o.phase.value, 0) + 1
     metrics.set_rollout_phases(phases)
-    if outbox is not None:
-        metrics.set_events_pending(outbox.count())
-    metrics.count_reconcile("failed" if report.failed else "succeeded")
-    return report
+    metrics.count_reconcile(ReconcileResult.PARTIAL if failed or failing else ReconcileResult.SUCCESS)
 
 
 #: a rollout's turn ends after this many updates; it is due again at once, behind every
@@ -286,20 +301,11 @@ def _serve(
                     except Exception:
                         log.exception("loading commit %s failed (a bug: please report it)", snapshot.commit[:12])
                     queue.forget(set(by_key))
-                    reconciler.health.forget(set(by_key))
+                    _publish(reconciler, metrics, options, set(by_key), outcomes.values())
                     for key in by_key:
                         # at least once per interval; a failing rollout keeps its backoff
                         failure = reconciler.health.get(key)
                         queue.schedule(key, max(now, failure.next_retry) if failure else now)
-                    failing = reconciler.health.snapshot()
-                    write_health(options.state_dir, {k: f.to_json() for k, f in failing.items()})
-                    metrics.set_rollouts_failing(len(failing))
-                    phases: dict[str, int] = {}
-                    for o in outcomes.values():
-                        if o.phase is not None and o.key in by_key:
-                            phases[o.phase.value] = phases.get(o.phase.value, 0) + 1
-                    metrics.set_rollout_phases(phases)
-                    metrics.count_reconcile("succeeded")
             for key, future in list(running.items()):
                 if not future.done():
                     continue

@@ -48,8 +48,6 @@ class WaitOutcome(enum.Enum):
 
     DONE = "done"
     WAITING = "waiting"
-    #: the step's analysis failed or errored: the canary must abort
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)

@@ -537,11 +537,11 @@ def _manual_abort(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> 
     return _abort(ctx, prev, AbortReason.MANUAL, "aborted by a person (kulta abort)", cmd)
 
 
-def _failed_run(ctx: _Ctx, prev: RolloutStatus) -> AnalysisRunStatus | None:
+def _failed_run(rollout: Rollout, revision: str, prev: RolloutStatus) -> AnalysisRunStatus | None:
     """The background run, or the current step's inline run, that failed or errored."""
-    names = {background_run_name(ctx.rollout.name, ctx.revision)}
+    names = {background_run_name(rollout.name, revision)}
     if not prev.restart_reason:
-        names.add(inline_run_name(ctx.rollout.name, ctx.revision, prev.current_step_index))
+        names.add(inline_run_name(rollout.name, revision, prev.current_step_index))
     for run in prev.analysis_runs:
         if run.name in names and run.phase in _FAILED_ANALYSIS:
             return run
@@ -549,7 +549,7 @@ def _failed_run(ctx: _Ctx, prev: RolloutStatus) -> AnalysisRunStatus | None:
 
 
 def _analysis_failed(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
-    run = _failed_run(ctx, prev)
+    run = _failed_run(ctx.rollout, ctx.revision, prev)
     if run is None:  # classify only picks this situation with a failed run
         raise ValueError("no failed analysis run")
     where = "background analysis" if run.step_index is None else f"analysis at step {run.step_index}"
@@ -659,9 +659,8 @@ def _stepping(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Deci
     if spec.paused:
         return _hold(ctx, prev, f"spec.paused is true: holding at step {index}", phase=Phase.PAUSED)
 
+    # a failed inline run never gets here: classify picks ANALYSIS_FAILED first
     wait = _wait_result(ctx, prev, desired_state(spec, index), cmd)
-    if wait.outcome is WaitOutcome.FAILED:
-        return _analysis_failed(ctx, prev, cmd)
     if wait.outcome is WaitOutcome.WAITING:
         return _hold(ctx, prev, wait.note, phase=wait.phase, next_due=wait.due, apply=ctx.obs.drift)
     used = cmd if (cmd and cmd.kind is CommandKind.PROMOTE) else None
@@ -765,11 +764,6 @@ def _wait_result(ctx: _Ctx, prev: RolloutStatus, desired: DesiredState, cmd: Man
     step = desired.step_index
     if kind is WaitKind.NONE:
         return WaitResult(WaitOutcome.DONE, Phase.PROGRESSING, None, "applied")
-    if kind is WaitKind.ANALYSIS:
-        run = _inline_run(prev, ctx.rollout, ctx.revision, step)
-        if run is not None and run.phase in _FAILED_ANALYSIS:
-            # a failed analysis is never promoted past, not even by a person
-            return WaitResult(WaitOutcome.FAILED, Phase.DEGRADED, None, f"step {step}: analysis {run.phase.value}")
     if promote:
         return WaitResult(WaitOutcome.DONE, Phase.PROGRESSING, None, "promoted by a person")
     if kind is WaitKind.PAUSE_UNTIL_PROMOTED:
@@ -810,21 +804,12 @@ def classify(
         return Situation.ABORTED
     if command is not None and command.kind is CommandKind.ABORT:
         return Situation.MANUAL_ABORT
-    ctx_runs = {r.name: r for r in prev.analysis_runs}
-    failed = [
-        name
-        for name in (
-            background_run_name(rollout.name, revision),
-            "" if prev.restart_reason else inline_run_name(rollout.name, revision, prev.current_step_index),
-        )
-        if name in ctx_runs and ctx_runs[name].phase in _FAILED_ANALYSIS
-    ]
-    if failed:
-        # before any Git edit is looked at: a failed analysis always aborts
+    if _failed_run(rollout, revision, prev) is not None:
+        # before any Git edit is looked at, and before any person's promote: it always aborts
         return Situation.ANALYSIS_FAILED
     if prev.strategy_hash and prev.strategy_hash != strategy_hash(rollout):
         if not prev.restart_reason:
-            current = ctx_runs.get(inline_run_name(rollout.name, revision, prev.current_step_index))
+            current = _inline_run(prev, rollout, revision, prev.current_step_index)
             if current is not None and not current.phase.completed:
                 return Situation.STRATEGY_CHANGED_ANALYSIS_RUNNING
         return Situation.STRATEGY_CHANGED
