@@ -149,6 +149,8 @@ class Reconciler:
         self.on_update = on_update or (lambda _status: None)
         self.metrics = metrics
         self.health = HealthBook()
+        #: per stack, the state whose pod metadata this process last synced
+        self._metadata_synced: dict[str, tuple[object, ...]] = {}
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -299,7 +301,7 @@ class Reconciler:
             if not decision.apply:
                 break  # an outputs-only update (e.g. new measurements): nothing more to do now
         if status is not None:
-            self._sync_pod_metadata(rollout, status)
+            self._sync_pod_metadata(rollout, name, status)
         next_due = self.clock() if more else self._next_due(rollout, loaded, status, decision)
         return RolloutOutcome(
             key=name,
@@ -479,10 +481,23 @@ class Reconciler:
             runs.append(replace(run, ref=ref))
         return tuple(r for r in runs if existing.get(r.name) != r)
 
-    def _sync_pod_metadata(self, rollout: Rollout, status: RolloutStatus) -> None:
-        """Argo's ephemeral metadata on live pods: new pods get it from the ReplicaSet template."""
+    def _sync_pod_metadata(self, rollout: Rollout, name: str, status: RolloutStatus) -> None:
+        """Argo's ephemeral metadata on live pods: new pods get it from the ReplicaSet template.
+
+        Done once per (revisions, replicas, metadata) this process has not synced yet: a
+        turn with nothing new lists no pods (a restarted process syncs once again).
+        """
         strategy = rollout.spec.strategy
         if strategy.canary_metadata == PodMetadata() and strategy.stable_metadata == PodMetadata():
+            return
+        key = (
+            status.stable_revision,
+            status.canary_revision,
+            tuple(sorted(status.replicas.items())),
+            repr(strategy.canary_metadata),
+            repr(strategy.stable_metadata),
+        )
+        if self._metadata_synced.get(name) == key:
             return
         every = PodMetadata(
             labels={**strategy.canary_metadata.labels, **strategy.stable_metadata.labels},
@@ -496,6 +511,7 @@ class Reconciler:
                 continue
             selector = {**dict(rollout.spec.selector.get("matchLabels", {}) or {}), LABEL_POD_TEMPLATE_HASH: revision}
             self.kube.sync_pod_metadata(rollout.namespace, selector, wanted, every)
+        self._metadata_synced[name] = key
 
     def _drifted(self, rollout: Rollout, status: RolloutStatus | None) -> bool:
         if status is None or not status.replicas:
