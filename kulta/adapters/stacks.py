@@ -106,9 +106,7 @@ class StackSettings:
             return self.backend_url
         if os.environ.get(ENV_BACKEND_URL):
             return os.environ[ENV_BACKEND_URL]
-        path = self.state_dir / "backend"
-        path.mkdir(parents=True, exist_ok=True)
-        return f"file://{path}"
+        return f"file://{_make_dir(self.state_dir / 'backend')}"
 
     def env(self) -> dict[str, str]:
         env: dict[str, str] = {
@@ -185,8 +183,7 @@ class StackManager:
         with self._guard:
             stack = self._stacks.get(name)
         if stack is None:
-            work_dir = self.settings.state_dir / "workspaces" / name
-            work_dir.mkdir(parents=True, exist_ok=True)
+            work_dir = _make_dir(self.settings.state_dir / "workspaces" / name)
             opts = auto.LocalWorkspaceOptions(
                 work_dir=str(work_dir),
                 pulumi_home=self.settings.pulumi_home or None,
@@ -222,7 +219,7 @@ class StackManager:
         if self.files is not None:
             return self.files.stack_names()
         ws = auto.LocalWorkspace(
-            work_dir=str(self._ensure_dir(self.settings.state_dir / "workspaces" / "_list")),
+            work_dir=str(_make_dir(self.settings.state_dir / "workspaces" / "_list")),
             pulumi_home=self.settings.pulumi_home or None,
             env_vars=self.settings.env(),
             project_settings=auto.ProjectSettings(
@@ -230,11 +227,6 @@ class StackManager:
             ),
         )
         return sorted(s.name for s in _backend("listing stacks", ws.list_stacks))
-
-    @staticmethod
-    def _ensure_dir(path: Path) -> Path:
-        path.mkdir(parents=True, exist_ok=True)
-        return path
 
     # -- reads -----------------------------------------------------------------------
     def outputs(self, name: str) -> dict[str, Any]:
@@ -377,7 +369,19 @@ class StackManager:
         return root / ".pulumi" / "locks" / "organization" / PULUMI_PROJECT / name
 
     def recover_dead_lock(self, name: str) -> bool:
-        """Remove this stack's lock when its owner was a process of this host that is gone."""
+        """Remove this stack's lock when its owner was a process of this host that is gone.
+
+        A backend directory that cannot be read (replaced by a file, unmounted, no
+        permission) is a DependencyError like any other backend outage.
+        """
+        try:
+            return self._recover_dead_lock(name)
+        except OSError as exc:
+            raise DependencyError(
+                Dependency.PULUMI_BACKEND, f"checking the lock of stack {name}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _recover_dead_lock(self, name: str) -> bool:
         directory = self.lock_dir(name)
         if directory is None or not directory.is_dir():
             return False
@@ -403,6 +407,16 @@ class StackManager:
             if not attrs.with_name(attrs.name.removesuffix(ATTRS_SUFFIX)).exists():
                 attrs.unlink(missing_ok=True)
         return removed
+
+
+def _make_dir(path: Path) -> Path:
+    """Create a state directory; a failure (a file in its place, no permission, a
+    full disk) is an outage of the backend, never a traceback."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DependencyError(Dependency.PULUMI_BACKEND, f"creating {path}: {type(exc).__name__}: {exc}") from exc
+    return path
 
 
 def _alive(pid: int) -> bool:

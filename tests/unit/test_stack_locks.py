@@ -10,7 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from kulta.adapters.stacks import StackManager, StackSettings
+from kulta.errors import Dependency, DependencyError
 
 
 def write_lock(manager: StackManager, name: str, pid: int, host: str) -> str:
@@ -91,3 +94,17 @@ def test_the_lock_of_a_killed_process_not_yet_reaped_is_removed(tmp_path):
     assert m.recover_dead_lock("dev.shop.web") is True
     assert not os.path.exists(path)
     child.wait()
+
+
+def test_a_backend_directory_replaced_by_a_file_is_a_backend_outage_not_a_traceback(tmp_path):
+    """The default file backend (no URL given) replaced by a file while the loop runs:
+    the lock check before an update names the backend as the failing dependency."""
+    m = StackManager(StackSettings(state_dir=tmp_path))
+    backend = tmp_path / "backend"
+    assert backend.is_dir()
+    backend.rmdir()
+    backend.write_text("not a directory\n")
+    with pytest.raises(DependencyError) as caught:
+        m.recover_dead_lock("dev.shop.web")
+    assert caught.value.dependency is Dependency.PULUMI_BACKEND
+    assert "FileExistsError" in str(caught.value) and str(backend) in str(caught.value)
