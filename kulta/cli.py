@@ -21,6 +21,7 @@ from kulta.errors import KultaError
 from kulta.spec.escape import one_line
 
 if TYPE_CHECKING:
+    from kulta.adapters.sinks import SinkMode
     from kulta.model.program import ProgramInputs
 
 __all__ = ["main"]
@@ -52,6 +53,19 @@ _NAMESPACE_HELP = "namespace of the documents without metadata.namespace (like k
 
 def _namespace_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--namespace", help=_NAMESPACE_HELP)
+
+
+def _sink_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sink-url", help="CloudEvents HTTP sink for CDEvents")
+    p.add_argument("--sink-mode", choices=["binary", "structured"], default="binary")
+    p.add_argument("--sink-auth-env", help="environment variable holding the sink's Authorization header")
+    p.add_argument("--events-file", type=Path, help="JSON-lines file sink for CDEvents")
+
+
+def _sink_mode(args: argparse.Namespace) -> SinkMode:
+    from kulta.adapters.sinks import SinkMode
+
+    return SinkMode.STRUCTURED if args.sink_mode == "structured" else SinkMode.BINARY
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,12 +119,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", default="local", help="cluster name used in CDEvents environment ids")
     p.add_argument("--prune", action="store_true", help="destroy stacks whose Rollout left Git")
     p.add_argument("--metrics-port", type=int, help="serve /metrics on 127.0.0.1:PORT (loop mode)")
-    p.add_argument("--sink-url", help="CloudEvents HTTP sink for CDEvents")
-    p.add_argument("--sink-mode", choices=["binary", "structured"], default="binary")
-    p.add_argument("--sink-auth-env", help="environment variable holding the sink's Authorization header")
-    p.add_argument("--events-file", type=Path, help="JSON-lines file sink for CDEvents")
+    _sink_args(p)
     p.add_argument("--token-env", help="environment variable holding an https Git token")
     p.add_argument("--ssh-key", help="private key file for an ssh:// or git@ repository")
+    _common_stack_args(p)
+
+    p = sub.add_parser("events", help="deliver the CDEvents that `pulumi up` (the CI path) recorded in its stacks")
+    p.add_argument("rollouts", nargs="*", help="name or namespace/name (default: every stack of --env)")
+    _sink_args(p)
     _common_stack_args(p)
 
     p = sub.add_parser("status", help="all rollouts as a table, or one in detail")
@@ -282,7 +298,6 @@ def _cmd_manual(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from kulta.adapters.sinks import SinkMode
     from kulta.app.runner import RunOptions, run
     from kulta.spec.namespaces import parse_path_namespace
 
@@ -302,13 +317,45 @@ def _cmd_run(args: argparse.Namespace) -> int:
         prune=args.prune,
         metrics_port=args.metrics_port,
         sink_url=args.sink_url,
-        sink_mode=SinkMode.STRUCTURED if args.sink_mode == "structured" else SinkMode.BINARY,
+        sink_mode=_sink_mode(args),
         sink_auth_env=args.sink_auth_env,
         events_file=args.events_file,
         token_env=args.token_env,
         ssh_key_path=args.ssh_key,
     )
     return run(options, sys.stdout)
+
+
+def _cmd_events(args: argparse.Namespace) -> int:
+    from kulta.adapters.stacks import build_stack_manager
+    from kulta.app.ci_events import deliver_recorded_events
+    from kulta.app.commands import find_stacks
+    from kulta.app.runner import build_delivery
+    from kulta.errors import ConfigError
+
+    outbox, deliverer = build_delivery(
+        args.state_dir, args.sink_url, _sink_mode(args), args.sink_auth_env, args.events_file
+    )
+    if outbox is None or deliverer is None:
+        raise ConfigError("kulta events needs a sink: --sink-url URL or --events-file FILE")
+    stacks = build_stack_manager(args.state_dir, args.kubeconfig)
+    if args.rollouts:
+        names = [find_stacks(stacks, args.env, r)[0].name for r in args.rollouts]
+    else:
+        names = [ref.name for ref in find_stacks(stacks, args.env)]
+    report = deliver_recorded_events(stacks, names, outbox, deliverer, _now())
+    for st in report.stacks:
+        if not st.found:
+            state = "nothing new to send"
+        elif st.acked_id:
+            state = f"{st.found} event(s) delivered, acknowledged up to {st.acked_id}"
+        else:
+            state = f"{st.found} event(s), not all delivered: run it again"
+        sys.stdout.write(f"{st.stack}: {state}\n")
+    if report.delivery is not None:
+        d = report.delivery
+        sys.stdout.write(f"events: {d.sent} sent, {d.failed} failed, {d.pending} pending\n")
+    return 0 if report.complete else 1
 
 
 def _print_line(line: str) -> None:
@@ -345,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handlers = {
             "preview": _cmd_preview,
             "run": _cmd_run,
+            "events": _cmd_events,
             "status": _cmd_status,
             "history": _cmd_history,
             "promote": _cmd_manual,

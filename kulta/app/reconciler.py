@@ -56,6 +56,8 @@ __all__ = [
     "Reconciler",
     "ReconcilerConfig",
     "RolloutOutcome",
+    "command_from_tag",
+    "records_nothing",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,20 @@ def utc_now() -> datetime:
     """Now, to the millisecond (what the status stores): a pause ends on time, not up to 1 s late."""
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def command_from_tag(raw: str | None, stack: str) -> ManualCommand | None:
+    """The manual command in the stack tag ``kulta-command`` (what ``kulta promote`` writes).
+
+    A tag set by hand that does not parse is ignored (the rollout goes on) with a warning.
+    """
+    if not raw:
+        return None
+    try:
+        return ManualCommand.from_config(raw)
+    except InvalidCommandError as exc:
+        log.warning("ignoring the stack tag %s: %s", TAG_COMMAND, exc, extra={"stack": stack})
+        return None
 
 
 @dataclass(frozen=True)
@@ -224,15 +240,7 @@ class Reconciler:
         return RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None
 
     def _read_command(self, name: str) -> ManualCommand | None:
-        raw = self.stacks.get_tag(name, TAG_COMMAND)
-        if not raw:
-            return None
-        try:
-            return ManualCommand.from_config(raw)
-        except InvalidCommandError as exc:
-            # a tag set by hand: ignored (the rollout goes on), said once per pass
-            log.warning("ignoring the stack tag %s: %s", TAG_COMMAND, exc, extra={"stack": name})
-            return None
+        return command_from_tag(self.stacks.get_tag(name, TAG_COMMAND), name)
 
     def _reconcile(
         self, rollout: Rollout, loaded: LoadResult, commit: str, name: str, max_updates: int
@@ -273,8 +281,7 @@ class Reconciler:
                 command=command,
                 observation=observation,
             )
-            changed = status is None or decision.status.to_outputs() != _comparable(status, decision.status)
-            if not decision.apply and not changed:
+            if records_nothing(status, decision):
                 break
             waiting = self._gateway_pending(rollout, status, decision)
             if waiting:
@@ -322,7 +329,7 @@ class Reconciler:
         decision: Decision,
         refresh: bool = False,
     ) -> RolloutStatus:
-        ctx = self._event_context(prev, decision)
+        ctx = self.event_context(prev, decision)
         planned_events = build_events(prev, decision.status, ctx)
         planned = record_events(decision.status, planned_events)
         # Staged before the update: if the process dies after the engine recorded the
@@ -367,7 +374,7 @@ class Reconciler:
                 if (run.name, m.finished_at, m.metric) not in seen:
                     self.metrics.count_analysis_result(m.phase)
 
-    def _event_context(self, prev: RolloutStatus | None, decision: Decision) -> EventContext:
+    def event_context(self, prev: RolloutStatus | None, decision: Decision) -> EventContext:
         new = decision.status
         reason: EndReason | None = None
         if decision.abort_reason is not None:
@@ -584,6 +591,13 @@ class Reconciler:
                 if due is not None:
                     dues.append(due)
         return min(dues) if dues else None
+
+
+def records_nothing(prev: RolloutStatus | None, decision: Decision) -> bool:
+    """Whether ``decision`` needs no update: it applies nothing and only its wording differs."""
+    return (
+        prev is not None and not decision.apply and decision.status.to_outputs() == _comparable(prev, decision.status)
+    )
 
 
 def _comparable(prev: RolloutStatus, new: RolloutStatus) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from kulta.model.rollout import DEFAULT_NAMESPACE, Rollout
 from kulta.spec.loader import LoadResult, load_paths
 from kulta.spec.namespaces import DefaultNamespaces
 
-__all__ = ["RunOptions", "build_stack_manager", "run"]
+__all__ = ["RunOptions", "build_delivery", "build_stack_manager", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +84,27 @@ def _deliverer(options: RunOptions) -> tuple[Outbox | None, Deliverer | None]:
     ``ConfigError``/``OutboxCorruptError`` here, naming the flag and the fix.
     ``--sink-url`` takes precedence over ``--events-file``.
     """
+    return build_delivery(
+        options.state_dir, options.sink_url, options.sink_mode, options.sink_auth_env, options.events_file
+    )
+
+
+def build_delivery(
+    state_dir: Path,
+    sink_url: str | None,
+    sink_mode: SinkMode = SinkMode.BINARY,
+    sink_auth_env: str | None = None,
+    events_file: Path | None = None,
+) -> tuple[Outbox | None, Deliverer | None]:
+    """The outbox under ``state_dir`` and its sink (``kulta run`` and ``kulta events``)."""
     sink: HttpSink | FileSink | None = None
-    if options.sink_url is not None:
-        config = SinkConfig(url=options.sink_url, mode=options.sink_mode, auth_header_env=options.sink_auth_env)
-        sink = HttpSink(config)
-    elif options.events_file is not None:
-        sink = FileSink(options.events_file)
+    if sink_url is not None:
+        sink = HttpSink(SinkConfig(url=sink_url, mode=sink_mode, auth_header_env=sink_auth_env))
+    elif events_file is not None:
+        sink = FileSink(events_file)
     if sink is None:
         return None, None
-    outbox = Outbox(options.state_dir / "outbox")
+    outbox = Outbox(state_dir / "outbox")
     return outbox, Deliverer(outbox, sink)
 
 

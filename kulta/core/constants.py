@@ -13,6 +13,7 @@ __all__ = [
     "ANNOTATION_PATCH_FORCE",
     "ANNOTATION_SKIP_AWAIT",
     "ANNOTATION_WAIT_FOR",
+    "CONFIG_CLUSTER",
     "CONFIG_ENVIRONMENT",
     "CONFIG_NAMESPACE",
     "CONFIG_ROLLOUT",
@@ -28,8 +29,10 @@ __all__ = [
     "LABEL_POD_TEMPLATE_HASH",
     "LABEL_ROLLOUT",
     "MANAGED_BY_VALUE",
+    "OUTPUT_PENDING_EVENTS",
     "PULUMI_PROJECT",
     "TAG_COMMAND",
+    "TAG_EVENTS_ACKED",
 ]
 
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -57,6 +60,11 @@ CONFIG_NAMESPACE = "kulta"
 CONFIG_ROLLOUT = "rollout"
 CONFIG_STEP = "step"
 CONFIG_ENVIRONMENT = "environment"
+CONFIG_CLUSTER = "cluster"
 #: manual commands travel as a stack tag: tags are stored in the backend itself
 #: (config files are local to a workspace), so any machine reaching it can send one
 TAG_COMMAND = "kulta-command"
+#: the CI path (``pulumi up``) keeps the CDEvents of its updates in this output
+#: until ``kulta events`` has delivered them and set this tag to the last id sent
+OUTPUT_PENDING_EVENTS = "pendingEvents"
+TAG_EVENTS_ACKED = "kulta-events-acked"

@@ -10,18 +10,19 @@ from kulta.core.plan import WaitKind, full_plan
 from kulta.spec import load_paths
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+#: the Rollout examples (examples/ci/ holds CI workflow files, not Kubernetes documents)
 FILES = sorted(EXAMPLES.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
 def test_example_validates_with_no_errors(path: Path) -> None:
     # Each file alone, with the other examples available for references.
-    result = load_paths([path, EXAMPLES], base=EXAMPLES)
+    result = load_paths([path, *FILES], base=EXAMPLES)
     assert [str(e) for e in result.errors] == []
 
 
 def test_demo_rollout_plan() -> None:
-    result = load_paths([EXAMPLES], base=EXAMPLES)
+    result = load_paths(FILES, base=EXAMPLES)
     demo = next(r for r in result.rollouts if r.name == "demo")
     assert (demo.namespace, demo.spec.replicas) == ("demo", 4)
     plan = full_plan(demo.spec)
