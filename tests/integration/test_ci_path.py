@@ -33,29 +33,15 @@ pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 
 ENV = "ci"
 
-PAUSED_DOCS = """
-apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata: {{name: pay, namespace: {ns}}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: pay}}}}
-  template:
-    metadata: {{labels: {{app: pay}}}}
-    spec:
-      containers: [{{name: pay, image: "registry.local/pay:{tag}"}}]
-  strategy:
-    canary:
-      canaryService: pay-canary
-      stableService: pay-stable
-      scaleDownDelaySeconds: 0
-      abortScaleDownDelaySeconds: 0
-      trafficRouting: {{gatewayAPI: {{httpRoute: pay}}}}
-      steps:
-        - setWeight: 25
-        - pause: {{}}
-        - setWeight: 75
+ANALYSIS_STEPS = """        - setWeight: 50
+        - analysis: {{templates: [{{templateName: errors}}]}}
+        - setWeight: 80
 """
+#: the Rollout of DOCS with a pause instead of the analysis
+PAUSED_DOCS = DOCS.split("---\n", 1)[1].replace(
+    ANALYSIS_STEPS, "        - setWeight: 25\n        - pause: {{}}\n        - setWeight: 75\n"
+)
+assert "pause" in PAUSED_DOCS and "errors" not in PAUSED_DOCS
 
 
 class Project:
