@@ -77,7 +77,9 @@ class _FieldDiff:
 
 
 def _changed(step: StepPreview) -> list[PreviewChange]:
-    return [c for c in step.report.changes if c.op not in _NO_CHANGE_OPS]
+    """The changed resources, by type then name (the engine reports them in no fixed order)."""
+    changed = [c for c in step.report.changes if c.op not in _NO_CHANGE_OPS]
+    return sorted(changed, key=lambda c: (c.type, c.urn_name))
 
 
 def _fields(change: PreviewChange) -> list[_FieldDiff]:
