@@ -56,6 +56,11 @@ def step(index: int | None, role: StepRole, action: str, canary: int, pods: tupl
     )
 
 
+def one_rollout(file: str, change: ChangeSummary, *steps: StepPreview) -> PreviewResult:
+    """A file with one Rollout, shop/web, as its first document."""
+    return PreviewResult(file=file, rollouts=(RolloutPreview("shop", "web", f"{file}#1", change, steps),))
+
+
 NEW_REVISION = PreviewResult(
     file="rollouts/web.yaml",
     rollouts=(
@@ -125,17 +130,8 @@ def test_markdown_of_a_new_revision() -> None:
 
 
 def test_markdown_of_a_strategy_change_says_the_canary_restarts() -> None:
-    result = PreviewResult(
-        file="web.yaml",
-        rollouts=(
-            RolloutPreview(
-                "shop",
-                "web",
-                "web.yaml#1",
-                ChangeSummary(ChangeKind.STRATEGY_CHANGED, "5c977dd6b6", "f669c5747", "5c977dd6b6", 2, True),
-                (),
-            ),
-        ),
+    result = one_rollout(
+        "web.yaml", ChangeSummary(ChangeKind.STRATEGY_CHANGED, "5c977dd6b6", "f669c5747", "5c977dd6b6", 2, True)
     )
     assert render_markdown(result).splitlines()[4] == (
         "**Strategy changed**: this PR changes only the strategy: the running canary of 5c977dd6b6 "
@@ -201,17 +197,10 @@ def hostile_result() -> PreviewResult:
         diffs=("spec",),
         detailed={f"spec.rules[0].matches[0].headers[0].{HOSTILE}": ("```", HOSTILE)},
     )
-    return PreviewResult(
-        file="evil|`<b>.yaml",
-        rollouts=(
-            RolloutPreview(
-                "shop",
-                "web",
-                "evil|`<b>.yaml#1",
-                ChangeSummary(ChangeKind.NEW_REVISION, "5c977dd6b6", "f669c5747", "", None, False),
-                (step(0, StepRole.STEP, f"setHeaderRoute {HOSTILE}", 25, (4, 1), change),),
-            ),
-        ),
+    return one_rollout(
+        "evil|`<b>.yaml",
+        ChangeSummary(ChangeKind.NEW_REVISION, "5c977dd6b6", "f669c5747", "", None, False),
+        step(0, StepRole.STEP, f"setHeaderRoute {HOSTILE}", 25, (4, 1), change),
     )
 
 
@@ -242,17 +231,10 @@ def test_every_table_row_has_exactly_its_columns_whatever_the_names() -> None:
 def test_a_long_value_is_cut_in_the_markdown_and_whole_in_the_json() -> None:
     long = "v" * 500
     change = PreviewChange("cm", PATCH, "update", ("data",), {"data.big": ("", long)})
-    result = PreviewResult(
-        file="f.yaml",
-        rollouts=(
-            RolloutPreview(
-                "shop",
-                "web",
-                "f.yaml#1",
-                ChangeSummary(ChangeKind.NEW_REVISION, "b", "a", "", None, False),
-                (step(0, StepRole.STEP, "setWeight 5", 5, (4, 1), change),),
-            ),
-        ),
+    result = one_rollout(
+        "f.yaml",
+        ChangeSummary(ChangeKind.NEW_REVISION, "b", "a", "", None, False),
+        step(0, StepRole.STEP, "setWeight 5", 5, (4, 1), change),
     )
     assert f"`{'v' * 120}… (500 chars)`" in render_markdown(result)
     assert json.loads(render_json(result))["rollouts"][0]["steps"][0]["changes"][0]["fields"][0]["new"] == long
@@ -262,14 +244,7 @@ def test_a_comment_stays_under_the_size_limit_and_names_the_command_for_the_rest
     fields = {f"data.key{i:03d}": ("", "w" * 200) for i in range(40)}
     change = PreviewChange("cm", PATCH, "update", ("data",), fields)
     steps = tuple(step(i, StepRole.STEP, f"setWeight {i + 1}", i + 1, (4, 1), change) for i in range(30))
-    result = PreviewResult(
-        file="f.yaml",
-        rollouts=(
-            RolloutPreview(
-                "shop", "web", "f.yaml#1", ChangeSummary(ChangeKind.NEW_REVISION, "b", "a", "", None, False), steps
-            ),
-        ),
-    )
+    result = one_rollout("f.yaml", ChangeSummary(ChangeKind.NEW_REVISION, "b", "a", "", None, False), *steps)
     text = render_markdown(result)
     assert len(text) <= MAX_MARKDOWN_CHARS
     assert "Diff of step 29 left out (comment size limit): run `kulta preview f.yaml --step 29`." in text
