@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import re
 
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
 from kulta.adapters.stacks import PreviewChange, PreviewReport
 from kulta.app.markdown import code, html_text, truncate
 from kulta.app.preview import PreviewResult, RolloutPreview, StepPreview, StepRole
@@ -18,6 +21,7 @@ from kulta.app.preview_render import (
 from kulta.cli import _PREVIEW_FORMATS
 from kulta.core.preview import ChangeKind, ChangeSummary
 from kulta.errors import SpecError
+from kulta.spec.escape import one_line
 
 RS = "kubernetes:apps/v1:ReplicaSet"
 PATCH = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoutePatch"
@@ -366,3 +370,27 @@ def test_json_of_an_invalid_file() -> None:
 def test_the_cli_offers_every_output_format_text_first() -> None:
     assert _PREVIEW_FORMATS == ("text", "markdown", "json")
     assert tuple(f.value for f in OutputFormat) == _PREVIEW_FORMATS
+
+
+def read_code_cell(cell: str) -> str:
+    """A GFM table cell holding one code span, read back as a renderer would (CommonMark 6.1)."""
+    text = cell.replace("\\|", "|")  # the table's escaped pipes
+    fence = len(text) - len(text.lstrip("`"))
+    assert fence and text.endswith("`" * fence) and not text.endswith("`" * (fence + 1)), cell
+    inner = text[fence:-fence]
+    assert fence not in [len(run) for run in re.findall("`+", inner)], cell  # no run that closes early
+    if inner.startswith(" ") and inner.endswith(" ") and inner.strip(" "):
+        inner = inner[1:-1]
+    return inner
+
+
+#: the characters that break a table cell or a code span, mixed into any text
+MARKDOWN_BREAKERS = st.one_of(st.sampled_from("|`\\ \n<>&@*_["), st.characters())
+
+
+@given(st.text(alphabet=MARKDOWN_BREAKERS, max_size=40))
+def test_any_text_in_a_code_cell_reads_back_as_written_and_stays_one_cell(text: str) -> None:
+    assume(text.strip(" "))
+    cell = code(text)
+    assert len(re.split(r"(?<!\\)\|", f"| {cell} |")) == 3, cell
+    assert read_code_cell(cell) == one_line(text)
