@@ -11,7 +11,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +22,6 @@ from kulta.spec.escape import one_line
 
 if TYPE_CHECKING:
     from kulta.adapters.sinks import SinkMode
-    from kulta.model.program import ProgramInputs
 
 __all__ = ["main"]
 
@@ -48,6 +47,8 @@ def _common_stack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"), help="kubeconfig of the target cluster")
 
 
+#: ``kulta preview --format`` (kulta.app.preview_render.OutputFormat; text first, the default)
+_PREVIEW_FORMATS = ("text", "markdown", "json")
 _NAMESPACE_HELP = "namespace of the documents without metadata.namespace (like kubectl apply -n; default: default)"
 
 
@@ -93,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--step", type=int)
     group.add_argument("--all", action="store_true")
+    p.add_argument(
+        "--format",
+        choices=_PREVIEW_FORMATS,
+        default=_PREVIEW_FORMATS[0],
+        help="text (default), markdown (a pull-request comment) or json (docs/commands.md)",
+    )
     _common_stack_args(p)
 
     p = sub.add_parser("run", help="reconcile rollouts from Git: a loop, or one pass with --once")
@@ -159,55 +166,36 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     from kulta.adapters.kube import KubeReader
     from kulta.adapters.stacks import build_stack_manager
     from kulta.app.commands import format_preview
-    from kulta.app.reconciler import Reconciler, ReconcilerConfig
-    from kulta.app.spec_commands import load_with_references
-    from kulta.core.reconcile import decide_step
-    from kulta.core.revision import pod_template_hash, resolve_template
-    from kulta.model.status import RolloutStatus
+    from kulta.app.preview import StepRole, StepSelection, preview_file
+    from kulta.app.preview_render import OutputFormat, render_json, render_markdown
 
-    loaded = load_with_references([args.file], namespace=_namespace(args))
-    errors, rollouts = loaded.errors, loaded.rollouts
-    if errors or not rollouts:
-        for e in errors:
+    output = OutputFormat(args.format)
+    result = preview_file(
+        args.file,
+        StepSelection(all=args.all, step=args.step),
+        connect=lambda: (build_stack_manager(args.state_dir, args.kubeconfig), KubeReader(args.kubeconfig)),
+        environment=args.env,
+        now=_now(),
+        namespace=_namespace(args),
+    )
+    if output is not OutputFormat.TEXT:
+        # an invalid file is rendered too (the PR comment says what to fix); the exit status says it failed
+        sys.stdout.write((render_markdown if output is OutputFormat.MARKDOWN else render_json)(result) + "\n")
+        return 0 if result.valid else 1
+    if not result.valid:
+        for e in result.errors:
             sys.stderr.write(one_line(str(e)) + "\n")
         sys.stderr.write(
-            one_line(f"{args.file}: {'fix the errors above' if errors else 'no Rollout in this file'}") + "\n"
+            one_line(f"{args.file}: {'fix the errors above' if result.errors else 'no Rollout in this file'}") + "\n"
         )
         return 1
-    stacks = build_stack_manager(args.state_dir, args.kubeconfig)
-    kube = KubeReader(args.kubeconfig)
-    rec = Reconciler(ReconcilerConfig(environment=args.env), stacks, kube, provider=None)
-    for rollout in rollouts:
-        name = rec.stack_name(rollout)
-        template = resolve_template(rollout, loaded.others)
-        revision = pod_template_hash(template)
-        outputs = stacks.outputs(name)
-        prev = RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None
-        n = len(rollout.spec.strategy.steps)
-        if prev is None:
+    for rollout in result.rollouts:
+        if rollout.steps and rollout.steps[0].role is StepRole.FIRST_DEPLOYMENT:
             sys.stdout.write(
                 "  no stack yet: the first update deploys this revision as stable (steps apply to the next one)\n"
             )
-            steps = [0]
-        elif args.all:
-            steps = list(range(n + 1))
-        elif args.step is not None:
-            steps = [args.step]
-        elif prev is not None and prev.canary_revision == revision:
-            steps = [min(prev.current_step_index + 1, n)]
-        else:
-            steps = [0]
-        for step in steps:
-            decision = decide_step(rollout, revision, template, prev, _now(), step, environment=args.env)
-            inputs = rec.program_inputs(rollout, loaded, decision, decision.status, prev)
-            report = stacks.preview(name, _program(inputs))
-            if prev is None:
-                label = "first deployment"
-            elif step >= n:
-                label = "promotion"
-            else:
-                label = f"step {step}: {rollout.spec.strategy.steps[step].kind.value}"
-            format_preview(label, report, sys.stdout)
+        for step in rollout.steps:
+            format_preview(step.label, step.report, sys.stdout)
     return 0
 
 
@@ -217,12 +205,6 @@ def _namespace(args: argparse.Namespace) -> str:
     from kulta.spec.namespaces import check_namespace
 
     return DEFAULT_NAMESPACE if args.namespace is None else check_namespace(args.namespace)
-
-
-def _program(inputs: ProgramInputs) -> Callable[[], None]:
-    from kulta.adapters.program import deploy
-
-    return lambda: deploy(inputs)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -47,6 +47,7 @@ __all__ = [
     "StackSettings",
     "UpdateReport",
     "build_stack_manager",
+    "property_value",
     "stack_name_for",
 ]
 
@@ -334,7 +335,7 @@ class StackManager:
             old = (md.old.inputs if md.old else None) or {}
             new = (md.new.inputs if md.new else None) or {}
             for path in list(md.detailed_diff or {}) or list(md.diffs or []):
-                detailed[path] = (_lookup(old, path), _lookup(new, path))
+                detailed[path] = (property_value(old, path), property_value(new, path))
             changes.append(
                 PreviewChange(
                     urn_name=md.urn.split("::")[-1],
@@ -435,13 +436,24 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _lookup(data: Any, path: str) -> Any:
+#: one step of a Pulumi property path: ``["a.b/c"]`` (a key with dots or slashes), ``[0]`` or ``name``
+_PROPERTY_STEP = re.compile(r'\["((?:[^"\\]|\\.)*)"\]|\[(\d+)\]|([^.\[\]]+)')
+
+
+def property_value(data: Any, path: str) -> Any:
+    """The value at a Pulumi detailed-diff ``path`` in ``data``, or None where there is none.
+
+    ``metadata.annotations["pulumi.com/waitFor"]`` is the key ``pulumi.com/waitFor`` of
+    ``metadata.annotations`` (a quoted key keeps its dots and slashes);
+    ``spec.rules[0].backendRefs[1].weight`` indexes lists.
+    """
     cur = data
-    for part in re.findall(r"[^.\[\]]+", path):
+    for quoted, index, name in _PROPERTY_STEP.findall(path):
+        part = re.sub(r"\\(.)", r"\1", quoted) if quoted else (index or name)
         if isinstance(cur, Mapping):
             cur = cur.get(part)
-        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
-            cur = cur[int(part)]
+        elif isinstance(cur, list) and index and int(index) < len(cur):
+            cur = cur[int(index)]
         else:
             return None
     return cur

@@ -28,6 +28,7 @@ from kulta.model.rollout import Rollout
 from kulta.model.status import Phase, RolloutStatus
 
 __all__ = [
+    "created_summary",
     "find_stacks",
     "format_history",
     "format_preview",
@@ -204,13 +205,13 @@ def format_preview(step_label: str, report: PreviewReport, out: TextIO) -> None:
         return
     for c in changed:
         kind = c.type.split(":")[-1]
-        out.write(f"   {c.op:<8} {kind} {c.urn_name}{_created_summary(c) if c.op == 'create' else ''}\n")
+        out.write(f"   {c.op:<8} {kind} {c.urn_name}{created_summary(c) if c.op == 'create' else ''}\n")
         for path, (old, new) in sorted(c.detailed.items()):
             if _interesting(path):
                 out.write(f"            {path}: {_short(old)} → {_short(new)}\n")
 
 
-def _created_summary(change: PreviewChange) -> str:
+def created_summary(change: PreviewChange) -> str:
     spec = change.inputs.get("spec", {}) if isinstance(change.inputs.get("spec"), Mapping) else {}
     if "replicas" in spec:
         return f" (replicas {spec['replicas']})"

@@ -38,7 +38,14 @@ from kulta.spec.escape import one_line
 from kulta.spec.fields import format_seconds
 from kulta.spec.namespaces import DefaultNamespaces
 
-__all__ = ["format_duration", "load_with_references", "plan_command", "render_plan", "validate_command"]
+__all__ = [
+    "describe_action",
+    "format_duration",
+    "load_with_references",
+    "plan_command",
+    "render_plan",
+    "validate_command",
+]
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +109,7 @@ def validate_command(paths: Sequence[str], out: TextIO, *, namespace: str = DEFA
     return 1 if result.errors else 0
 
 
-def _describe_action(step: Step) -> str:
+def describe_action(step: Step) -> str:
     parts: list[str] = []
     for kind in (
         StepKind.SET_WEIGHT,
@@ -210,7 +217,7 @@ def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[
     rows: list[tuple[str, ...]] = [(*_HEADERS[:-1], _MIRROR_HEADER, _HEADERS[-1]) if mirrors else _HEADERS]
     plan = full_plan(spec)
     for step, state in zip(strategy.steps, plan, strict=False):
-        rows.append(_row(str(step.index), _describe_action(step), state, mirrors=mirrors))
+        rows.append(_row(str(step.index), describe_action(step), state, mirrors=mirrors))
     more_moves = False
     if not strategy.steps and routing is None:
         # Argo's paced replacement: one ReplicaSet moves per update, within maxSurge/maxUnavailable;

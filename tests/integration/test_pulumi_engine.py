@@ -133,6 +133,7 @@ def test_pulumi_cli_preview_and_up_on_the_repository_project(cluster, tmp_path):
     project.mkdir()
     for name in ("Pulumi.yaml", "__main__.py"):
         shutil.copy(ROOT / name, project / name)
+    # examples/ci/ holds CI workflows, not KULTA files: `kulta:rollout examples` reads the rest
     shutil.copytree(ROOT / "examples", project / "examples", ignore=shutil.ignore_patterns("ci"))
     (project / "stacks").mkdir()
     ns = unique("cli-test")

@@ -1,4 +1,7 @@
-"""Every file in examples/ is valid, and the demo plans as the README promises."""
+"""Every file in examples/ is valid, and the demo plans as the README promises.
+
+examples/ci/ holds CI workflows (GitHub Actions), not KULTA files: only the top level is read.
+"""
 
 from __future__ import annotations
 
