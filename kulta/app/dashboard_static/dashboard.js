@@ -25,8 +25,8 @@
     button.disabled = true;
     const answer = await fetch(box.dataset.action + "/" + button.dataset.command, {
       method: "POST", headers: { "X-Kulta-Token": token }, cache: "no-store" });
-    const body = await answer.json();
-    notice.textContent = body.message;
+    const type = answer.headers.get("Content-Type") || "";
+    notice.textContent = type.startsWith("application/json") ? (await answer.json()).message : await answer.text();
     notice.className = answer.ok ? "ok" : "error";
     await refresh();
   });
