@@ -136,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dashboard", help="a local web page: every rollout, one rollout's steps, promote/abort/retry")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; elsewhere: token needed)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    p.add_argument("--port", type=int, default=3100, help="port (default 3100, as Argo's dashboard; 0: any free one)")
     p.add_argument(
         "--file",
         action="append",

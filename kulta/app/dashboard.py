@@ -15,7 +15,9 @@ GET   ``/static/dashboard.css``, ``…/dashboard.js``   the stylesheet and the p
 Reads go through ``read_status_rows`` (what ``kulta status`` prints),
 ``StackManager.history`` (``kulta history``) and ``read_health``; a command goes
 through ``request_command``, the very function behind ``kulta promote|abort|retry``,
-so the dashboard writes the same ``kulta-command`` tag with the same checks.
+so the dashboard writes the same ``kulta-command`` tag with the same checks. Argo Rollouts'
+dashboard is built the same way: ``ArgoRolloutsServer.PromoteRollout`` / ``AbortRollout``
+(``server/server.go``) call the CLI's ``promote.PromoteRollout`` / ``abort.AbortRollout``.
 """
 
 from __future__ import annotations
