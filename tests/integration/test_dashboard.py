@@ -12,6 +12,7 @@ wheel's own driver; Playwright's browser download is never used.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,7 +40,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+#: with KULTA_UPDATE_SCREENSHOT=1 the test refreshes the README's picture (else it stays in tmp_path)
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TOKEN = "test-token-not-secret"
 
 
@@ -122,7 +125,8 @@ def test_dashboard_lists_a_paused_rollout_charts_its_steps_and_promotes_it(env, 
         expect(page.locator("ol.steps li.done")).to_have_count(6)
         data = json.loads(httpx.get(f"{base}/api/rollouts/{ns}/web").text)
         assert data["phase"] == "Healthy" and len(data["weights"]) == len(seen)
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        shot = DOCS_SCREENSHOT if os.environ.get("KULTA_UPDATE_SCREENSHOT") == "1" else tmp_path / "dashboard.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.read_bytes().startswith(PNG_MAGIC)
     finally:
         server.close()
