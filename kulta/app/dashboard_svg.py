@@ -119,11 +119,12 @@ def metric_chart(series: MetricSeries) -> str:
     values = [v for _, v, _, _ in numeric]
     if series.threshold is not None:
         values.append(series.threshold.value)
-    low, high = min(values), max(values)
+    # measurements of one sign are drawn from 0: an error ratio of 0.2 is not near 0.19
+    low, high = min([*values, 0.0]), max([*values, 0.0])
     if low == high:
         low, high = low - 1, high + 1
     margin = (high - low) * 0.1
-    low, high = low - margin, high + margin
+    low, high = (low - margin if low < 0 else low), high + margin
     ticks = [(_y(v, low, high), f"{v:.3g}") for v in (low, (low + high) / 2, high)]
     parts = _frame(f"{series.metric} measurements", ticks, _clock(numeric[0][0]), _clock(numeric[-1][0]))
     if series.threshold is not None:

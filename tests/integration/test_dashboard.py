@@ -24,7 +24,8 @@ from kulta.adapters.dashboard_server import DashboardServer
 from kulta.app.dashboard import DashboardApp
 from kulta.core.commands import CommandKind, ManualCommand
 from kulta.core.constants import TAG_COMMAND
-from kulta.model.status import Phase, RolloutStatus
+from kulta.model.status import MeasurementPhase, Phase, RolloutStatus
+from tests.integration.test_analysis_rollout import drive, start_canary, world  # noqa: F401 (world is a fixture)
 from tests.integration.test_rollout_steps import env, load  # noqa: F401 (env is a fixture)
 
 pytestmark = pytest.mark.cluster
@@ -40,8 +41,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-#: with KULTA_UPDATE_SCREENSHOT=1 the test refreshes the README's picture (else it stays in tmp_path)
-DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+#: with KULTA_UPDATE_SCREENSHOT=1 the tests refresh the docs' pictures (else they stay in tmp_path)
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TOKEN = "test-token-not-secret"
 
@@ -60,6 +61,12 @@ def browser_page(tmp_path: Path) -> Iterator[Page]:
             yield context.pages[0] if context.pages else context.new_page()
         finally:
             context.close()
+
+
+def screenshot(page: Page, tmp_path: Path, name: str) -> None:
+    shot = (DOCS if os.environ.get("KULTA_UPDATE_SCREENSHOT") == "1" else tmp_path) / name
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes().startswith(PNG_MAGIC)
 
 
 def test_dashboard_lists_a_paused_rollout_charts_its_steps_and_promotes_it(env, browser_page, tmp_path):  # noqa: F811
@@ -125,8 +132,48 @@ def test_dashboard_lists_a_paused_rollout_charts_its_steps_and_promotes_it(env, 
         expect(page.locator("ol.steps li.done")).to_have_count(6)
         data = json.loads(httpx.get(f"{base}/api/rollouts/{ns}/web").text)
         assert data["phase"] == "Healthy" and len(data["weights"]) == len(seen)
-        shot = DOCS_SCREENSHOT if os.environ.get("KULTA_UPDATE_SCREENSHOT") == "1" else tmp_path / "dashboard.png"
-        page.screenshot(path=str(shot), full_page=True)
-        assert shot.read_bytes().startswith(PNG_MAGIC)
+        screenshot(page, tmp_path, "dashboard.png")
+    finally:
+        server.close()
+
+
+@pytest.mark.prometheus
+def test_dashboard_plots_a_failed_analysis_against_its_success_condition_and_retries(
+    world,  # noqa: F811
+    browser_page,
+    tmp_path,
+):
+    """A canary with 20% errors, aborted by ``result[0] <= 0.05``: its measurements on the chart."""
+    _ns, _prom, _profile, rec, stacks, _receiver, _api = world
+    v2, r2, _h1, _h2 = start_canary(world, 0.2)
+    aborted = drive(rec, v2, r2, lambda s: s.phase is Phase.ABORTED)
+    run = next(r for r in aborted.analysis_runs if r.step_index == 1)
+    judged = [m for m in run.measurements if m.phase is not MeasurementPhase.ERROR]
+    failed = [m for m in run.measurements if m.phase is MeasurementPhase.FAILED]
+    stack = rec.stack_name(r2)
+    app = DashboardApp(stacks, "e2e", tmp_path / "state", TOKEN, v2.templates)
+    server = DashboardServer("127.0.0.1", 0, TOKEN, app)
+    server.start()
+    try:
+        page = browser_page
+        page.goto(f"http://127.0.0.1:{server.port}/rollouts/{r2.namespace}/{r2.name}")
+        expect(page.locator(".summary .phase")).to_have_text("Aborted")
+        metric = page.locator("div.metric")
+        expect(metric.locator("h3")).to_contain_text("error-ratio")
+        expect(metric.locator("p code")).to_have_text("result[0] <= 0.05")
+        # one dot per judged measurement (an Error has no value), the two failures in red, the line at 0.05
+        expect(metric.locator("circle.measurement")).to_have_count(len(judged))
+        expect(metric.locator("circle.measurement.bad")).to_have_count(len(failed))
+        assert len(failed) == 2  # failureLimit 1: the second failure ends the run
+        expect(metric.locator("line.threshold")).to_have_count(1)
+        expect(metric.locator("svg")).to_contain_text("success: result <= 0.05")
+        expect(page.locator("ol.steps li.aborted")).to_have_attribute("data-step", "1")
+        screenshot(page, tmp_path, "dashboard-analysis.png")
+
+        # only Retry is offered; clicking it writes the command `kulta retry` writes
+        expect(page.get_by_role("button", name="Promote", exact=True)).to_be_disabled()
+        page.get_by_role("button", name="Retry").click()
+        expect(page.locator("#notice")).to_contain_text("retry requested")
+        assert ManualCommand.from_config(stacks.get_tag(stack, TAG_COMMAND) or "").kind is CommandKind.RETRY
     finally:
         server.close()
