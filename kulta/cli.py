@@ -21,6 +21,7 @@ from kulta.errors import KultaError
 from kulta.spec.escape import one_line
 
 if TYPE_CHECKING:
+    from kulta.model.analysis import AnalysisTemplate
     from kulta.model.program import ProgramInputs
 
 __all__ = ["main"]
@@ -321,7 +322,12 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     from kulta.app.dashboard import DashboardApp
     from kulta.app.spec_commands import load_with_references
 
-    templates = load_with_references(args.file).templates if args.file else ()
+    templates: tuple[AnalysisTemplate, ...] = ()
+    if args.file:
+        loaded = load_with_references(args.file)
+        for e in loaded.errors:  # the page still works; those conditions are just not shown
+            sys.stderr.write(one_line(f"warning: {e}") + "\n")
+        templates = loaded.templates
     token = os.environ.get(args.token_env, "") or secrets.token_urlsafe(24)
     stacks = build_stack_manager(args.state_dir, args.kubeconfig)
     app = DashboardApp(stacks, args.env, args.state_dir, token, templates)
