@@ -20,7 +20,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from kulta.adapters.dashboard_server import DashboardServer
+from kulta.adapters.dashboard_server import HEADER_TOKEN, DashboardServer
 from kulta.app.dashboard import DashboardApp
 from kulta.core.commands import CommandKind, ManualCommand
 from kulta.core.constants import TAG_COMMAND
@@ -132,6 +132,11 @@ def test_dashboard_lists_a_paused_rollout_charts_its_steps_and_promotes_it(env, 
         expect(page.locator("ol.steps li.done")).to_have_count(6)
         data = json.loads(httpx.get(f"{base}/api/rollouts/{ns}/web").text)
         assert data["phase"] == "Healthy" and len(data["weights"]) == len(seen)
+        # a command the CLI would refuse is refused with the CLI's words, and nothing is written
+        again = httpx.post(f"{base}/api/rollouts/{ns}/web/abort", headers={HEADER_TOKEN: TOKEN})
+        assert again.status_code == 409, again.text
+        assert again.json()["message"] == f"{ns}/web has no canary in flight (Healthy): nothing to abort"
+        assert ManualCommand.from_config(stacks.get_tag(stack, TAG_COMMAND) or "").id == command.id
         screenshot(page, tmp_path, "dashboard.png")
     finally:
         server.close()

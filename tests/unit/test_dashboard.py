@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 
 import httpx
@@ -15,8 +16,9 @@ from kulta.adapters.dashboard_server import (
     HttpResponse,
     is_loopback,
 )
-from kulta.adapters.stacks import HistoryEntry
+from kulta.adapters.stacks import HistoryEntry, StackManager, StackSettings
 from kulta.app.commands import StackRef, allowed_commands
+from kulta.app.dashboard import DashboardApp
 from kulta.app.dashboard_html import detail_fragment, overview_fragment, page
 from kulta.app.dashboard_svg import metric_chart, weight_chart
 from kulta.app.dashboard_view import StepState, Threshold, detail_view, overview_rows, threshold_of
@@ -286,3 +288,19 @@ def test_bound_elsewhere_every_request_needs_the_token():
 )
 def test_is_loopback(host, expected):
     assert is_loopback(host) is expected
+
+
+def test_app_answers_unknown_pages_rollouts_and_commands_without_writing(tmp_path):
+    """A real (empty) file backend: nothing to show, every route says so."""
+    stacks = StackManager(StackSettings(state_dir=tmp_path))
+    app = DashboardApp(stacks, "prod", tmp_path, "s3cret")
+    overview = app(HttpRequest(HttpMethod.GET, "/api/rollouts"))
+    assert overview.status == HTTPStatus.OK and json.loads(overview.body) == {"environment": "prod", "rollouts": []}
+    missing = app(HttpRequest(HttpMethod.GET, "/rollouts/shop/web"))
+    assert missing.status == HTTPStatus.NOT_FOUND and b"no rollout &#x27;shop/web&#x27;" in missing.body
+    unknown = app(HttpRequest(HttpMethod.POST, "/api/rollouts/shop/web/deploy"))
+    assert unknown.status == HTTPStatus.NOT_FOUND and "no command 'deploy'" in json.loads(unknown.body)["message"]
+    assert app(HttpRequest(HttpMethod.GET, "/nowhere")).status == HTTPStatus.NOT_FOUND
+    script = app(HttpRequest(HttpMethod.GET, "/static/dashboard.js"))
+    assert script.content_type.startswith("text/javascript") and b"X-Kulta-Token" in script.body
+    assert stacks.list_stacks() == []
