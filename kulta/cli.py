@@ -1,7 +1,7 @@
 """The ``kulta`` command line: parse arguments, call the application, print results.
 
 Subcommands: validate, plan, preview, run, status, history, promote, abort,
-retry, dev up|down. Errors KULTA raises on purpose are printed as one clear
+retry, dashboard, dev up|down. Errors KULTA raises on purpose are printed as one clear
 line (exit 1); anything else is a bug and keeps its traceback.
 """
 
@@ -22,6 +22,7 @@ from kulta.spec.escape import one_line
 
 if TYPE_CHECKING:
     from kulta.adapters.sinks import SinkMode
+    from kulta.model.analysis import AnalysisTemplate
 
 __all__ = ["main"]
 
@@ -34,6 +35,7 @@ def default_concurrency() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+DASHBOARD_TOKEN_ENV = "KULTA_DASHBOARD_TOKEN"  # noqa: S105 (a variable name, not a secret)
 DEFAULT_STATE_DIR = Path(os.environ.get("KULTA_STATE_DIR", ".kulta"))
 
 
@@ -156,6 +158,22 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--full", action="store_true")
         _common_stack_args(p)
 
+    p = sub.add_parser("dashboard", help="a local web page: every rollout, one rollout's steps, promote/abort/retry")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; elsewhere: token needed)")
+    p.add_argument("--port", type=int, default=3100, help="port (default 3100, as Argo's dashboard; 0: any free one)")
+    p.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        help="Rollout/AnalysisTemplate files or directories, to show each metric's successCondition (repeatable)",
+    )
+    p.add_argument(
+        "--token-env",
+        default=DASHBOARD_TOKEN_ENV,
+        help=f"environment variable holding the token (default {DASHBOARD_TOKEN_ENV}; unset: one is generated)",
+    )
+    _common_stack_args(p)
+
     p = sub.add_parser("dev", help="local cluster: control plane on kwok, Gateway API CRDs, Prometheus")
     p.add_argument("action", choices=["up", "down"])
     p.add_argument("--name", default="kulta-dev")
@@ -211,15 +229,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     # imports kept to what a status needs: at 50 rollouts the answer is mostly start-up
     from kulta.adapters.health_file import read_health
     from kulta.adapters.stacks import build_stack_manager
-    from kulta.app.commands import find_stacks, format_health_lines, format_status_detail, format_status_table
-    from kulta.model.status import RolloutStatus
+    from kulta.app.commands import format_health_lines, format_status_detail, format_status_table, read_status_rows
 
     stacks = build_stack_manager(args.state_dir, args.kubeconfig)
-    refs = find_stacks(stacks, args.env, args.rollout)
-    rows = []
-    for ref in refs:
-        outputs = stacks.outputs(ref.name)
-        rows.append((ref, RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None))
+    rows = read_status_rows(stacks, args.env, args.rollout)
     health = read_health(args.state_dir)
     if args.rollout is None:
         format_status_table(rows, sys.stdout)
@@ -252,10 +265,8 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 def _cmd_manual(args: argparse.Namespace) -> int:
     from kulta.adapters.stacks import build_stack_manager
-    from kulta.app.commands import find_stacks, send_command
+    from kulta.app.commands import request_command
     from kulta.core.commands import CommandKind
-    from kulta.errors import ConfigError
-    from kulta.model.status import RolloutStatus
 
     kind = {
         "promote": CommandKind.PROMOTE_FULL if getattr(args, "full", False) else CommandKind.PROMOTE,
@@ -263,16 +274,7 @@ def _cmd_manual(args: argparse.Namespace) -> int:
         "retry": CommandKind.RETRY,
     }[args.command]
     stacks = build_stack_manager(args.state_dir, args.kubeconfig)
-    ref = find_stacks(stacks, args.env, args.rollout)[0]
-    outputs = stacks.outputs(ref.name)
-    status = RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None
-    in_flight = status is not None and status.in_flight and not status.aborted
-    if kind is CommandKind.RETRY and not (status is not None and status.aborted):
-        raise ConfigError(f"{ref.namespace}/{ref.rollout} is not aborted: nothing to retry")
-    if kind is not CommandKind.RETRY and not in_flight:
-        phase = status.phase.value if status else "not deployed yet"
-        raise ConfigError(f"{ref.namespace}/{ref.rollout} has no canary in flight ({phase}): nothing to {args.command}")
-    cmd = send_command(stacks, ref.name, kind, _now())
+    ref, cmd = request_command(stacks, args.env, args.rollout, kind, _now())
     sys.stdout.write(
         f"{kind.value} requested for {ref.namespace}/{ref.rollout} (id {cmd.id[:8]}); applied on the next pass\n"
     )
@@ -340,6 +342,42 @@ def _cmd_events(args: argparse.Namespace) -> int:
     return 0 if report.complete else 1
 
 
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    import secrets
+    import threading
+
+    from kulta.adapters.dashboard_server import DashboardServer, is_loopback
+    from kulta.adapters.stacks import build_stack_manager
+    from kulta.app.dashboard import DashboardApp
+    from kulta.app.spec_commands import load_with_references
+
+    templates: tuple[AnalysisTemplate, ...] = ()
+    if args.file:
+        loaded = load_with_references(args.file)
+        for e in loaded.errors:  # the page still works; those conditions are just not shown
+            sys.stderr.write(one_line(f"warning: {e}") + "\n")
+        templates = loaded.templates
+    token = os.environ.get(args.token_env, "") or secrets.token_urlsafe(24)
+    stacks = build_stack_manager(args.state_dir, args.kubeconfig)
+    app = DashboardApp(stacks, args.env, args.state_dir, token, templates)
+    server = DashboardServer(args.host, args.port, token, app)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{server.port}/"
+    if not is_loopback(args.host):
+        # printed once, here: the token never reaches a log or a file
+        url += "?token=" + (token if args.token_env not in os.environ else f"${args.token_env}")
+    sys.stdout.write(f"dashboard for environment {args.env}: {url}  (Ctrl-C stops it)\n")
+    sys.stdout.flush()
+    server.start()
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        sys.stdout.write("dashboard stopped\n")
+    finally:
+        server.close()
+    return 0
+
+
 def _print_line(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -380,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "promote": _cmd_manual,
             "abort": _cmd_manual,
             "retry": _cmd_manual,
+            "dashboard": _cmd_dashboard,
             "dev": _cmd_dev,
         }
         return handlers[args.command](args)

@@ -28,6 +28,8 @@ from kulta.model.rollout import Rollout
 from kulta.model.status import Phase, RolloutStatus
 
 __all__ = [
+    "StackRef",
+    "allowed_commands",
     "created_summary",
     "find_stacks",
     "format_history",
@@ -36,7 +38,10 @@ __all__ = [
     "format_health_lines",
     "format_status_detail",
     "format_status_table",
+    "read_status_rows",
+    "request_command",
     "send_command",
+    "update_fields",
     "weight_bar",
 ]
 
@@ -79,6 +84,46 @@ def find_stacks(stacks: StackManager, environment: str, rollout: str | None = No
         names = ", ".join(f"{r.namespace}/{r.rollout}" for r in refs)
         raise ConfigError(f"{rollout!r} is ambiguous ({names}): name it as namespace/name")
     return refs
+
+
+def read_status_rows(
+    stacks: StackManager, environment: str, rollout: str | None = None
+) -> list[tuple[StackRef, RolloutStatus | None]]:
+    """Each stack of ``environment`` (or the one ``rollout``) with its status (``None``: no update yet)."""
+    rows = []
+    for ref in find_stacks(stacks, environment, rollout):
+        outputs = stacks.outputs(ref.name)
+        rows.append((ref, RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None))
+    return rows
+
+
+def request_command(
+    stacks: StackManager, environment: str, rollout: str, kind: CommandKind, now: datetime
+) -> tuple[StackRef, ManualCommand]:
+    """Check that ``kind`` makes sense for the rollout now, then leave it for the reconciler.
+
+    Retry needs an aborted rollout; promote and abort need a canary in flight. Anything else
+    is a ``ConfigError`` that says why, and no tag is written.
+    """
+    ((ref, status),) = read_status_rows(stacks, environment, rollout)
+    if kind in allowed_commands(status):
+        return ref, send_command(stacks, ref.name, kind, now)
+    if kind is CommandKind.RETRY:
+        raise ConfigError(f"{ref.namespace}/{ref.rollout} is not aborted: nothing to retry")
+    phase = status.phase.value if status else "not deployed yet"
+    verb = "promote" if kind is CommandKind.PROMOTE_FULL else kind.value
+    raise ConfigError(f"{ref.namespace}/{ref.rollout} has no canary in flight ({phase}): nothing to {verb}")
+
+
+def allowed_commands(status: RolloutStatus | None) -> frozenset[CommandKind]:
+    """Retry needs an aborted rollout; promote and abort need a canary in flight."""
+    if status is None:
+        return frozenset()
+    if status.aborted:
+        return frozenset({CommandKind.RETRY})
+    if status.in_flight:
+        return frozenset({CommandKind.PROMOTE, CommandKind.PROMOTE_FULL, CommandKind.ABORT})
+    return frozenset()
 
 
 def weight_bar(canary: int, width: int = BAR_WIDTH) -> str:
@@ -167,7 +212,8 @@ def send_command(stacks: StackManager, stack: str, kind: CommandKind, now: datet
     return cmd
 
 
-def _fields(message: str) -> dict[str, str]:
+def update_fields(message: str) -> dict[str, str]:
+    """``step``, ``canary``, ``phase``, ``commit`` of an update message KULTA wrote (before ``::``)."""
     head = message.split("::", 1)[0]
     return dict(MESSAGE_FIELDS.findall(head))
 
@@ -176,7 +222,7 @@ def format_history(entries: Sequence[HistoryEntry], out: TextIO) -> None:
     header = ("#", "TIME", "STEP", "CANARY", "PHASE", "COMMIT", "RESULT", "CHANGES", "WHY")
     rows = [header]
     for e in sorted(entries, key=lambda x: x.version):
-        f = _fields(e.message)
+        f = update_fields(e.message)
         why = e.message.split("::", 1)[1].strip() if "::" in e.message else e.message
         changes = ",".join(f"{k}={v}" for k, v in sorted(e.changes.items()) if k != "same") or "-"
         rows.append(
