@@ -30,7 +30,7 @@ from kulta.core.constants import LABEL_POD_TEMPLATE_HASH
 from kulta.devcluster import DevCluster
 from kulta.model.status import Phase
 from tests.integration.conftest import ROOT, kubectl, unique
-from tests.integration.test_gitops import git, live_weights, namespace, status_of
+from tests.integration.test_gitops import commit, git, live_weights, namespace, status_of
 from tests.kube_calls import FORBIDDEN, KULTA_CALLS, Scope
 
 pytestmark = pytest.mark.cluster
@@ -43,31 +43,14 @@ SERVICE_ACCOUNT = "kulta"
 RBAC_FILES = ("serviceaccount.yaml", "rbac-leases.yaml", "rbac-rollouts.yaml", "rbac-target-namespace.yaml")
 MAX_PASSES = 8
 
-ROLLOUT = """apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata: {{name: shop, namespace: {ns}}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: shop}}}}
-  template:
-    metadata: {{labels: {{app: shop}}}}
-    spec:
-      containers:
-        - {{name: shop, image: "registry.local/shop:{tag}", ports: [{{containerPort: 8080}}]}}
-  strategy:
-    canary:
-      canaryService: shop-canary
-      stableService: shop-stable
-      scaleDownDelaySeconds: 0
-      canaryMetadata:
-        labels: {{role: canary}}
-      stableMetadata:
-        labels: {{role: stable}}
-      trafficRouting: {{gatewayAPI: {{httpRoute: shop}}}}
-      steps:
-        - setWeight: 50
+#: test_gitops' Rollout: two steps, then canaryMetadata and stableMetadata (keys of the
+#: same ``canary`` mapping, after its ``steps``)
+STEPS_AND_METADATA = """        - setWeight: 50
         - setWeight: 80
-"""
+      canaryMetadata:
+        labels: {role: canary}
+      stableMetadata:
+        labels: {role: stable}"""
 
 
 def _kubectl(cluster: DevCluster, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -177,14 +160,6 @@ def _sa_kubeconfig(cluster: DevCluster, own: str, tmp_path: Path) -> Path:
     return path
 
 
-def _commit(work: Path, ns: str, tag: str) -> None:
-    (work / "rollouts").mkdir(exist_ok=True)
-    (work / "rollouts" / "shop.yaml").write_text(ROLLOUT.format(ns=ns, tag=tag))
-    git(work, "add", "-A")
-    git(work, "commit", "-m", tag)
-    git(work, "push", "origin", "HEAD:main")
-
-
 def _kulta_as(kubeconfig: Path, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env.update({"KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(ROOT)})
@@ -234,9 +209,9 @@ def test_kulta_run_as_the_service_account_walks_a_canary_and_prunes_it(cluster, 
         stacks = StackManager(StackSettings(state_dir=state, kubeconfig=cluster.kubeconfig))
         args = ("run", "--once", "--repo", f"file://{bare}", "--path", "rollouts", "--kubeconfig", str(kubeconfig))
 
-        _commit(work, ns, "v1")
+        commit(work, ns, "v1", STEPS_AND_METADATA, "v1")
         v1 = _until_healthy(kubeconfig, state, stacks, ns, args)
-        _commit(work, ns, "v2")
+        commit(work, ns, "v2", STEPS_AND_METADATA, "v2")
         v2 = _until_healthy(kubeconfig, state, stacks, ns, args)
         assert v2 != v1
         admin = config.new_client_from_config(config_file=cluster.kubeconfig)
