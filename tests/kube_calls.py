@@ -2,8 +2,9 @@
 
 The RBAC in ``deploy/`` must grant exactly these rows and nothing else: the
 unit test ``tests/unit/test_deploy_rbac.py`` compares them with the manifests
-and with the client calls in ``kulta/adapters/kube.py`` and the resources
-constructed in ``kulta/adapters/program.py`` (a new call without a row fails);
+and with every Kubernetes client call in ``kulta/`` (all in
+``kulta/adapters/kube.py`` today) and the resources constructed in
+``kulta/adapters/program.py`` (a new call or module without a row fails);
 the integration test ``tests/integration/test_deploy_manifests.py`` asks the
 API server (``kubectl auth can-i``) for each row as KULTA's ServiceAccount.
 
