@@ -4,8 +4,8 @@ Every manifest passes a server-side dry run; the RBAC objects, really applied,
 let KULTA's ServiceAccount make every call of ``tests/kube_calls.py`` and
 none of the forbidden ones (``kubectl auth can-i``); and a real ``kulta run
 --once`` as that ServiceAccount, through the shipped kubeconfig (token file),
-takes a rollout from its first revision through a canary with pod metadata to
-promotion, then prunes it. The local control plane runs kube-apiserver with
+takes a rollout on an HTTPRoute and a GRPCRoute from its first revision through
+a canary with pod metadata to promotion, then prunes it. The local control plane runs kube-apiserver with
 ``--authorization-mode=Node,RBAC`` (kwokctl's default, ``--kube-authorization``),
 which the first assertions of the RBAC test prove rather than assume.
 """
@@ -26,11 +26,12 @@ import yaml
 from kubernetes import client, config
 
 from kulta.adapters.stacks import StackManager, StackSettings
-from kulta.core.constants import LABEL_POD_TEMPLATE_HASH
+from kulta.core.constants import FIELD_MANAGER, LABEL_POD_TEMPLATE_HASH
+from kulta.core.routes import route_weights
 from kulta.devcluster import DevCluster
 from kulta.model.status import Phase
 from tests.integration.conftest import ROOT, kubectl, unique
-from tests.integration.test_gitops import commit, git, live_weights, namespace, status_of
+from tests.integration.test_gitops import ROLLOUT, git, live_weights, namespace, status_of
 from tests.kube_calls import FORBIDDEN, KULTA_CALLS, Scope
 
 pytestmark = pytest.mark.cluster
@@ -43,14 +44,26 @@ SERVICE_ACCOUNT = "kulta"
 RBAC_FILES = ("serviceaccount.yaml", "rbac-leases.yaml", "rbac-rollouts.yaml", "rbac-target-namespace.yaml")
 MAX_PASSES = 8
 
-#: test_gitops' Rollout: two steps, then canaryMetadata and stableMetadata (keys of the
-#: same ``canary`` mapping, after its ``steps``)
+#: test_gitops' Rollout with a GRPCRoute beside its HTTPRoute: two steps, then
+#: canaryMetadata and stableMetadata (keys of the same ``canary`` mapping, after ``steps``)
+ROLLOUT_BOTH_ROUTES = ROLLOUT.replace("{{httpRoute: shop}}", "{{httpRoute: shop, grpcRoute: shop-rpc}}")
 STEPS_AND_METADATA = """        - setWeight: 50
         - setWeight: 80
       canaryMetadata:
         labels: {role: canary}
       stableMetadata:
         labels: {role: stable}"""
+GRPC_ROUTE = """apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: shop-rpc, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: demo-gateway, namespace: demo}}]
+  rules:
+    - matches: [{{method: {{type: Exact, service: shop.Shop, method: Get}}}}]
+      backendRefs:
+        - {{name: shop-stable, port: 8080, weight: 100}}
+        - {{name: shop-canary, port: 8080, weight: 0}}
+"""
 
 
 def _kubectl(cluster: DevCluster, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -160,6 +173,21 @@ def _sa_kubeconfig(cluster: DevCluster, own: str, tmp_path: Path) -> Path:
     return path
 
 
+def _commit(work: Path, ns: str, tag: str) -> None:
+    (work / "rollouts").mkdir(exist_ok=True)
+    (work / "rollouts" / "shop.yaml").write_text(ROLLOUT_BOTH_ROUTES.format(ns=ns, tag=tag, steps=STEPS_AND_METADATA))
+    git(work, "add", "-A")
+    git(work, "commit", "-m", tag)
+    git(work, "push", "origin", "HEAD:main")
+
+
+def _grpc_route(api: client.ApiClient, ns: str) -> dict[str, Any]:
+    route: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", ns, "grpcroutes", "shop-rpc"
+    )
+    return route
+
+
 def _kulta_as(kubeconfig: Path, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env.update({"KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(ROOT)})
@@ -187,7 +215,8 @@ def _until_healthy(kubeconfig: Path, state: Path, stacks: StackManager, ns: str,
 
 def test_kulta_run_as_the_service_account_walks_a_canary_and_prunes_it(cluster, tmp_path):
     own = unique("kulta-own")
-    ns = namespace(cluster, "kulta-sa")  # the user's namespace and HTTPRoute, made by an admin
+    ns = namespace(cluster, "kulta-sa")  # the user's namespace and routes, made by an admin
+    kubectl(cluster, "apply", "-f", "-", stdin=GRPC_ROUTE.format(ns=ns))
     cluster_role = f"{CLUSTER_ROLE}-{own}"
     bare, work = tmp_path / "remote.git", tmp_path / "work"
     git(tmp_path, "init", "--bare", "-b", "main", str(bare))
@@ -209,13 +238,17 @@ def test_kulta_run_as_the_service_account_walks_a_canary_and_prunes_it(cluster, 
         stacks = StackManager(StackSettings(state_dir=state, kubeconfig=cluster.kubeconfig))
         args = ("run", "--once", "--repo", f"file://{bare}", "--path", "rollouts", "--kubeconfig", str(kubeconfig))
 
-        commit(work, ns, "v1", STEPS_AND_METADATA, "v1")
+        _commit(work, ns, "v1")
         v1 = _until_healthy(kubeconfig, state, stacks, ns, args)
-        commit(work, ns, "v2", STEPS_AND_METADATA, "v2")
+        _commit(work, ns, "v2")
         v2 = _until_healthy(kubeconfig, state, stacks, ns, args)
         assert v2 != v1
         admin = config.new_client_from_config(config_file=cluster.kubeconfig)
         assert live_weights(admin, ns) == (100, 0)
+        # both routes were weighted by KULTA's server-side apply, as the ServiceAccount
+        grpc = _grpc_route(admin, ns)
+        assert route_weights(grpc["spec"]["rules"], "shop-stable", "shop-canary") == (100, 0)
+        assert FIELD_MANAGER in {m["manager"] for m in grpc["metadata"]["managedFields"]}
         # the canary's pods were patched from canaryMetadata to stableMetadata at promotion
         pods = client.CoreV1Api(admin).list_namespaced_pod(ns, label_selector=f"{LABEL_POD_TEMPLATE_HASH}={v2}").items
         assert len(pods) == 2 and all(p.metadata.labels.get("role") == "stable" for p in pods), pods
