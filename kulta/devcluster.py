@@ -1,8 +1,8 @@
 """A local cluster for development and tests: real control plane, fake nodes, Prometheus.
 
-``kulta dev up`` starts, on loopback only: etcd, kube-apiserver,
-kube-controller-manager and kube-scheduler (through kwokctl's binary runtime,
-with the toolchain's binaries, so nothing is downloaded), kwok faking two
+``kulta dev up`` starts, on loopback only: etcd, kube-apiserver (enforcing
+RBAC), kube-controller-manager and kube-scheduler (through kwokctl's binary
+runtime, with the toolchain's binaries, so nothing is downloaded), kwok faking two
 nodes so ReplicaSets get Pods that become Ready, the Gateway API CRDs with a
 demo GatewayClass and Gateway, and a Prometheus of our own (not the system
 service) whose scrape targets are a file the caller may rewrite. It writes
@@ -154,6 +154,11 @@ def _create_kwok_cluster(name: str, state: Path, port: int) -> str:
         _tool("kube-scheduler"),
         "--kwok-controller-binary",
         _tool("kwok"),
+        # kube-apiserver --authorization-mode=Node,RBAC (kwokctl's default, said
+        # explicitly): deploy/'s RBAC is tested against it, and an AlwaysAllow
+        # server would answer yes to every `kubectl auth can-i`; the admin
+        # kubeconfig is system:masters, so nothing else is affected
+        "--kube-authorization=true",
         "--wait",
         "3m",
     ]
