@@ -145,6 +145,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     from kulta.app.commands import format_preview
     from kulta.app.reconciler import Reconciler, ReconcilerConfig
     from kulta.app.spec_commands import load_with_references
+    from kulta.core.bluegreen import stage_label, step_count
     from kulta.core.reconcile import decide_step
     from kulta.core.revision import pod_template_hash, resolve_template
     from kulta.model.status import RolloutStatus
@@ -167,7 +168,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         revision = pod_template_hash(template)
         outputs = stacks.outputs(name)
         prev = RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None
-        n = len(rollout.spec.strategy.steps)
+        n = step_count(rollout.spec)
         if prev is None:
             sys.stdout.write(
                 "  no stack yet: the first update deploys this revision as stable (steps apply to the next one)\n"
@@ -189,6 +190,8 @@ def _cmd_preview(args: argparse.Namespace) -> int:
                 label = "first deployment"
             elif step >= n:
                 label = "promotion"
+            elif rollout.spec.blue_green is not None:
+                label = f"stage {step}: {stage_label(step)}"
             else:
                 label = f"step {step}: {rollout.spec.strategy.steps[step].kind.value}"
             format_preview(label, report, sys.stdout)

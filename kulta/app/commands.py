@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from kulta.adapters.stacks import HistoryEntry, PreviewChange, PreviewReport, StackManager, stack_name_for
+from kulta.core.bluegreen import stage_label, step_count
 from kulta.core.commands import CommandKind, ManualCommand
 from kulta.core.constants import TAG_COMMAND
 from kulta.core.plan import WaitKind, desired_state
@@ -137,7 +138,15 @@ def format_status_detail(st: RolloutStatus, rollout: Rollout | None, out: TextIO
         out.write(f"  route      {w.namespace}/{w.route}  {weight_bar(w.canary)}\n")
     for rs, n in sorted(st.replicas.items()):
         out.write(f"  replicaset {rs}  {n} replicas\n")
-    if rollout is not None:
+    if rollout is not None and rollout.spec.blue_green is not None:
+        out.write("  stages\n")
+        for stage in range(step_count(rollout.spec)):
+            if st.in_flight and not st.aborted:
+                mark = "✔" if stage < st.current_step_index else ("▶" if stage == st.current_step_index else " ")
+            else:
+                mark = "✔" if st.phase is Phase.HEALTHY else " "
+            out.write(f"   {mark} {stage:>2} {stage_label(stage)}\n")
+    elif rollout is not None:
         out.write("  steps\n")
         for i, step in enumerate(rollout.spec.strategy.steps):
             ds = desired_state(rollout.spec, i)
