@@ -10,19 +10,21 @@ each ReplicaSet's size). Expected values are literals from the example file.
 from __future__ import annotations
 
 import copy
+import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kulta.app.commands import format_status_detail
 from kulta.app.spec_commands import render_plan
 from kulta.core.bluegreen import needs_controller_pause, pause_completed, preview_replicas
 from kulta.core.commands import CommandKind, ManualCommand
 from kulta.core.decision import AbortReason, Decision, Observation
 from kulta.core.defaults import abort_scale_down_delay_seconds, scale_down_delay_seconds
 from kulta.core.program_inputs import build_program_inputs
-from kulta.core.reconcile import decide
+from kulta.core.reconcile import decide, decide_step
 from kulta.core.revision import pod_template_hash
 from kulta.model.program import ProgramInputs, RevisionRole
 from kulta.model.rollout import BlueGreenStrategy, Rollout
@@ -342,3 +344,31 @@ def test_argos_blue_green_files_validate_and_plan(
     lines = render_plan(rollout, result.others)
     (row,) = [line.split() for line in lines if line.split()[:2] == ["0", "preview"]]
     assert row == preview_row
+
+
+def test_status_lists_the_stages_with_the_current_one_marked() -> None:
+    rollout = bg_rollout(postPromotionAnalysis=ANALYSIS)
+    _st1, _d, st = previewing(rollout)
+    out = io.StringIO()
+    format_status_detail(st, rollout, out)
+    lines = out.getvalue().splitlines()
+    stages = lines[lines.index("  stages") + 1 :]
+    assert stages[:2] == [
+        "   ▶  0 preview (prePromotionAnalysis, pause)",
+        "      1 switched (postPromotionAnalysis)",
+    ]
+
+
+def test_preview_of_each_stage_declares_the_services_of_that_stage() -> None:
+    rollout = bg_rollout(previewReplicaCount=1, postPromotionAnalysis=ANALYSIS)
+    _d, st1 = step(rollout, T1, None, T0)
+    seen = []
+    for stage in (0, 1, 2):
+        d = decide_step(rollout, R2, T2, st1, T0, stage, environment="dev")
+        program = inputs(rollout, d, st1)
+        seen.append((selectors(program)["web-active"], {rs.revision: rs.replicas for rs in program.replica_sets}))
+    assert seen == [
+        (R1, {R1: 3, R2: 1}),  # preview
+        (R2, {R1: 3, R2: 3}),  # switched, postPromotionAnalysis running
+        (R2, {R1: 3, R2: 3}),  # promoted; the old one goes after scaleDownDelaySeconds
+    ]
