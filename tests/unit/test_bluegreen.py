@@ -372,3 +372,32 @@ def test_preview_of_each_stage_declares_the_services_of_that_stage() -> None:
         (R2, {R1: 3, R2: 3}),  # switched, postPromotionAnalysis running
         (R2, {R1: 3, R2: 3}),  # promoted; the old one goes after scaleDownDelaySeconds
     ]
+
+
+def test_a_blue_green_edit_in_git_applies_from_the_next_move_without_a_restart() -> None:
+    # Argo's needsBlueGreenControllerPause is read on every pass: ending autoPromotionEnabled: false
+    # in Git removes the pause, and the switch follows (no restart of the preview)
+    paused = bg_rollout(previewReplicaCount=1, autoPromotionEnabled=False)
+    _st1, _d, st = previewing(paused)
+    t = T0 + timedelta(minutes=2)
+    _d, st = step(paused, T2, st, t)
+    assert st.phase is Phase.PAUSED
+    auto = bg_rollout(previewReplicaCount=1)
+    d, st = step(auto, T2, st, t + timedelta(seconds=1))
+    assert d.apply and (st.phase, st.stable_revision) == (Phase.HEALTHY, R2)
+    assert d.replicas == {R1: 3, R2: 3}
+
+
+def test_a_new_revision_during_post_promotion_puts_the_active_service_back_on_stable() -> None:
+    rollout = bg_rollout(postPromotionAnalysis=ANALYSIS)
+    _st1, _d, st = previewing(rollout)
+    _d, st = step(rollout, T2, st, T0 + timedelta(minutes=2))
+    assert st.current_step_index == 1
+    t3 = template("registry.local/web:v3")
+    r3 = pod_template_hash(t3)
+    prev = st
+    d, st = step(rollout, t3, st, T0 + timedelta(minutes=3))
+    assert (st.current_step_index, st.canary_revision, st.stable_revision) == (0, r3, R1)
+    program = inputs(rollout, d, prev)
+    assert selectors(program) == {"web-active": R1, "web-preview": r3}
+    assert {rs.revision: rs.replicas for rs in program.replica_sets} == {R1: 3, R2: 0, r3: 3}
