@@ -182,6 +182,8 @@ def _fields(message: str) -> dict[str, str]:
 
 def format_history(entries: Sequence[HistoryEntry], out: TextIO) -> None:
     header = ("#", "TIME", "STEP", "CANARY", "PHASE", "COMMIT", "RESULT", "CHANGES", "WHY")
+    if any("active" in _fields(e.message) for e in entries):
+        header = (*header[:3], "ACTIVE", *header[4:])  # a blue-green rollout: the active Service's revision
     rows = [header]
     for e in sorted(entries, key=lambda x: x.version):
         f = _fields(e.message)
@@ -192,7 +194,7 @@ def format_history(entries: Sequence[HistoryEntry], out: TextIO) -> None:
                 str(e.version),
                 e.start_time[:19].replace("T", " "),
                 f.get("step", "-"),
-                f.get("canary", "-"),
+                f.get("canary", f.get("active", "-")),
                 f.get("phase", "-"),
                 f.get("commit", "-"),
                 e.result,

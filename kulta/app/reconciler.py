@@ -34,7 +34,7 @@ from kulta.adapters.prometheus import MetricProvider
 from kulta.adapters.stacks import StackManager, stack_name_for
 from kulta.app.health import INTERNAL_ERROR, HealthBook
 from kulta.core.analysis_run import next_due_at
-from kulta.core.bluegreen import pod_metadata, promotion_analysis
+from kulta.core.bluegreen import active_revision, pod_metadata, promotion_analysis
 from kulta.core.commands import InvalidCommandError, ManualCommand
 from kulta.core.constants import LABEL_POD_TEMPLATE_HASH, TAG_COMMAND
 from kulta.core.decision import AbortReason, Decision, Observation
@@ -331,8 +331,10 @@ class Reconciler:
         if self.outbox is not None:
             self.outbox.stage(planned_events, rollout_key=name)
         inputs = self.program_inputs(rollout, loaded, decision, planned, prev)
-        message = _update_message(planned, decision)
-        self.on_progress(f"{rollout.namespace}/{rollout.name}: {_progress_line(planned, decision)}")
+        # a blue-green update says which revision the active Service selects instead of a weight
+        active = active_revision(rollout, planned) if rollout.spec.blue_green is not None else None
+        message = _update_message(planned, decision, active)
+        self.on_progress(f"{rollout.namespace}/{rollout.name}: {_progress_line(planned, decision, active)}")
         started = time.monotonic()
         try:
             report = self.stacks.up(name, lambda: deploy(inputs), message, refresh=refresh)
@@ -606,16 +608,23 @@ def _error_summary(text: str) -> str:
     return safe_text(telling[-1] if telling else lines[-1] if lines else "update failed", limit=500)
 
 
-def _progress_line(status: RolloutStatus, decision: Decision) -> str:
+def _traffic(status: RolloutStatus, decision: Decision, active: str | None) -> str:
+    """``canary=<w>%``, or ``active=<revision>`` for a blue-green rollout."""
+    if active is not None:
+        return f"active={active}"
+    weight = status.weights[0].canary if status.weights else decision.canary_weight
+    return f"canary={weight}%"
+
+
+def _progress_line(status: RolloutStatus, decision: Decision, active: str | None = None) -> str:
     """The line shown as an update starts: where it goes, not a phase it has not recorded yet."""
-    weight = status.weights[0].canary if status.weights else decision.canary_weight
-    return f"updating to step={status.current_step_index}/{status.step_count} canary={weight}% :: {decision.reason}"
+    traffic = _traffic(status, decision, active)
+    return f"updating to step={status.current_step_index}/{status.step_count} {traffic} :: {decision.reason}"
 
 
-def _update_message(status: RolloutStatus, decision: Decision) -> str:
-    weight = status.weights[0].canary if status.weights else decision.canary_weight
+def _update_message(status: RolloutStatus, decision: Decision, active: str | None = None) -> str:
     commit = status.git_commit[:12] if status.git_commit else "-"
     return (
-        f"kulta step={status.current_step_index}/{status.step_count} canary={weight}% "
+        f"kulta step={status.current_step_index}/{status.step_count} {_traffic(status, decision, active)} "
         f"phase={status.phase.value} commit={commit} :: {decision.reason}"
     )

@@ -12,6 +12,7 @@ revision's requests with the error rate each test sets.
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from kulta.adapters.outbox import Deliverer, Outbox
 from kulta.adapters.prometheus import PrometheusClient
 from kulta.adapters.sinks import HttpSink, SinkConfig
 from kulta.adapters.stacks import StackManager, StackSettings
+from kulta.app.commands import format_history
 from kulta.app.reconciler import Reconciler, ReconcilerConfig
 from kulta.model.status import AnalysisPhase, Phase, RolloutStatus
 from kulta.spec.loader import LoadResult
@@ -232,6 +234,13 @@ def test_good_revision_previews_pauses_and_switches_only_once_available(world: W
     w.rec.reconcile_rollout(v2.rollouts[0], v2)
     assert replicas(w, f"web-{h1}") == 0
     assert {p.metadata.labels.get("role") for p in pods(w.api, w.ns, h2)} == {"active"}
+    # kulta history: each update names the revision the active Service selected
+    out = io.StringIO()
+    format_history(w.stacks.history(w.rec.stack_name(v2.rollouts[0])), out)
+    header, *rows = out.getvalue().splitlines()
+    assert header.split()[:4] == ["#", "TIME", "STEP", "ACTIVE"], header
+    actives = [(row.split()[4], row.split()[5]) for row in rows]  # (ACTIVE, PHASE); TIME is two words
+    assert actives[0] == (h1, "Healthy") and (h1, "Paused") in actives and actives[-1] == (h2, "Healthy"), actives
     types = delivered(w)
     assert types[:3] == ["pipelinerun.started", "service.deployed", "pipelinerun.finished"], types
     assert types[3] == "pipelinerun.started" and types[-2:] == ["service.upgraded", "pipelinerun.finished"], types
