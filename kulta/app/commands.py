@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from kulta.adapters.stacks import HistoryEntry, PreviewChange, PreviewReport, StackManager, stack_name_for
-from kulta.core.bluegreen import stage_label, step_count
+from kulta.core.bluegreen import active_revision, stage_label, step_count
 from kulta.core.commands import CommandKind, ManualCommand
 from kulta.core.constants import TAG_COMMAND
 from kulta.core.plan import WaitKind, desired_state
@@ -139,6 +139,11 @@ def format_status_detail(st: RolloutStatus, rollout: Rollout | None, out: TextIO
     for rs, n in sorted(st.replicas.items()):
         out.write(f"  replicaset {rs}  {n} replicas\n")
     if rollout is not None and rollout.spec.blue_green is not None:
+        blue_green = rollout.spec.blue_green
+        services = f"{blue_green.active_service} → {active_revision(rollout, st)}"
+        if blue_green.preview_service:
+            services += f"   {blue_green.preview_service} → {st.canary_revision or st.stable_revision}"
+        out.write(f"  services   {services}\n")
         out.write("  stages\n")
         for stage in range(step_count(rollout.spec)):
             if st.in_flight and not st.aborted:

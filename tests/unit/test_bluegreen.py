@@ -352,6 +352,7 @@ def test_status_lists_the_stages_with_the_current_one_marked() -> None:
     out = io.StringIO()
     format_status_detail(st, rollout, out)
     lines = out.getvalue().splitlines()
+    assert f"  services   web-active → {R1}   web-preview → {R2}" in lines
     stages = lines[lines.index("  stages") + 1 :]
     assert stages[:2] == [
         "   ▶  0 preview (prePromotionAnalysis, pause)",
