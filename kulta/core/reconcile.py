@@ -880,11 +880,16 @@ def _blue_green(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> De
     blue_green = spec.blue_green
     if blue_green is None:
         raise ValueError("not a blue-green rollout")
-    if prev.strategy_hash != ctx.strategy:
-        prev = prev.with_changes(strategy_hash=ctx.strategy)
     stage = min(prev.current_step_index, POST_PROMOTION)
     if prev.phase is Phase.DEGRADED:
         return _bg_apply(ctx, prev, stage, f"retrying stage {stage} after the progress deadline passed", cmd)
+    if prev.strategy_hash != ctx.strategy:
+        # Argo restarts nothing, but the stage is declared again under the new fields (a new
+        # previewReplicaCount, or a canary turned blue-green): nothing moves before its pods are
+        # available; the pause keeps its start and the analysis runs their measurements
+        reason = f"strategy changed in Git: stage {stage} applied again with the new fields"
+        kept = {"pause_started_at": prev.pause_started_at, "step_started_at": prev.step_started_at}
+        return _bg_apply(ctx, prev, stage, reason, None, **kept)
     current = step_run_name(ctx.rollout, ctx.revision, stage)
     if cmd and cmd.kind is CommandKind.PROMOTE_FULL:
         ended = tuple(

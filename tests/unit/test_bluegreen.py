@@ -384,9 +384,33 @@ def test_a_blue_green_edit_in_git_applies_from_the_next_move_without_a_restart()
     _d, st = step(paused, T2, st, t)
     assert st.phase is Phase.PAUSED
     auto = bg_rollout(previewReplicaCount=1)
-    d, st = step(auto, T2, st, t + timedelta(seconds=1))
+    # the stage is declared again under the new fields (same pods here), the pause start kept
+    d, st2 = step(auto, T2, st, t + timedelta(seconds=1))
+    assert d.apply and d.replicas == {R1: 3, R2: 1} and st2.current_step_index == 0
+    assert st2.pause_started_at == st.pause_started_at and st2.strategy_hash != st.strategy_hash
+    d, st = step(auto, T2, st2, t + timedelta(seconds=1))
     assert d.apply and (st.phase, st.stable_revision) == (Phase.HEALTHY, R2)
     assert d.replicas == {R1: 3, R2: 3}
+
+
+def test_a_canary_turned_blue_green_mid_flight_moves_the_active_service_only_with_available_pods() -> None:
+    canary_doc = base_rollout(replicas=3)
+    canary_doc["spec"]["strategy"] = {"canary": {"steps": [{"setWeight": 34}, {"pause": {}}, {"setWeight": 67}]}}
+    (canary,) = load(canary_doc).rollouts
+    _d, st = step(canary, T1, None, T0)
+    _d, st = step(canary, T2, st, T0 + timedelta(minutes=1))
+    _d, st = step(canary, T2, st, T0 + timedelta(minutes=1))
+    assert (st.current_step_index, st.phase) == (1, Phase.PAUSED)
+    blue_green = bg_rollout(postPromotionAnalysis=ANALYSIS)
+    prev = st
+    d, st = step(blue_green, T2, st, T0 + timedelta(minutes=2))
+    # stage 1 (switched) declared: the new ReplicaSet grows to 3 (and the basic canary's shrunk
+    # stable back to 3), both waited for before the selector moves
+    assert prev.replicas == {f"web-{R1}": 2, f"web-{R2}": 1}
+    assert d.apply and d.replicas == {R1: 3, R2: 3} and d.wait_ready == {R1, R2}
+    program = inputs(blue_green, d, prev)
+    assert selectors(program)["web-active"] == R2
+    assert {rs.revision: rs.wait_available for rs in program.replica_sets} == {R1: True, R2: True}
 
 
 def test_a_new_revision_during_post_promotion_puts_the_active_service_back_on_stable() -> None:
