@@ -8,8 +8,7 @@ name ``<env>.<namespace>.<rollout>`` is used) and optionally ``kulta:step``
 from stack config, and the rollout's
 last status from the stack's own outputs, then makes the same decision the
 reconciler would: without ``kulta:step`` the next reconcile step; with it,
-that step of the current canary (``len(steps)`` = promotion; for blue-green
-its stages: 0 preview, 1 post-promotion, the stage count = promotion).
+that step of the current canary (``len(steps)`` = promotion).
 """
 
 from __future__ import annotations
