@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from kulta.adapters.stacks import HistoryEntry, PreviewChange, PreviewReport, StackManager, stack_name_for
+from kulta.core.bluegreen import active_revision, stage_label, step_count
 from kulta.core.commands import CommandKind, ManualCommand
 from kulta.core.constants import TAG_COMMAND
 from kulta.core.plan import WaitKind, desired_state
@@ -183,7 +184,20 @@ def format_status_detail(st: RolloutStatus, rollout: Rollout | None, out: TextIO
         out.write(f"  route      {w.namespace}/{w.route}  {weight_bar(w.canary)}\n")
     for rs, n in sorted(st.replicas.items()):
         out.write(f"  replicaset {rs}  {n} replicas\n")
-    if rollout is not None:
+    if rollout is not None and rollout.spec.blue_green is not None:
+        blue_green = rollout.spec.blue_green
+        services = f"{blue_green.active_service} → {active_revision(rollout, st)}"
+        if blue_green.preview_service:
+            services += f"   {blue_green.preview_service} → {st.canary_revision or st.stable_revision}"
+        out.write(f"  services   {services}\n")
+        out.write("  stages\n")
+        for stage in range(step_count(rollout.spec)):
+            if st.in_flight and not st.aborted:
+                mark = "✔" if stage < st.current_step_index else ("▶" if stage == st.current_step_index else " ")
+            else:
+                mark = "✔" if st.phase is Phase.HEALTHY else " "
+            out.write(f"   {mark} {stage:>2} {stage_label(stage)}\n")
+    elif rollout is not None:
         out.write("  steps\n")
         for i, step in enumerate(rollout.spec.strategy.steps):
             ds = desired_state(rollout.spec, i)
@@ -220,6 +234,8 @@ def update_fields(message: str) -> dict[str, str]:
 
 def format_history(entries: Sequence[HistoryEntry], out: TextIO) -> None:
     header = ("#", "TIME", "STEP", "CANARY", "PHASE", "COMMIT", "RESULT", "CHANGES", "WHY")
+    if any("active" in update_fields(e.message) for e in entries):
+        header = (*header[:3], "ACTIVE", *header[4:])  # a blue-green rollout: the active Service's revision
     rows = [header]
     for e in sorted(entries, key=lambda x: x.version):
         f = update_fields(e.message)
@@ -230,7 +246,7 @@ def format_history(entries: Sequence[HistoryEntry], out: TextIO) -> None:
                 str(e.version),
                 e.start_time[:19].replace("T", " "),
                 f.get("step", "-"),
-                f.get("canary", "-"),
+                f.get("canary", f.get("active", "-")),
                 f.get("phase", "-"),
                 f.get("commit", "-"),
                 e.result,

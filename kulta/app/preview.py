@@ -19,6 +19,7 @@ from kulta.adapters.program import deploy
 from kulta.adapters.stacks import PreviewReport, StackManager
 from kulta.app.reconciler import Reconciler, ReconcilerConfig
 from kulta.app.spec_commands import describe_action, load_with_references
+from kulta.core.bluegreen import stage_label, step_count
 from kulta.core.preview import ChangeKind, ChangeSummary, classify_change
 from kulta.core.reconcile import decide_step
 from kulta.core.revision import pod_template_hash, resolve_template
@@ -125,7 +126,7 @@ def preview_file(
         prev = RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None
         change = classify_change(rollout, revision, prev)
         steps = rollout.spec.strategy.steps
-        n = len(steps)
+        n = step_count(rollout.spec)
         if prev is None or change.kind is ChangeKind.FIRST_DEPLOYMENT:
             indexes = [0]
         elif selection.all:
@@ -145,6 +146,9 @@ def preview_file(
                 step, role, label, action = None, StepRole.FIRST_DEPLOYMENT, "first deployment", FIRST_DEPLOYMENT_ACTION
             elif index >= n:
                 step, role, label, action = n, StepRole.PROMOTION, "promotion", PROMOTE_ACTION
+            elif rollout.spec.blue_green is not None:
+                step, role, label = index, StepRole.STEP, f"stage {index}: {stage_label(index)}"
+                action = stage_label(index)
             else:
                 step, role, label = index, StepRole.STEP, f"step {index}: {steps[index].kind.value}"
                 action = describe_action(steps[index])

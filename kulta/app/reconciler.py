@@ -34,11 +34,12 @@ from kulta.adapters.prometheus import MetricProvider
 from kulta.adapters.stacks import StackManager, stack_name_for
 from kulta.app.health import INTERNAL_ERROR, HealthBook
 from kulta.core.analysis_run import next_due_at
+from kulta.core.bluegreen import active_revision, pod_metadata, promotion_analysis
 from kulta.core.commands import InvalidCommandError, ManualCommand
 from kulta.core.constants import LABEL_POD_TEMPLATE_HASH, TAG_COMMAND
 from kulta.core.decision import AbortReason, Decision, Observation
 from kulta.core.events import EndReason, EventContext, build_events, chain_id_for, record_events
-from kulta.core.names import background_run_name, inline_run_name, replicaset_name, route_targets
+from kulta.core.names import background_run_name, inline_run_name, replicaset_name, route_targets, step_run_name
 from kulta.core.program_inputs import build_program_inputs, canary_service_name, stable_service_name
 from kulta.core.reconcile import decide
 from kulta.core.revision import pod_template_hash, resolve_template, strategy_hash
@@ -337,8 +338,10 @@ class Reconciler:
         if self.outbox is not None:
             self.outbox.stage(planned_events, rollout_key=name)
         inputs = self.program_inputs(rollout, loaded, decision, planned, prev)
-        message = _update_message(planned, decision)
-        self.on_progress(f"{rollout.namespace}/{rollout.name}: {_progress_line(planned, decision)}")
+        # a blue-green update says which revision the active Service selects instead of a weight
+        active = active_revision(rollout, planned) if rollout.spec.blue_green is not None else None
+        message = _update_message(planned, decision, active)
+        self.on_progress(f"{rollout.namespace}/{rollout.name}: {_progress_line(planned, decision, active)}")
         started = time.monotonic()
         try:
             report = self.stacks.up(name, lambda: deploy(inputs), message, refresh=refresh)
@@ -453,10 +456,15 @@ class Reconciler:
         steps = rollout.spec.strategy.steps
         due: list[tuple[str, AnalysisRef, int | None]] = []
         if status.strategy_hash and status.strategy_hash != strategy_hash(rollout):
-            name = inline_run_name(rollout.name, revision, index)
+            name = step_run_name(rollout, revision, index)
             current = existing.get(name)
             if current is not None and current.ref is not None and not current.phase.completed:
                 due.append((name, current.ref, index))
+        elif rollout.spec.blue_green is not None:
+            # pre/postPromotionAnalysis: the stage is recorded once its pods are available (saturated)
+            staged = promotion_analysis(rollout.spec.blue_green, index)
+            if staged is not None:
+                due.append((step_run_name(rollout, revision, index), staged, index))
         else:
             inline = steps[index].analysis if index < len(steps) else None
             if inline is not None:
@@ -494,25 +502,25 @@ class Reconciler:
         Done once per (revisions, replicas, metadata) this process has not synced yet: a
         turn with nothing new lists no pods (a restarted process syncs once again).
         """
-        strategy = rollout.spec.strategy
-        if strategy.canary_metadata == PodMetadata() and strategy.stable_metadata == PodMetadata():
+        new_side, stable_side = pod_metadata(rollout)
+        if new_side == PodMetadata() and stable_side == PodMetadata():
             return
         key = (
             status.stable_revision,
             status.canary_revision,
             tuple(sorted(status.replicas.items())),
-            repr(strategy.canary_metadata),
-            repr(strategy.stable_metadata),
+            repr(new_side),
+            repr(stable_side),
         )
         if self._metadata_synced.get(name) == key:
             return
         every = PodMetadata(
-            labels={**strategy.canary_metadata.labels, **strategy.stable_metadata.labels},
-            annotations={**strategy.canary_metadata.annotations, **strategy.stable_metadata.annotations},
+            labels={**new_side.labels, **stable_side.labels},
+            annotations={**new_side.annotations, **stable_side.annotations},
         )
-        sides = [(status.stable_revision, strategy.stable_metadata)]
+        sides = [(status.stable_revision, stable_side)]
         if status.in_flight:
-            sides.append((status.canary_revision, strategy.canary_metadata))
+            sides.append((status.canary_revision, new_side))
         for revision, wanted in sides:
             if status.replicas.get(replicaset_name(rollout.name, revision), 0) <= 0:
                 continue
@@ -530,7 +538,7 @@ class Reconciler:
                 return True
         for w in status.weights:
             rules = self.kube.route_rules(w.namespace, w.route, w.kind)
-            got = route_weights(rules, stable_service_name(rollout), canary_service_name(rollout))
+            got = route_weights(rules, stable_service_name(rollout), canary_service_name(rollout) or "")
             if got is not None and got != (w.stable, w.canary) and status.in_flight and not status.aborted:
                 log.warning(
                     "drift: route weights edited by hand",
@@ -614,16 +622,23 @@ def _error_summary(text: str) -> str:
     return safe_text(telling[-1] if telling else lines[-1] if lines else "update failed", limit=500)
 
 
-def _progress_line(status: RolloutStatus, decision: Decision) -> str:
+def _traffic(status: RolloutStatus, decision: Decision, active: str | None) -> str:
+    """``canary=<w>%``, or ``active=<revision>`` for a blue-green rollout."""
+    if active is not None:
+        return f"active={active}"
+    weight = status.weights[0].canary if status.weights else decision.canary_weight
+    return f"canary={weight}%"
+
+
+def _progress_line(status: RolloutStatus, decision: Decision, active: str | None = None) -> str:
     """The line shown as an update starts: where it goes, not a phase it has not recorded yet."""
-    weight = status.weights[0].canary if status.weights else decision.canary_weight
-    return f"updating to step={status.current_step_index}/{status.step_count} canary={weight}% :: {decision.reason}"
+    traffic = _traffic(status, decision, active)
+    return f"updating to step={status.current_step_index}/{status.step_count} {traffic} :: {decision.reason}"
 
 
-def _update_message(status: RolloutStatus, decision: Decision) -> str:
-    weight = status.weights[0].canary if status.weights else decision.canary_weight
+def _update_message(status: RolloutStatus, decision: Decision, active: str | None = None) -> str:
     commit = status.git_commit[:12] if status.git_commit else "-"
     return (
-        f"kulta step={status.current_step_index}/{status.step_count} canary={weight}% "
+        f"kulta step={status.current_step_index}/{status.step_count} {_traffic(status, decision, active)} "
         f"phase={status.phase.value} commit={commit} :: {decision.reason}"
     )

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from kulta.app.bluegreen_plan import render_blue_green_plan
 from kulta.core.constants import GRPCROUTE_KIND, HTTPROUTE_KIND
 from kulta.core.plan import (
     DesiredState,
@@ -196,6 +197,8 @@ def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[
     except SpecError as exc:
         revision = f"unknown ({exc.message})"
     lines.append(f"  replicas: {spec.replicas}; revision (pod-template-hash): {revision}")
+    if spec.blue_green is not None:
+        return lines + render_blue_green_plan(rollout, spec.blue_green)
     routing = strategy.traffic_routing
     if routing is None:
         lines.append("  traffic: no trafficRouting; the canary's share of pods approximates the weight")

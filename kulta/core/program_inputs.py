@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kulta.core.bluegreen import active_revision, pod_metadata
 from kulta.core.decision import Decision
 from kulta.core.names import replicaset_name, route_targets
 from kulta.core.routes import route_weights
@@ -38,10 +39,16 @@ _SERVICE_KIND = "Service"
 
 
 def stable_service_name(rollout: Rollout) -> str:
+    """The stable Service, or a blue-green rollout's ``activeService``."""
+    if rollout.spec.blue_green is not None:
+        return rollout.spec.blue_green.active_service
     return rollout.spec.strategy.stable_service or f"{rollout.name}-stable"
 
 
-def canary_service_name(rollout: Rollout) -> str:
+def canary_service_name(rollout: Rollout) -> str | None:
+    """The canary Service, or a blue-green rollout's ``previewService`` (``None`` when it names none)."""
+    if rollout.spec.blue_green is not None:
+        return rollout.spec.blue_green.preview_service
     return rollout.spec.strategy.canary_service or f"{rollout.name}-canary"
 
 
@@ -55,11 +62,11 @@ def _role(revision: str, status: RolloutStatus) -> RevisionRole:
 
 
 def _pod_metadata(rollout: Rollout, role: RevisionRole) -> PodMetadata:
-    strategy = rollout.spec.strategy
+    new_side, stable_side = pod_metadata(rollout)
     if role is RevisionRole.CANARY:
-        return strategy.canary_metadata
+        return new_side
     if role is RevisionRole.STABLE:
-        return strategy.stable_metadata
+        return stable_side
     return PodMetadata()
 
 
@@ -152,11 +159,14 @@ def build_program_inputs(
                 pod_annotations=dict(metadata.annotations),
             )
         )
-    stable_svc, canary_svc = stable_service_name(rollout), canary_service_name(rollout)
-    services = (
-        ServiceInput(stable_svc, status.stable_revision, _git_service(others, rollout, stable_svc)),
-        ServiceInput(canary_svc, decision.canary_service_revision, _git_service(others, rollout, canary_svc)),
-    )
+    stable_svc, preview_svc = stable_service_name(rollout), canary_service_name(rollout)
+    # the active Service of a blue-green rollout selects the new revision during postPromotionAnalysis
+    services = [ServiceInput(stable_svc, active_revision(rollout, status), _git_service(others, rollout, stable_svc))]
+    if preview_svc is not None:
+        services.append(
+            ServiceInput(preview_svc, decision.canary_service_revision, _git_service(others, rollout, preview_svc))
+        )
+    canary_svc = preview_svc or ""
     in_flight = status.in_flight and not status.aborted
     header_rules = _header_rules(decision.header_routes) if in_flight else ()
     mirror_rules = _mirror_rules(decision.mirror_routes) if in_flight else ()
@@ -198,7 +208,7 @@ def build_program_inputs(
         selector=dict(rollout.spec.selector.get("matchLabels", {}) or {}),
         match_expressions=tuple(dict(e) for e in rollout.spec.selector.get("matchExpressions", []) or []),
         replica_sets=tuple(replica_sets),
-        services=services,
+        services=tuple(services),
         routes=tuple(routes),
         outputs=status.to_outputs(),
         progress_deadline_seconds=rollout.spec.progress_deadline_seconds,

@@ -24,15 +24,25 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kulta.core.analysis_run import TerminationReason, terminate_run
+from kulta.core.bluegreen import (
+    POST_PROMOTION,
+    PRE_PROMOTION,
+    needs_controller_pause,
+    pause_completed,
+    pause_due,
+    preview_replicas,
+    promotion_analysis,
+    step_count,
+)
 from kulta.core.commands import CommandKind, ManualCommand
 from kulta.core.decision import AbortReason, Decision, Observation, WaitOutcome, WaitResult
 from kulta.core.defaults import abort_scale_down_delay_seconds, scale_down_delay_seconds
 from kulta.core.history import extend_history, keep_old_revisions, live_templates, prune_history
-from kulta.core.names import background_run_name, inline_run_name, replicaset_name, route_targets
+from kulta.core.names import background_run_name, inline_run_name, replicaset_name, route_targets, step_run_name
 from kulta.core.plan import DesiredState, PlanMode, WaitKind, desired_state, rolling_update
 from kulta.core.revision import strategy_hash
 from kulta.core.times import format_time, parse_status_time
-from kulta.model.rollout import Rollout
+from kulta.model.rollout import BlueGreenStrategy, CanaryStrategy, Rollout, RolloutSpec
 from kulta.model.status import AnalysisPhase, AnalysisRunStatus, Phase, RolloutStatus, RouteWeight
 from kulta.redact import safe_text
 
@@ -70,6 +80,8 @@ class Situation(enum.Enum):
     ROLLING = "rolling"
     #: walk the steps
     STEPPING = "stepping"
+    #: a blue-green rollout in flight: preview, prePromotionAnalysis, pause, switch, postPromotionAnalysis
+    BLUE_GREEN = "blue-green"
 
 
 @dataclass(frozen=True)
@@ -157,9 +169,14 @@ def _finish(
 # --------------------------------------------------------------------------- handlers
 
 
+def _strategy_of(spec: RolloutSpec) -> CanaryStrategy | BlueGreenStrategy:
+    """The strategy whose Argo defaults apply (``kulta.core.defaults``)."""
+    return spec.blue_green if spec.blue_green is not None else spec.strategy
+
+
 def _initial(ctx: _Ctx) -> Decision:
     spec = ctx.rollout.spec
-    n = len(spec.strategy.steps)
+    n = step_count(spec)
     now = format_time(ctx.now)
     history = extend_history(None, ctx.revision, limit=spec.revision_history_limit)
     status = RolloutStatus(
@@ -195,13 +212,20 @@ def _initial(ctx: _Ctx) -> Decision:
 
 
 def _step_status(ctx: _Ctx, prev: RolloutStatus, index: int, desired: DesiredState, **changes: Any) -> RolloutStatus:
-    now = format_time(ctx.now)
     paused = desired.wait.kind is WaitKind.PAUSE_UNTIL_PROMOTED
     pausing = desired.wait.kind in (WaitKind.PAUSE_DURATION, WaitKind.PAUSE_UNTIL_PROMOTED)
+    return _entered(ctx, prev, index, paused=paused, pausing=pausing, **changes)
+
+
+def _entered(
+    ctx: _Ctx, prev: RolloutStatus, index: int, *, paused: bool = False, pausing: bool = False, **changes: Any
+) -> RolloutStatus:
+    """The status of a step (or blue-green stage) being entered now."""
+    now = format_time(ctx.now)
     base = {
         "phase": Phase.PAUSED if paused else Phase.PROGRESSING,
         "current_step_index": index,
-        "step_count": len(ctx.rollout.spec.strategy.steps),
+        "step_count": step_count(ctx.rollout.spec),
         "step_started_at": now,
         "pause_started_at": now if pausing else "",
         "git_commit": ctx.git_commit,
@@ -265,6 +289,8 @@ def _start_canary(ctx: _Ctx, prev: RolloutStatus, command: ManualCommand | None,
     if prev.in_flight and prev.canary_revision != ctx.revision:
         # the superseded canary is scaled down at once (Argo does the same)
         changes["scale_down_revision"] = prev.canary_revision
+    if ctx.rollout.spec.blue_green is not None:
+        return _bg_apply(ctx, prev, PRE_PROMOTION, reason, command, **changes)
     if not ctx.rollout.spec.strategy.steps:
         staged = prev.with_changes(**changes)
         if ctx.rollout.spec.strategy.traffic_routing is None:
@@ -337,18 +363,19 @@ def _stopped_background(
 def _promote(ctx: _Ctx, prev: RolloutStatus, command: ManualCommand | None, reason: str) -> Decision:
     spec = ctx.rollout.spec
     n = len(spec.strategy.steps)
+    count = step_count(spec)
     now = format_time(ctx.now)
     old_stable = prev.stable_revision
     history = extend_history(prev, old_stable, ctx.revision, limit=spec.revision_history_limit)
     replicas = keep_old_revisions(prev, history, old_stable, ctx.revision)
-    delay = scale_down_delay_seconds(spec.strategy)
+    delay = scale_down_delay_seconds(_strategy_of(spec))
     scale_down_at = ctx.now + timedelta(seconds=delay)
     replicas[old_stable] = spec.replicas if delay > 0 else 0
     replicas[ctx.revision] = spec.replicas
     status = prev.with_changes(
         phase=Phase.HEALTHY,
-        current_step_index=n,
-        step_count=n,
+        current_step_index=count,
+        step_count=count,
         stable_revision=ctx.revision,
         canary_revision="",
         step_started_at=now,
@@ -382,7 +409,7 @@ def _promote(ctx: _Ctx, prev: RolloutStatus, command: ManualCommand | None, reas
 
 def _abort(ctx: _Ctx, prev: RolloutStatus, why: AbortReason, detail: str, command: ManualCommand | None) -> Decision:
     spec = ctx.rollout.spec
-    never = abort_scale_down_delay_seconds(spec.strategy)
+    never = abort_scale_down_delay_seconds(_strategy_of(spec))
     # None: Argo leaves an aborted canary running (abortScaleDownDelaySeconds: 0)
     delay = 0 if never is None else never
     at = ctx.now + timedelta(seconds=delay)
@@ -512,6 +539,16 @@ def _new_revision(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> 
 
 def _aborted(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
     if cmd and cmd.kind is CommandKind.RETRY:
+        if ctx.rollout.spec.blue_green is not None:
+            return _bg_apply(
+                ctx,
+                prev,
+                PRE_PROMOTION,
+                "retry: the preview starts again",
+                cmd,
+                analysis_runs=(),
+                rollout_started_at=format_time(ctx.now),
+            )
         if _paced(ctx):
             return _rolling(ctx, prev.with_changes(aborted=False), cmd, "retry: ")
         if not ctx.rollout.spec.strategy.steps:
@@ -541,7 +578,7 @@ def _failed_run(rollout: Rollout, revision: str, prev: RolloutStatus) -> Analysi
     """The background run, or the current step's inline run, that failed or errored."""
     names = {background_run_name(rollout.name, revision)}
     if not prev.restart_reason:
-        names.add(inline_run_name(rollout.name, revision, prev.current_step_index))
+        names.add(step_run_name(rollout, revision, prev.current_step_index))
     for run in prev.analysis_runs:
         if run.name in names and run.phase in _FAILED_ANALYSIS:
             return run
@@ -553,6 +590,8 @@ def _analysis_failed(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) 
     if run is None:  # classify only picks this situation with a failed run
         raise ValueError("no failed analysis run")
     where = "background analysis" if run.step_index is None else f"analysis at step {run.step_index}"
+    if ctx.rollout.spec.blue_green is not None and run.step_index is not None:
+        where = "postPromotionAnalysis" if run.step_index == POST_PROMOTION else "prePromotionAnalysis"
     return _abort(ctx, prev, AbortReason.ANALYSIS, f"{where} {run.phase.value}: {run.message}", cmd)
 
 
@@ -680,7 +719,7 @@ def _back_to_stable(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -
     its ReplicaSet stays in the history like any older revision.
     """
     spec = ctx.rollout.spec
-    n = len(spec.strategy.steps)
+    n = step_count(spec)
     history = extend_history(prev, prev.canary_revision, prev.stable_revision, limit=spec.revision_history_limit)
     replicas = keep_old_revisions(prev, history, prev.stable_revision)
     canary_rs = replicaset_name(ctx.rollout.name, prev.canary_revision)
@@ -733,7 +772,7 @@ def _failed_update(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) ->
         base = prev.with_changes(
             canary_revision=ctx.revision,
             current_step_index=0,
-            step_count=len(spec.strategy.steps),
+            step_count=step_count(spec),
             rollout_started_at=now,
             step_started_at=now,
             analysis_runs=(),
@@ -750,7 +789,7 @@ def _failed_update(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) ->
 
 
 def _inline_run(prev: RolloutStatus, rollout: Rollout, revision: str, index: int) -> AnalysisRunStatus | None:
-    name = inline_run_name(rollout.name, revision, index)
+    name = step_run_name(rollout, revision, index)
     for run in prev.analysis_runs:
         if run.name == name:
             return run
@@ -785,6 +824,112 @@ def _wait_result(ctx: _Ctx, prev: RolloutStatus, desired: DesiredState, cmd: Man
     return WaitResult(WaitOutcome.WAITING, Phase.PAUSED, None, f"step {step}: analysis inconclusive; promote or abort")
 
 
+# --------------------------------------------------------------------------- blue-green
+
+
+def _bg_apply(
+    ctx: _Ctx, prev: RolloutStatus, stage: int, reason: str, command: ManualCommand | None, **changes: Any
+) -> Decision:
+    """Enter a blue-green stage (``kulta.core.bluegreen``): one update, recorded once its pods are available.
+
+    Pre-promotion: the stable keeps ``spec.replicas`` (``reconcileBlueGreenStableReplicaSet``),
+    the new ReplicaSet gets the preview count, the preview Service selects it.
+    Post-promotion: the new ReplicaSet is full and available before the active
+    Service switches to it (``reconcileActiveService`` waits for ``ReadyForPause``
+    and saturation); the old ReplicaSet keeps its pods for a switch back.
+    """
+    spec = ctx.rollout.spec
+    blue_green = spec.blue_green
+    if blue_green is None:
+        raise ValueError("not a blue-green rollout")
+    history = extend_history(prev, prev.stable_revision, ctx.revision, limit=spec.revision_history_limit)
+    replicas = keep_old_revisions(prev, history, prev.stable_revision, ctx.revision)
+    if prev.scale_down_revision and prev.scale_down_revision not in (prev.stable_revision, ctx.revision):
+        replicas[prev.scale_down_revision] = 0
+    replicas[prev.stable_revision] = spec.replicas
+    replicas[ctx.revision] = preview_replicas(spec, blue_green) if stage == PRE_PROMOTION else spec.replicas
+    status = _entered(ctx, prev, stage, revision_history=history, **changes)
+    wait = {ctx.revision}
+    if spec.replicas > prev.replicas.get(replicaset_name(ctx.rollout.name, prev.stable_revision), 0):
+        wait.add(prev.stable_revision)  # the stable grows back before anything moves
+    return _finish(
+        ctx,
+        status,
+        replicas,
+        None,
+        0,
+        canary_svc=ctx.revision,
+        wait_ready=frozenset(wait),
+        apply=True,
+        next_due=None,
+        reason=reason,
+        command=command,
+    )
+
+
+def _blue_green(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> Decision:
+    """The next move of a blue-green rollout in flight (Argo's ``rolloutBlueGreen``).
+
+    At the pre-promotion stage: prePromotionAnalysis, then the pause
+    (``reconcileBlueGreenPause``), then the switch: straight to the promotion, or
+    to the post-promotion stage when postPromotionAnalysis is set; its success
+    promotes. ``kulta promote`` ends the pause (and accepts an inconclusive
+    analysis); ``kulta promote --full`` promotes at once (Argo's ``PromoteFull``).
+    """
+    spec = ctx.rollout.spec
+    blue_green = spec.blue_green
+    if blue_green is None:
+        raise ValueError("not a blue-green rollout")
+    stage = min(prev.current_step_index, POST_PROMOTION)
+    if prev.phase is Phase.DEGRADED:
+        return _bg_apply(ctx, prev, stage, f"retrying stage {stage} after the progress deadline passed", cmd)
+    if prev.strategy_hash != ctx.strategy:
+        # Argo restarts nothing, but the stage is declared again under the new fields (a new
+        # previewReplicaCount, or a canary turned blue-green): nothing moves before its pods are
+        # available; the pause keeps its start and the analysis runs their measurements
+        reason = f"strategy changed in Git: stage {stage} applied again with the new fields"
+        kept = {"pause_started_at": prev.pause_started_at, "step_started_at": prev.step_started_at}
+        return _bg_apply(ctx, prev, stage, reason, None, **kept)
+    current = step_run_name(ctx.rollout, ctx.revision, stage)
+    if cmd and cmd.kind is CommandKind.PROMOTE_FULL:
+        ended = tuple(
+            terminate_run(r, TerminationReason.STEP_LEFT) if r.name == current else r for r in prev.analysis_runs
+        )
+        return _promote(
+            ctx, prev.with_changes(analysis_runs=ended), cmd, "fully promoted by a person (kulta promote --full)"
+        )
+    if spec.paused:
+        return _hold(ctx, prev, f"spec.paused is true: holding at stage {stage}", phase=Phase.PAUSED)
+    promote = cmd is not None and cmd.kind is CommandKind.PROMOTE
+    used = cmd if promote else None
+    what = "prePromotionAnalysis" if stage == PRE_PROMOTION else "postPromotionAnalysis"
+    if promotion_analysis(blue_green, stage) is not None:
+        run = _inline_run(prev, ctx.rollout, ctx.revision, stage)
+        if run is None or not run.phase.completed:
+            return _hold(ctx, prev, f"{what} running", phase=Phase.PROGRESSING, apply=ctx.obs.drift)
+        if run.phase is not AnalysisPhase.SUCCESSFUL and not promote:
+            return _hold(ctx, prev, f"{what} inconclusive: {run.message}; promote or abort", phase=Phase.PAUSED)
+    if stage == POST_PROMOTION:
+        return _promote(ctx, prev, used, f"{what} done: promoted {ctx.revision}")
+    if needs_controller_pause(blue_green) and not promote:
+        started = parse_status_time(prev.pause_started_at)
+        if started is None:
+            paused = prev.with_changes(pause_started_at=format_time(ctx.now))
+            due = pause_due(blue_green, ctx.now)
+            until = "kulta promote" if due is None else f"autoPromotionSeconds ({blue_green.auto_promotion_seconds}s)"
+            return _hold(ctx, paused, f"preview ready: paused until {until}", phase=Phase.PAUSED, next_due=due)
+        if not pause_completed(blue_green, started, ctx.now):
+            due = pause_due(blue_green, started)
+            # Argo ends the pause strictly after the deadline: look again just past it
+            after = due + timedelta(seconds=1) if due is not None else None
+            return _hold(ctx, prev, prev.message, phase=Phase.PAUSED, next_due=after, apply=ctx.obs.drift)
+    how = "promoted by a person" if promote else "auto-promoted"
+    if blue_green.post_promotion_analysis is not None:
+        reason = f"{how}: active Service switched to {ctx.revision}; postPromotionAnalysis runs"
+        return _bg_apply(ctx, prev, POST_PROMOTION, reason, used)
+    return _promote(ctx, prev, used, f"{how}: active Service switched to {ctx.revision}")
+
+
 # --------------------------------------------------------------------------- classification
 
 
@@ -807,6 +952,9 @@ def classify(
     if _failed_run(rollout, revision, prev) is not None:
         # before any Git edit is looked at, and before any person's promote: it always aborts
         return Situation.ANALYSIS_FAILED
+    if rollout.spec.blue_green is not None:
+        # Argo restarts nothing when a blue-green strategy changes: its new fields apply from here on
+        return Situation.BLUE_GREEN
     if prev.strategy_hash and prev.strategy_hash != strategy_hash(rollout):
         if not prev.restart_reason:
             current = _inline_run(prev, rollout, revision, prev.current_step_index)
@@ -838,6 +986,7 @@ _HANDLERS: dict[Situation, _Handler] = {
     Situation.DEGRADED: _degraded,
     Situation.ROLLING: _rolling,
     Situation.STEPPING: _stepping,
+    Situation.BLUE_GREEN: _blue_green,
 }
 
 
@@ -911,6 +1060,8 @@ def decide_step(
     if revision == prev.stable_revision:
         return _hold(ctx, prev, f"{revision} is already stable: no canary to preview")
     base = prev.with_changes(canary_revision=revision, aborted=False, restart_reason="")
-    if step >= len(rollout.spec.strategy.steps):
+    if rollout.spec.blue_green is not None and step < step_count(rollout.spec):
+        return _bg_apply(ctx, base, step, f"preview: step {step}", None, canary_revision=revision)
+    if step >= step_count(rollout.spec):
         return _promote(ctx, base, None, f"preview: promotion of {revision}")
     return _apply_step(ctx, base, step, f"preview: step {step}", None, canary_revision=revision)

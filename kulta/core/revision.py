@@ -139,6 +139,9 @@ def strategy_hash(rollout: Rollout) -> str:
         "analysis": _plain(strategy.analysis),
         "trafficRouting": routing,
     }
+    if rollout.spec.blue_green is not None:
+        # a canary's hash stays as it was; a blue-green strategy records its fields
+        parts["blueGreen"] = _plain(rollout.spec.blue_green)
     return safe_encode(str(fnv1a_32(canonical_json(parts))))
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "AnalysisTemplateRef",
     "ArgValueFrom",
     "BackgroundAnalysis",
+    "BlueGreenStrategy",
     "CanaryStrategy",
     "GRPCRouteRef",
     "HTTPRouteRef",
@@ -310,6 +311,27 @@ class CanaryStrategy:
 
 
 @dataclass(frozen=True)
+class BlueGreenStrategy:
+    """``spec.strategy.blueGreen`` (Argo's ``BlueGreenStrategy``); ``None`` = unset in the file.
+
+    The defaults that depend on the field being unset are Argo's ``Get…OrDefault``
+    helpers in ``kulta.core.defaults``; the promotion logic is ``kulta.core.bluegreen``.
+    """
+
+    active_service: str
+    preview_service: str | None = None
+    preview_replica_count: int | None = None
+    auto_promotion_enabled: bool = True
+    auto_promotion_seconds: int = 0
+    pre_promotion_analysis: AnalysisRef | None = None
+    post_promotion_analysis: AnalysisRef | None = None
+    scale_down_delay_seconds: int | None = None
+    abort_scale_down_delay_seconds: int | None = None
+    preview_metadata: PodMetadata = field(default_factory=PodMetadata)
+    active_metadata: PodMetadata = field(default_factory=PodMetadata)
+
+
+@dataclass(frozen=True)
 class WorkloadRef:
     """Take the pod template from an existing Deployment instead of ``template``."""
 
@@ -331,7 +353,10 @@ class RolloutSpec:
     progress_deadline_seconds: int = 600
     progress_deadline_abort: bool = False
     paused: bool = False
+    #: the canary strategy; an empty one (no steps, no routing) when ``blue_green`` is set
     strategy: CanaryStrategy = field(default_factory=CanaryStrategy)
+    #: ``spec.strategy.blueGreen``: set instead of ``strategy.canary``
+    blue_green: BlueGreenStrategy | None = None
 
 
 @dataclass(frozen=True)

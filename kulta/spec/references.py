@@ -1,6 +1,7 @@
 """Checks across documents: what a Rollout refers to must be in the files read, and usable.
 
-A Rollout names analysis templates (``steps[].analysis``, ``canary.analysis``) and
+A Rollout names analysis templates (``steps[].analysis``, ``canary.analysis``,
+``blueGreen.pre/postPromotionAnalysis``) and
 maybe a Deployment (``workloadRef``). Each is looked up among the documents of every
 file read, in the Rollout's namespace. When the lookup fails, the error names the
 real blocker: the object was read but refused (and why), or it is in another
@@ -38,6 +39,7 @@ KIND_TEMPLATE = "AnalysisTemplate"
 KIND_CLUSTER_TEMPLATE = "ClusterAnalysisTemplate"
 
 _CANARY = "spec.strategy.canary"
+_BLUE_GREEN = "spec.strategy.blueGreen"
 _CONDITION_KEYS = ("successCondition", "failureCondition")
 _WORKLOAD_NAME = "spec.workloadRef.name"
 
@@ -326,6 +328,15 @@ def check_references(documents: Documents) -> Checked:
                     f"{_CANARY}.steps[{step.index}].analysis",
                     usable,
                 )
+        blue_green = rollout.spec.blue_green
+        if blue_green is not None:
+            for field_name, ref in (
+                ("prePromotionAnalysis", blue_green.pre_promotion_analysis),
+                ("postPromotionAnalysis", blue_green.post_promotion_analysis),
+            ):
+                if ref is not None:
+                    where = f"{_BLUE_GREEN}.{field_name}"
+                    problems += _check_analysis_refs(rollout, ref.templates, ref.args, where, usable)
         resolved, workload_errors = _resolve_workload(rollout, documents)
         problems += workload_errors
         if problems or resolved is None:

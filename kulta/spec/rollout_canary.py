@@ -34,7 +34,7 @@ from kulta.spec.rollout_analysis_refs import parse_background_analysis
 from kulta.spec.rollout_steps import parse_step
 from kulta.spec.rollout_traffic import parse_traffic_routing
 
-__all__ = ["parse_canary"]
+__all__ = ["parse_canary", "parse_pod_metadata"]
 
 #: ASCII digits (``\d`` also takes other scripts' digits), at most 10 of them; used with ``fullmatch``.
 _PERCENT = re.compile(r"([0-9]{1,10})%")
@@ -65,7 +65,7 @@ _CANARY = Shape(
 _POD_METADATA = Shape(("labels", "annotations"))
 
 
-def _parse_pod_metadata(issues: Issues, value: Any, path: str) -> PodMetadata:
+def parse_pod_metadata(issues: Issues, value: Any, path: str) -> PodMetadata:
     """``canaryMetadata`` / ``stableMetadata``: labels and annotations added to that revision's pods."""
     data = _POD_METADATA.read(issues, value, path)
     if data is None:
@@ -151,8 +151,8 @@ def parse_canary(issues: Issues, value: Any, path: str) -> CanaryStrategy | None
         child(path, "abortScaleDownDelaySeconds"),
         minimum=0,
     )
-    canary_metadata = _parse_pod_metadata(issues, data.get("canaryMetadata", MISSING), child(path, "canaryMetadata"))
-    stable_metadata = _parse_pod_metadata(issues, data.get("stableMetadata", MISSING), child(path, "stableMetadata"))
+    canary_metadata = parse_pod_metadata(issues, data.get("canaryMetadata", MISSING), child(path, "canaryMetadata"))
+    stable_metadata = parse_pod_metadata(issues, data.get("stableMetadata", MISSING), child(path, "stableMetadata"))
     routing = None
     if "trafficRouting" in data:
         routing = parse_traffic_routing(issues, data["trafficRouting"], child(path, "trafficRouting"))

@@ -1,7 +1,7 @@
 """Turn one ``Rollout`` document into a ``kulta.model.rollout.Rollout``, or into errors.
 
 The accepted schema is Argo Rollouts' canary strategy with the Gateway API traffic
-router (docs/spec.md). Every field is checked and every problem recorded, so a user
+router, and its blue-green strategy (docs/spec.md). Every field is checked and every problem recorded, so a user
 fixes a file in one pass. Argo's quirks are kept (integer pause durations, the old
 ``analysis.templateName``), Argo's silent ignores are not (unknown ``trafficRouting``
 keys, ``setCanaryScale`` without traffic routing are errors here).
@@ -11,6 +11,7 @@ named for what it parses (each declares the keys it accepts as a ``fields.Shape`
 
 - ``rollout_workload``: ``spec.selector``, ``spec.template``, ``spec.workloadRef``
 - ``rollout_canary``: the fields of ``spec.strategy.canary`` and the rules across them
+- ``rollout_bluegreen``: ``spec.strategy.blueGreen``
 - ``rollout_steps``: one entry of ``canary.steps`` (setWeight, pause, setCanaryScale, ...)
 - ``rollout_traffic``: ``canary.trafficRouting`` (the Gateway API plugin, managedRoutes)
 - ``rollout_analysis_refs``: ``steps[].analysis`` and the background ``canary.analysis``
@@ -22,9 +23,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from kulta.core.plan import weighted_steps_without_canary_pods
-from kulta.model.rollout import DEFAULT_NAMESPACE, CanaryStrategy, Rollout, RolloutSpec, SourceRef
+from kulta.model.rollout import (
+    DEFAULT_NAMESPACE,
+    BlueGreenStrategy,
+    CanaryStrategy,
+    Rollout,
+    RolloutSpec,
+    SourceRef,
+)
 from kulta.spec.common import parse_metadata, unsupported
 from kulta.spec.fields import MISSING, Issues, Shape, check_keys, child, index, read_bool, read_int
+from kulta.spec.rollout_bluegreen import parse_blue_green
 from kulta.spec.rollout_canary import parse_canary
 from kulta.spec.rollout_workload import (
     check_pod_template,
@@ -62,10 +71,7 @@ _SPEC = Shape(
         "rollbackWindow": unsupported("rollbackWindow"),
     },
 )
-_STRATEGY = Shape(
-    ("canary",),
-    {"blueGreen": unsupported("the blueGreen strategy", "KULTA runs canary rollouts: use strategy.canary")},
-)
+_STRATEGY = Shape(("canary", "blueGreen"))
 
 
 def _parse_spec(issues: Issues, value: Any) -> RolloutSpec | None:
@@ -132,16 +138,23 @@ def _parse_spec(issues: Issues, value: Any) -> RolloutSpec | None:
         )
     strategy_data = _STRATEGY.read(issues, data.get("strategy", MISSING), child(path, "strategy"))
     canary = None
+    blue_green: BlueGreenStrategy | None = None
+    strategy_path = child(path, "strategy")
     if strategy_data is None:
         if "strategy" not in data:
-            issues.add(child(path, "strategy"), "is required: add strategy.canary with its steps")
+            issues.add(strategy_path, "is required: add strategy.canary with its steps, or strategy.blueGreen")
+    elif "canary" in strategy_data and "blueGreen" in strategy_data:
+        # Argo's ValidateRolloutStrategy: exactly one of them
+        issues.add(strategy_path, "sets both canary and blueGreen: keep one of them")
+    elif "blueGreen" in strategy_data:
+        blue_green = parse_blue_green(issues, strategy_data["blueGreen"], child(strategy_path, "blueGreen"))
+        canary = CanaryStrategy()
     elif "canary" not in strategy_data:
-        if "blueGreen" not in strategy_data:
-            issues.add(child(child(path, "strategy"), "canary"), "is required")
+        issues.add(child(strategy_path, "canary"), "is required (or strategy.blueGreen)")
     elif strategy_data["canary"] is None:
         canary = CanaryStrategy()
     else:
-        canary = parse_canary(issues, strategy_data["canary"], child(child(path, "strategy"), "canary"))
+        canary = parse_canary(issues, strategy_data["canary"], child(strategy_path, "canary"))
     if len(issues) != before or canary is None or selector is None:
         return None
     return RolloutSpec(
@@ -155,6 +168,7 @@ def _parse_spec(issues: Issues, value: Any) -> RolloutSpec | None:
         progress_deadline_abort=bool(deadline_abort),
         paused=bool(paused),
         strategy=canary,
+        blue_green=blue_green,
     )
 
 

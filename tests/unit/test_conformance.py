@@ -80,6 +80,15 @@ def strategy(rollout: Rollout) -> Any:
     return rollout.spec.strategy
 
 
+def blue_green_with(**fields: Any) -> Doc:
+    """A Rollout with strategy.blueGreen (activeService "web-active") and ``fields``."""
+    return base_rollout(strategy={"blueGreen": {"activeService": "web-active", **copy.deepcopy(fields)}})
+
+
+def bg(rollout: Rollout) -> Any:
+    return rollout.spec.blue_green
+
+
 def step0(rollout: Rollout) -> Any:
     return rollout.spec.strategy.steps[0]
 
@@ -191,6 +200,67 @@ ROLLOUT_FIELDS: list[tuple[str, list[Doc], Callable[[Rollout], Any], Any]] = [
         ((AnalysisTemplateRef("success-rate", False),), (AnalysisArg("svc", "web"),), 1),
     ),
     ("canary.steps.setWeight", [rollout_with(steps=[{"setWeight": 40}])], lambda r: step0(r).set_weight, 40),
+    ("blueGreen.activeService", [blue_green_with()], lambda r: bg(r).active_service, "web-active"),
+    (
+        "blueGreen.previewService",
+        [blue_green_with(previewService="web-prev")],
+        lambda r: bg(r).preview_service,
+        "web-prev",
+    ),
+    (
+        "blueGreen.previewReplicaCount",
+        [blue_green_with(previewReplicaCount=1)],
+        lambda r: bg(r).preview_replica_count,
+        1,
+    ),
+    (
+        "blueGreen.autoPromotionEnabled",
+        [blue_green_with(autoPromotionEnabled=False)],
+        lambda r: bg(r).auto_promotion_enabled,
+        False,
+    ),
+    (
+        "blueGreen.autoPromotionSeconds",
+        [blue_green_with(autoPromotionSeconds=45)],
+        lambda r: bg(r).auto_promotion_seconds,
+        45,
+    ),
+    (
+        "blueGreen.prePromotionAnalysis",
+        [blue_green_with(prePromotionAnalysis={**ANALYSIS, "args": [{"name": "svc", "value": "web"}]}), template_doc()],
+        lambda r: (bg(r).pre_promotion_analysis.templates, bg(r).pre_promotion_analysis.args),
+        ((AnalysisTemplateRef("success-rate", False),), (AnalysisArg("svc", "web"),)),
+    ),
+    (
+        "blueGreen.postPromotionAnalysis",
+        [blue_green_with(postPromotionAnalysis=ANALYSIS), template_doc()],
+        lambda r: bg(r).post_promotion_analysis.templates,
+        (AnalysisTemplateRef("success-rate", False),),
+    ),
+    (
+        "blueGreen.scaleDownDelaySeconds",
+        [blue_green_with(scaleDownDelaySeconds=5)],
+        lambda r: bg(r).scale_down_delay_seconds,
+        5,
+    ),
+    (
+        "blueGreen.abortScaleDownDelaySeconds",
+        [blue_green_with(abortScaleDownDelaySeconds=0)],
+        lambda r: bg(r).abort_scale_down_delay_seconds,
+        0,
+    ),
+    (
+        "blueGreen.previewMetadata",
+        [blue_green_with(previewMetadata={"labels": {"role": "preview"}, "annotations": {"a": "1"}})],
+        lambda r: bg(r).preview_metadata,
+        PodMetadata(labels={"role": "preview"}, annotations={"a": "1"}),
+    ),
+    (
+        "blueGreen.activeMetadata",
+        [blue_green_with(activeMetadata={"labels": {"role": "active"}})],
+        lambda r: bg(r).active_metadata,
+        PodMetadata(labels={"role": "active"}),
+    ),
     (
         "canary.steps.pause.duration",
         [rollout_with(steps=[{"pause": {"duration": "1h30m"}}])],
@@ -504,6 +574,7 @@ def test_template_field_is_read(doc: Doc, get: Callable[[AnalysisTemplate], Any]
 
 
 CANARY = "spec.strategy.canary"
+BLUE_GREEN = "spec.strategy.blueGreen"
 NOT_SUPPORTED = "is not supported by KULTA"
 NEEDS_ROUTING = "needs trafficRouting"
 
@@ -534,11 +605,28 @@ REFUSED: list[tuple[str, Doc, str, str]] = [
     ("spec.rollbackWindow", rollout_with({"rollbackWindow": {"revisions": 1}}), "spec.rollbackWindow", NOT_SUPPORTED),
     ("spec.restartAt", rollout_with({"restartAt": "2024-01-01T00:00:00Z"}), "spec.restartAt", NOT_SUPPORTED),
     ("spec.analysis", rollout_with({"analysis": {"successfulRunHistoryLimit": 1}}), "spec.analysis", NOT_SUPPORTED),
+    *[
+        (f"blueGreen.{key}", blue_green_with(**{key: value}), f"{BLUE_GREEN}.{key}", NOT_SUPPORTED)
+        for key, value in (("antiAffinity", {}), ("maxUnavailable", 1), ("scaleDownDelayRevisionLimit", 1))
+    ],
+    ("blueGreen.unknown-field", blue_green_with(activeServices="x"), f"{BLUE_GREEN}.activeServices", "unknown field"),
     (
-        "spec.strategy.blueGreen",
-        base_rollout(strategy={"blueGreen": {"activeService": "a"}}),
-        "spec.strategy.blueGreen",
-        NOT_SUPPORTED,
+        "blueGreen.activeService-missing",
+        base_rollout(strategy={"blueGreen": {"previewService": "p"}}),
+        f"{BLUE_GREEN}.activeService",
+        "is required",
+    ),
+    (
+        "blueGreen.previewService-same-as-active",
+        blue_green_with(previewService="web-active"),
+        f"{BLUE_GREEN}.previewService",
+        "two different Services are required",
+    ),
+    (
+        "spec.strategy-canary-and-blueGreen",
+        base_rollout(strategy={"canary": {}, "blueGreen": {"activeService": "a"}}),
+        "spec.strategy",
+        "sets both canary and blueGreen",
     ),
     ("canary.antiAffinity", rollout_with(antiAffinity={}), f"{CANARY}.antiAffinity", NOT_SUPPORTED),
     ("canary.pingPong", rollout_with(pingPong={}), f"{CANARY}.pingPong", NOT_SUPPORTED),

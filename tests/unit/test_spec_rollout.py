@@ -677,11 +677,11 @@ SPEC = f"{FILE}#1 spec"
             "Deployment",
         ),
         (
-            {"strategy": {"blueGreen": {"activeService": "a"}}},
-            f"{SPEC}.strategy.blueGreen: the blueGreen strategy is not supported by KULTA; KULTA runs canary rollouts: "
-            "use strategy.canary",
+            {"strategy": {"blueGreen": {"activeService": "a", "antiAffinity": {}}}},
+            f"{SPEC}.strategy.blueGreen.antiAffinity: antiAffinity is not supported by KULTA; set pod anti-affinity "
+            "in spec.template instead",
         ),
-        ({"strategy": {}}, f"{SPEC}.strategy.canary: is required"),
+        ({"strategy": {}}, f"{SPEC}.strategy.canary: is required (or strategy.blueGreen)"),
     ],
 )
 def test_spec_errors(change: dict[str, Any], expected: str) -> None:
