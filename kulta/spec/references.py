@@ -17,11 +17,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from kulta.core.analysis_run import ARGS_PREFIX, BUILTIN_NAME, BUILTIN_NAMESPACE
-from kulta.errors import SpecError
-from kulta.model.analysis import AnalysisTemplate
-from kulta.model.rollout import AnalysisArg, AnalysisTemplateRef, OtherDocument, Rollout, SourceRef
+from kulta.core.metric_fields import check_durations, rendered_value, resolve_fields
+from kulta.errors import SpecError, SpecLocation
+from kulta.model.analysis import AnalysisTemplate, MetricField
+from kulta.model.rollout import (
+    AnalysisArg,
+    AnalysisRef,
+    AnalysisTemplateRef,
+    BackgroundAnalysis,
+    OtherDocument,
+    Rollout,
+    SourceRef,
+)
 from kulta.spec.analysis_parser import ANY_PLACEHOLDER, condition_problem
-from kulta.spec.fields import Issues, show
+from kulta.spec.fields import Issues, SpecWarning, show
 from kulta.spec.rollout_workload import check_pod_template, selector_matches
 
 __all__ = [
@@ -83,6 +92,8 @@ class Checked:
     rollouts: tuple[Rollout, ...]
     templates: tuple[AnalysisTemplate, ...]
     errors: tuple[SpecError, ...]
+    #: what could not be checked across documents (a templated field whose value comes from valueFrom)
+    warnings: tuple[SpecWarning, ...] = ()
 
 
 def find_template(
@@ -193,14 +204,57 @@ def _rendered_condition_errors(
     return errors
 
 
+def _rendered_field_problems(
+    rollout: Rollout, template: AnalysisTemplate, args: Sequence[AnalysisArg], path: str
+) -> tuple[list[SpecError], list[SpecWarning]]:
+    """Templated ``count``, limits, ``interval`` and ``initialDelay`` rendered with this Rollout's literal
+    arguments and bounded as the run will (``metric_fields.resolve_fields``); a field whose
+    arguments come from ``valueFrom`` is checked when the run starts, which a warning says.
+    """
+    values = _literal_values(rollout, template, args)
+    errors: list[SpecError] = []
+    warnings: list[SpecWarning] = []
+    for position, metric in enumerate(template.metrics):
+        where = f'metric "{metric.name}" in template "{template.name}" ({template.source} spec.metrics[{position}])'
+        texts: dict[MetricField, str] = {}
+        for field, text in metric.templated:
+            unknown = [name for name in ANY_PLACEHOLDER.findall(text) if name not in values]
+            if unknown:
+                warnings.append(
+                    SpecWarning(
+                        SpecLocation(rollout.source.file, rollout.source.document, f"{path}.args"),
+                        f"{field.value} of {where} is {show(text)}: not checked here because "
+                        f"{', '.join('{{' + name + '}}' for name in unknown)} is only known when the run starts "
+                        "(valueFrom); the run ends Error if the value is out of bounds",
+                    )
+                )
+                continue
+            texts[field] = ANY_PLACEHOLDER.sub(lambda match: values[match.group(1)], text)
+        if len(texts) == len(metric.templated):
+            resolved, problems = resolve_fields(metric, texts)
+            problems += check_durations(resolved)
+        else:  # each known field alone; the relations between them once all are known
+            problems = [
+                (field.value, problem)
+                for field, text in metric.templated
+                if field in texts and (problem := rendered_value(field, text, texts[field])[1]) is not None
+            ]
+        errors += [
+            _error_at(rollout.source, f"{path}.args", f"with these arguments, {key} of {where} {problem}")
+            for key, problem in problems
+        ]
+    return errors, warnings
+
+
 def _check_analysis_refs(
     rollout: Rollout,
     refs: Sequence[AnalysisTemplateRef],
     args: Sequence[AnalysisArg],
     path: str,
     documents: Documents,
-) -> list[SpecError]:
+) -> tuple[list[SpecError], list[SpecWarning]]:
     errors: list[SpecError] = []
+    warnings: list[SpecWarning] = []
     given = {arg.name for arg in args}
     for ref in refs:
         template = find_template(documents.templates, ref, rollout.namespace)
@@ -208,17 +262,21 @@ def _check_analysis_refs(
             errors.append(_error_at(rollout.source, path, _missing_template(rollout, ref, documents)))
             continue
         errors += _rendered_condition_errors(rollout, template, args, path)
-        for arg in template.args:
-            if not arg.has_default and arg.name not in given:
-                errors.append(
-                    _error_at(
-                        rollout.source,
-                        f"{path}.args",
-                        f'template "{template.name}" needs argument "{arg.name}" ({template.source}): '
-                        f"add {{name: {arg.name}, value: ...}}",
-                    )
+        missing = [arg.name for arg in template.args if not arg.has_default and arg.name not in given]
+        for name in missing:
+            errors.append(
+                _error_at(
+                    rollout.source,
+                    f"{path}.args",
+                    f'template "{template.name}" needs argument "{name}" ({template.source}): '
+                    f"add {{name: {name}, value: ...}}",
                 )
-    return errors
+            )
+        if not missing:
+            field_errors, field_warnings = _rendered_field_problems(rollout, template, args, path)
+            errors += field_errors
+            warnings += field_warnings
+    return errors, warnings
 
 
 def _resolve_workload(rollout: Rollout, documents: Documents) -> tuple[Rollout | None, list[SpecError]]:
@@ -297,6 +355,7 @@ def _unique_templates(templates: Sequence[AnalysisTemplate]) -> tuple[list[Analy
 def check_references(documents: Documents) -> Checked:
     """Every Rollout's templates and workload looked up; the Rollouts that pass, with their selector."""
     templates, errors = _unique_templates(documents.templates)
+    warnings: list[SpecWarning] = []
     usable = dataclasses.replace(documents, templates=tuple(templates))
     rollouts: list[Rollout] = []
     seen_rollouts: dict[tuple[str, str], Rollout] = {}
@@ -313,19 +372,14 @@ def check_references(documents: Documents) -> Checked:
                 )
             )
         strategy = rollout.spec.strategy
+        refs: list[tuple[AnalysisRef | BackgroundAnalysis, str]] = []
         if strategy.analysis is not None:
-            problems += _check_analysis_refs(
-                rollout, strategy.analysis.templates, strategy.analysis.args, f"{_CANARY}.analysis", usable
-            )
-        for step in strategy.steps:
-            if step.analysis is not None:
-                problems += _check_analysis_refs(
-                    rollout,
-                    step.analysis.templates,
-                    step.analysis.args,
-                    f"{_CANARY}.steps[{step.index}].analysis",
-                    usable,
-                )
+            refs.append((strategy.analysis, f"{_CANARY}.analysis"))
+        refs += [(s.analysis, f"{_CANARY}.steps[{s.index}].analysis") for s in strategy.steps if s.analysis]
+        for ref, ref_path in refs:
+            ref_errors, ref_warnings = _check_analysis_refs(rollout, ref.templates, ref.args, ref_path, usable)
+            problems += ref_errors
+            warnings += ref_warnings
         resolved, workload_errors = _resolve_workload(rollout, documents)
         problems += workload_errors
         if problems or resolved is None:
@@ -333,4 +387,4 @@ def check_references(documents: Documents) -> Checked:
             continue
         seen_rollouts[key] = resolved
         rollouts.append(resolved)
-    return Checked(rollouts=tuple(rollouts), templates=tuple(templates), errors=tuple(errors))
+    return Checked(rollouts=tuple(rollouts), templates=tuple(templates), errors=tuple(errors), warnings=tuple(warnings))
