@@ -52,6 +52,7 @@ __all__ = [
     "RUN_TERMINATED",
     "ResolvedArgs",
     "TerminationReason",
+    "WHOLE_ARG_PLACEHOLDER",
     "builtin_values",
     "check_durations",
     "check_template",
@@ -84,6 +85,11 @@ FIELD_REF_NAME = "metadata.name"
 FIELD_REF_NAMESPACE = "metadata.namespace"
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]*)\s*\}\}")
+#: a value that is one ``{{args.NAME}}`` placeholder and nothing else (``fullmatch``).
+WHOLE_ARG_PLACEHOLDER = re.compile(r"\s*\{\{\s*args\.[A-Za-z0-9_.-]+\s*\}\}\s*")
+_URL_SCHEMES = ("http://", "https://")
+#: what a whole-URL argument's value must look like once rendered: a scheme, then a host.
+_WHOLE_URL = re.compile(r"https?://[^\s/?#]+([/?#][^\s]*)?")
 _NOT_ALNUM = re.compile(r"[^A-Z0-9]")
 
 
@@ -434,8 +440,22 @@ def _url_quote(value: str) -> str:
 
 
 def render_url(url: str, args: ResolvedArgs, builtins: Mapping[str, str]) -> str:
-    """``url`` with placeholders replaced by their percent-encoded values (``urllib.parse.quote``)."""
-    return render(url, args, builtins, quote=_url_quote)
+    """``url`` with placeholders replaced by their percent-encoded values (``urllib.parse.quote``).
+
+    A URL that is one ``{{args.NAME}}`` as a whole (Argo's ``url: "{{args.secret-url}}"``, the
+    URL kept in a Secret) is that argument's value, which must then be a whole ``http://`` or
+    ``https://`` URL with a host; else AnalysisSetupError naming the field, never the value
+    (it may be a secret).
+    """
+    if not WHOLE_ARG_PLACEHOLDER.fullmatch(url):
+        return render(url, args, builtins, quote=_url_quote)
+    value = render(url.strip(), args, builtins)
+    if not (value.startswith(_URL_SCHEMES) and _WHOLE_URL.fullmatch(value)):
+        raise AnalysisSetupError(
+            f"provider.web.url {url.strip()!r}: the argument's value is not an http:// or https:// URL "
+            "with a host (a URL given as one argument must be the whole URL)"
+        )
+    return value
 
 
 def _render_json(value: object, args: ResolvedArgs, builtins: Mapping[str, str]) -> object:

@@ -15,8 +15,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kulta.core.analysis_run import check_durations
-from kulta.core.conditions import ConditionError, check_cost, parse_condition
+from kulta.core.analysis_run import WHOLE_ARG_PLACEHOLDER, check_durations
+from kulta.core.conditions import MEMBER_ACCESS, ConditionError, check_cost, parse_condition
 from kulta.core.jsonpath import DEFAULT_JSON_PATH, JsonPathError, parse_json_path
 from kulta.core.metric_fields import relation_problems
 from kulta.model.analysis import (
@@ -60,12 +60,18 @@ __all__ = [
     "DRY_RUN_ALL",
     "INSECURE_WARNING",
     "MAX_JSON_BODY_BYTES",
+    "MEMBER_ACCESS_HINT",
     "condition_problem",
     "parse_analysis_template",
 ]
 
 #: ``{{args.NAME}}``: the only placeholder KULTA (like Argo) substitutes in a query.
 ARG_PLACEHOLDER = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}")
+#: the way out of ``result.field`` (Argo's web metrics over a JSON object, e.g. ``result.major == '1'``).
+MEMBER_ACCESS_HINT = (
+    "KULTA's conditions have no maps: select the field with the web metric's jsonPath (e.g. {$.major}) "
+    "and compare result"
+)
 #: KULTA's extra ``dryRun`` rule for "every metric" (Argo writes ``.*``).
 DRY_RUN_ALL = "*"
 #: any ``{{...}}`` placeholder (arguments and the ``{{rollout.*}}`` built-ins).
@@ -187,7 +193,8 @@ def condition_problem(condition: str) -> str | None:
     try:
         parsed = parse_condition(condition)
     except ConditionError as err:
-        return f"{err.message} (at character {err.position})"
+        hint = f": {MEMBER_ACCESS_HINT}" if err.message == MEMBER_ACCESS else ""
+        return f"{err.message} (at character {err.position}){hint}"
     try:
         check_cost(parsed)
     except ConditionError as err:
@@ -263,7 +270,15 @@ def _parse_prometheus(issues: Issues, value: Any, path: str, declared: set[str])
 
 def _check_url(issues: Issues, url: str, path: str, declared: set[str]) -> None:
     """``http(s)://`` written out, and no placeholder before the path: values substituted into
-    a URL are percent-encoded (``render_url``), which a host name or port cannot be."""
+    a URL are percent-encoded (``render_url``), which a host name or port cannot be.
+
+    The one exception is Argo's own pattern, a URL that is one argument as a whole
+    (``url: "{{args.secret-url}}"``, test/e2e/functional/rollout-secret.yaml): the value is
+    the whole URL, checked for ``http(s)://`` once rendered (``analysis_run.render_url``).
+    """
+    if WHOLE_ARG_PLACEHOLDER.fullmatch(url):
+        _check_placeholders(issues, url, path, declared)
+        return
     if not url.startswith(_SCHEMES):
         issues.add(path, f"{show(url)} must start with http:// or https://")
         return
