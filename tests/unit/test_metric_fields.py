@@ -9,6 +9,7 @@ test/e2e/functional/rollout-secret.yaml and rollout-secret-withArgs.yaml: ``coun
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from kulta.core.times import format_time
 from kulta.model.analysis import Metric, MetricField, PrometheusMetricProvider
 from kulta.model.rollout import AnalysisArg, AnalysisRef, AnalysisTemplateRef
 from kulta.model.status import Measurement, MeasurementPhase
+from kulta.spec import load_paths
 from tests.unit.spec_helpers import base_rollout, load, template_doc
 
 M0 = "spec.metrics[0]"
@@ -331,3 +333,27 @@ def test_an_undeclared_argument_in_a_templated_field_is_an_error_of_the_template
         f'rollouts/web.yaml#1 {M0}.interval: uses {{{{args.every}}}} but the template declares no argument "every": '
         "add it to spec.args"
     ]
+
+
+def test_the_example_file_renders_one_template_at_two_paces() -> None:
+    """examples/analysis-templated-pace.yaml: step 1 measures 3 times 5s apart with no failure
+    allowed; step 3 12 times a minute apart with the template's failureLimit 1."""
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    result = load_paths([examples / "analysis-templated-pace.yaml"], base=examples)
+    assert ([str(e) for e in result.errors], [str(w) for w in result.warnings]) == ([], [])
+    (rollout,) = result.rollouts
+    paces = []
+    for index in (1, 3):
+        ref = rollout.spec.strategy.steps[index].analysis
+        assert ref is not None
+        (metric,), _ = run_metrics(
+            result.templates,
+            ref,
+            stable_hash="s",
+            canary_hash="c",
+            rollout="checkout",
+            namespace="checkout",
+            environ={},
+        )
+        paces.append((metric.count, metric.interval_seconds, metric.failure_limit))
+    assert paces == [(3, 5, 0), (12, 60, 1)]
