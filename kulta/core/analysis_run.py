@@ -58,6 +58,7 @@ __all__ = [
     "check_template",
     "due_metrics",
     "failed_setup",
+    "is_whole_url",
     "next_due_at",
     "record",
     "render",
@@ -439,6 +440,11 @@ def _url_quote(value: str) -> str:
     return quote(value, safe="")
 
 
+def is_whole_url(value: str) -> bool:
+    """Whether ``value`` can be a web metric's whole URL: ``http://`` or ``https://``, a host, no spaces."""
+    return value.startswith(_URL_SCHEMES) and _WHOLE_URL.fullmatch(value) is not None
+
+
 def render_url(url: str, args: ResolvedArgs, builtins: Mapping[str, str]) -> str:
     """``url`` with placeholders replaced by their percent-encoded values (``urllib.parse.quote``).
 
@@ -450,7 +456,7 @@ def render_url(url: str, args: ResolvedArgs, builtins: Mapping[str, str]) -> str
     if not WHOLE_ARG_PLACEHOLDER.fullmatch(url):
         return render(url, args, builtins, quote=_url_quote)
     value = render(url.strip(), args, builtins)
-    if not (value.startswith(_URL_SCHEMES) and _WHOLE_URL.fullmatch(value)):
+    if not is_whole_url(value):
         raise AnalysisSetupError(
             f"provider.web.url {url.strip()!r}: the argument's value is not an http:// or https:// URL "
             "with a host (a URL given as one argument must be the whole URL)"

@@ -16,10 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kulta.core.analysis_run import ARGS_PREFIX, BUILTIN_NAME, BUILTIN_NAMESPACE
-from kulta.core.metric_fields import check_durations, rendered_value, resolve_fields
-from kulta.errors import SpecError, SpecLocation
-from kulta.model.analysis import AnalysisTemplate, MetricField
+from kulta.errors import SpecError
+from kulta.model.analysis import AnalysisTemplate
 from kulta.model.rollout import (
     AnalysisArg,
     AnalysisRef,
@@ -29,8 +27,8 @@ from kulta.model.rollout import (
     Rollout,
     SourceRef,
 )
-from kulta.spec.analysis_parser import ANY_PLACEHOLDER, condition_problem
-from kulta.spec.fields import Issues, SpecWarning, show
+from kulta.spec.argument_checks import rendered_condition_errors, rendered_field_problems
+from kulta.spec.fields import Issues, SpecWarning
 from kulta.spec.rollout_workload import check_pod_template, selector_matches
 
 __all__ = [
@@ -47,7 +45,6 @@ KIND_TEMPLATE = "AnalysisTemplate"
 KIND_CLUSTER_TEMPLATE = "ClusterAnalysisTemplate"
 
 _CANARY = "spec.strategy.canary"
-_CONDITION_KEYS = ("successCondition", "failureCondition")
 _WORKLOAD_NAME = "spec.workloadRef.name"
 
 
@@ -156,96 +153,6 @@ def _missing_template(rollout: Rollout, ref: AnalysisTemplateRef, documents: Doc
     return _not_found(what, rollout, documents, sorted(elsewhere, key=str), "add it or fix the name")
 
 
-def _literal_values(rollout: Rollout, template: AnalysisTemplate, args: Sequence[AnalysisArg]) -> dict[str, str]:
-    """The placeholder values known from the files alone: literal ``value``s and the Rollout's name.
-
-    A Rollout's argument replaces the template's default (``analysis_run.resolve_args``);
-    ``valueFrom`` and the revision hashes are only known when the run starts.
-    """
-    values = {BUILTIN_NAME: rollout.name, BUILTIN_NAMESPACE: rollout.namespace}
-    for template_arg in template.args:
-        if template_arg.value is not None:
-            values[ARGS_PREFIX + template_arg.name] = template_arg.value
-    for arg in args:
-        values.pop(ARGS_PREFIX + arg.name, None)
-        if arg.value is not None:
-            values[ARGS_PREFIX + arg.name] = arg.value
-    return values
-
-
-def _rendered_condition_errors(
-    rollout: Rollout, template: AnalysisTemplate, args: Sequence[AnalysisArg], path: str
-) -> list[SpecError]:
-    """Conditions with placeholders, parsed with this Rollout's literal arguments filled in.
-
-    A condition whose placeholders are not all known here is parsed when the run starts.
-    """
-    values = _literal_values(rollout, template, args)
-    errors: list[SpecError] = []
-    for position, metric in enumerate(template.metrics):
-        for key, condition in zip(_CONDITION_KEYS, (metric.success_condition, metric.failure_condition), strict=True):
-            if condition is None or not ANY_PLACEHOLDER.search(condition):
-                continue
-            names = ANY_PLACEHOLDER.findall(condition)
-            if not all(name in values for name in names):
-                continue
-            rendered = ANY_PLACEHOLDER.sub(lambda match: values[match.group(1)], condition)
-            problem = condition_problem(rendered)
-            if problem is not None:
-                errors.append(
-                    _error_at(
-                        rollout.source,
-                        f"{path}.args",
-                        f'with these arguments, {key} of metric "{metric.name}" in template "{template.name}" '
-                        f"({template.source} spec.metrics[{position}]) is {show(rendered)}, not a valid "
-                        f"condition: {problem}",
-                    )
-                )
-    return errors
-
-
-def _rendered_field_problems(
-    rollout: Rollout, template: AnalysisTemplate, args: Sequence[AnalysisArg], path: str
-) -> tuple[list[SpecError], list[SpecWarning]]:
-    """Templated ``count``, limits, ``interval`` and ``initialDelay`` rendered with this Rollout's literal
-    arguments and bounded as the run will (``metric_fields.resolve_fields``); a field whose
-    arguments come from ``valueFrom`` is checked when the run starts, which a warning says.
-    """
-    values = _literal_values(rollout, template, args)
-    errors: list[SpecError] = []
-    warnings: list[SpecWarning] = []
-    for position, metric in enumerate(template.metrics):
-        where = f'metric "{metric.name}" in template "{template.name}" ({template.source} spec.metrics[{position}])'
-        texts: dict[MetricField, str] = {}
-        for field, text in metric.templated:
-            unknown = [name for name in ANY_PLACEHOLDER.findall(text) if name not in values]
-            if unknown:
-                warnings.append(
-                    SpecWarning(
-                        SpecLocation(rollout.source.file, rollout.source.document, f"{path}.args"),
-                        f"{field.value} of {where} is {show(text)}: not checked here because "
-                        f"{', '.join('{{' + name + '}}' for name in unknown)} is only known when the run starts "
-                        "(valueFrom); the run ends Error if the value is out of bounds",
-                    )
-                )
-                continue
-            texts[field] = ANY_PLACEHOLDER.sub(lambda match: values[match.group(1)], text)
-        if len(texts) == len(metric.templated):
-            resolved, problems = resolve_fields(metric, texts)
-            problems += check_durations(resolved)
-        else:  # each known field alone; the relations between them once all are known
-            problems = [
-                (field.value, problem)
-                for field, text in metric.templated
-                if field in texts and (problem := rendered_value(field, text, texts[field])[1]) is not None
-            ]
-        errors += [
-            _error_at(rollout.source, f"{path}.args", f"with these arguments, {key} of {where} {problem}")
-            for key, problem in problems
-        ]
-    return errors, warnings
-
-
 def _check_analysis_refs(
     rollout: Rollout,
     refs: Sequence[AnalysisTemplateRef],
@@ -261,7 +168,7 @@ def _check_analysis_refs(
         if template is None:
             errors.append(_error_at(rollout.source, path, _missing_template(rollout, ref, documents)))
             continue
-        errors += _rendered_condition_errors(rollout, template, args, path)
+        errors += rendered_condition_errors(rollout, template, args, path)
         missing = [arg.name for arg in template.args if not arg.has_default and arg.name not in given]
         for name in missing:
             errors.append(
@@ -273,7 +180,7 @@ def _check_analysis_refs(
                 )
             )
         if not missing:
-            field_errors, field_warnings = _rendered_field_problems(rollout, template, args, path)
+            field_errors, field_warnings = rendered_field_problems(rollout, template, args, path)
             errors += field_errors
             warnings += field_warnings
     return errors, warnings

@@ -217,6 +217,20 @@ def start_canary(world, errors: float):
     return v2, r2, h1, h2
 
 
+def healthy_then_good_canary(world, docs: str):
+    """v1 of ``docs`` driven to Healthy, then v2 loaded with a canary answering without errors."""
+    ns, prom, profile, rec, stacks, receiver, api = world
+    v1 = load_text(docs.format(ns=ns, prom=prom.url, tag="v1"), f"{ns}.yaml")
+    assert not v1.errors, v1.errors
+    drive(rec, v1, v1.rollouts[0], lambda s: s.phase is Phase.HEALTHY)
+    v2 = load_text(docs.format(ns=ns, prom=prom.url, tag="v2"), f"{ns}.yaml")
+    rollout = v2.rollouts[0]
+    h1 = RolloutStatus.from_outputs(stacks.outputs(rec.stack_name(rollout))).stable_revision
+    h2 = pod_template_hash(resolve_template(rollout, v2.others))
+    set_profile(profile, h1, h2, 0.0)
+    return v2, rollout, h2
+
+
 def test_good_canary_is_promoted_and_tells_its_story(world):
     ns, prom, profile, rec, stacks, receiver, api = world
     v2, r2, h1, h2 = start_canary(world, 0.0)
@@ -369,14 +383,7 @@ def test_background_analysis_starts_at_its_step_and_is_terminated_at_promotion(w
     """Issue 10, item 3: a background run without a count runs until the rollout ends it."""
     ns, prom, profile, rec, stacks, receiver, api = world
     assert BACKGROUND_DOCS.count("errors-forever") == 2
-    v1 = load_text(BACKGROUND_DOCS.format(ns=ns, prom=prom.url, tag="v1"), f"{ns}.yaml")
-    assert not v1.errors, v1.errors
-    drive(rec, v1, v1.rollouts[0], lambda s: s.phase is Phase.HEALTHY)
-    v2 = load_text(BACKGROUND_DOCS.format(ns=ns, prom=prom.url, tag="v2"), f"{ns}.yaml")
-    rollout = v2.rollouts[0]
-    h1 = RolloutStatus.from_outputs(stacks.outputs(rec.stack_name(rollout))).stable_revision
-    h2 = pod_template_hash(resolve_template(rollout, v2.others))
-    set_profile(profile, h1, h2, 0.0)
+    v2, rollout, h2 = healthy_then_good_canary(world, BACKGROUND_DOCS)
     seen: list[RolloutStatus] = []
     rec.on_update = seen.append
     st = drive(rec, v2, rollout, lambda s: s.phase is Phase.HEALTHY and s.stable_revision == h2, timeout=120)
@@ -420,14 +427,8 @@ def test_a_templated_interval_and_count_measure_at_the_rendered_pace(world):
     rendered (3s), not the template's default (1s), and stops after the rendered count (3)."""
     ns, prom, profile, rec, stacks, receiver, api = world
     assert TEMPLATED_DOCS.count("args.analysis-interval") == 1 and TEMPLATED_DOCS.count('value: "3s"') == 1
-    v1 = load_text(TEMPLATED_DOCS.format(ns=ns, prom=prom.url, tag="v1"), f"{ns}.yaml")
-    assert (v1.errors, v1.warnings) == ((), ()), (v1.errors, v1.warnings)
-    drive(rec, v1, v1.rollouts[0], lambda s: s.phase is Phase.HEALTHY)
-    v2 = load_text(TEMPLATED_DOCS.format(ns=ns, prom=prom.url, tag="v2"), f"{ns}.yaml")
-    rollout = v2.rollouts[0]
-    h1 = RolloutStatus.from_outputs(stacks.outputs(rec.stack_name(rollout))).stable_revision
-    h2 = pod_template_hash(resolve_template(rollout, v2.others))
-    set_profile(profile, h1, h2, 0.0)
+    v2, rollout, h2 = healthy_then_good_canary(world, TEMPLATED_DOCS)
+    assert v2.warnings == (), v2.warnings  # every templated value is a literal: all checked
     # the loop's way: the next turn comes when the outcome says it is due, never earlier
     deadline = time.monotonic() + 120
     dues: list[tuple[int, datetime]] = []  # (measurements taken, next due) after each turn of the analysis

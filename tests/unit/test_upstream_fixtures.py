@@ -17,6 +17,7 @@ from kulta.app.spec_commands import plan_command, validate_command
 
 UPSTREAM = Path(__file__).resolve().parents[1] / "corpus_upstream"
 VALID = [
+    "argo-examples/rollout-secret.yaml",
     "argo-mirror-route-istio-mirror-host.yaml",
     "argo-rollout-secret-withArgs.yaml",
     "argo-rollout-secret.yaml",
@@ -38,7 +39,7 @@ def run(command: object, *args: object) -> tuple[int, list[str]]:
 
 
 def test_every_upstream_file_is_listed_and_names_its_origin() -> None:
-    files = sorted(p.name for p in UPSTREAM.glob("*.yaml"))
+    files = sorted(str(p.relative_to(UPSTREAM)) for p in UPSTREAM.rglob("*.yaml"))
     assert files == sorted([*VALID, *REFUSED])
     for name in files:
         header = (UPSTREAM / name).read_text().splitlines()[0]

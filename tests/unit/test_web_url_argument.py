@@ -15,7 +15,7 @@ from kulta.adapters.analysis_runner import run_metrics
 from kulta.core.analysis_run import AnalysisSetupError, ResolvedArgs, render_url, secret_env_name
 from kulta.model.analysis import WebMetricProvider
 from kulta.spec import load_paths
-from tests.unit.spec_helpers import load, template_doc
+from tests.unit.spec_helpers import base_rollout, load, template_doc
 
 ARGO_FILE = Path(__file__).resolve().parents[1] / "corpus_upstream" / "argo-rollout-secret.yaml"
 #: the Secret's secretUrl, base64-decoded (the file's data.secretUrl)
@@ -96,3 +96,19 @@ def test_a_placeholder_in_the_host_is_still_refused() -> None:
         "rollouts/web.yaml#1 spec.metrics[0].provider.web.url: a placeholder in the URL's host or port is not "
         "supported by KULTA; write the host literally (placeholder values in a URL are percent-encoded)"
     ]
+
+
+def rollout_passing(url: str) -> dict[str, object]:
+    step = {"analysis": {"templates": [{"templateName": "success-rate"}], "args": [{"name": "u", "value": url}]}}
+    return base_rollout(strategy={"canary": {"steps": [step]}})
+
+
+def test_validate_checks_a_whole_url_argument_with_a_literal_value() -> None:
+    result = load(web_template("{{args.u}}"), rollout_passing("kubernetes.default.svc/version"))
+    assert [str(e) for e in result.errors] == [
+        "rollouts/web.yaml#2 spec.strategy.canary.steps[0].analysis.args: with these arguments, provider.web.url "
+        'of metric "w" in template "success-rate" (rollouts/web.yaml#1 spec.metrics[0]) is '
+        '"kubernetes.default.svc/version", not an http:// or https:// URL with a host'
+    ]
+    good = load(web_template("{{args.u}}"), rollout_passing("https://kubernetes.default.svc/version"))
+    assert [str(e) for e in good.errors] == []
