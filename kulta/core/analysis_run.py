@@ -512,7 +512,7 @@ def render_metric(metric: Metric, args: ResolvedArgs, builtins: Mapping[str, str
     rendered_provider = _render_provider(metric.provider, args, builtins)
 
     texts = {field: render(template, args, builtins) for field, template in metric.templated}
-    metric, problems = resolve_fields(metric, texts)
+    metric, problems = resolve_fields(metric, texts, args.redact)
     problems += check_durations(metric)
     if problems:
         key, problem = problems[0]

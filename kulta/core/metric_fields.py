@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from kulta.core.durations import DURATION_HELP, duration_seconds
 from kulta.model.analysis import Metric, MetricField, WebMetricProvider
 
 __all__ = [
-    "DURATION_FIELDS",
     "LIMIT_FIELDS",
     "LIMIT_HELP",
     "MAX_DURATION_SECONDS",
@@ -50,7 +49,6 @@ LIMIT_FIELDS = (
     MetricField.INCONCLUSIVE_LIMIT,
     MetricField.CONSECUTIVE_ERROR_LIMIT,
 )
-DURATION_FIELDS = (MetricField.INTERVAL, MetricField.INITIAL_DELAY)
 #: a count or limit as text: ASCII digits (``str.isdigit`` also takes ``²``), at most 10.
 _DIGIT_STRING = re.compile(r"[0-9]{1,10}")
 _SHOWN_CHARACTERS = 60
@@ -120,13 +118,22 @@ def _limit(text: str) -> int | None:
     return value if value <= MAX_LIMIT else None
 
 
-def rendered_value(field: MetricField, template: str, text: str) -> tuple[int | None, str | None]:
+def _unchanged(text: str) -> str:
+    return text
+
+
+def rendered_value(
+    field: MetricField, template: str, text: str, redact: Callable[[str], str] = _unchanged
+) -> tuple[int | None, str | None]:
     """(value, problem) of one templated ``field`` (written ``template``) whose rendered text is ``text``.
+
+    ``redact`` hides secret values in ``text`` before it is cut for the message (a cut secret
+    would no longer be found and replaced afterwards).
 
     ``(COUNT, "{{args.n}}", "-1")`` -> ``(None, 'is "-1" (from "{{args.n}}"): must be a whole number from 0 to
     2147483647')``; ``(INTERVAL, "{{args.i}}", "1m30s")`` -> ``(90, None)``.
     """
-    where = f"is {_shown(text)} (from {_shown(template)})"
+    where = f"is {_shown(redact(text))} (from {_shown(template)})"
     if field in LIMIT_FIELDS:
         value = _limit(text)
         return (value, None) if value is not None else (None, f"{where}: {LIMIT_HELP}")
@@ -140,7 +147,9 @@ def rendered_value(field: MetricField, template: str, text: str) -> tuple[int | 
     return seconds, None
 
 
-def resolve_fields(metric: Metric, rendered: Mapping[MetricField, str]) -> tuple[Metric, list[tuple[str, str]]]:
+def resolve_fields(
+    metric: Metric, rendered: Mapping[MetricField, str], redact: Callable[[str], str] = _unchanged
+) -> tuple[Metric, list[tuple[str, str]]]:
     """``metric`` with its templated fields set from their ``rendered`` texts, and the (field, problem) list.
 
     When the list is not empty the metric cannot run (Argo: "Analysis spec invalid", the run
@@ -154,7 +163,7 @@ def resolve_fields(metric: Metric, rendered: Mapping[MetricField, str]) -> tuple
     problems: list[tuple[str, str]] = []
     values: dict[MetricField, int] = {}
     for field, template in metric.templated:
-        value, problem = rendered_value(field, template, rendered[field])
+        value, problem = rendered_value(field, template, rendered[field], redact)
         if problem is not None:
             problems.append((field.value, problem))
         elif value is not None:

@@ -357,3 +357,16 @@ def test_the_example_file_renders_one_template_at_two_paces() -> None:
         )
         paces.append((metric.count, metric.interval_seconds, metric.failure_limit))
     assert paces == [(3, 5, 0), (12, 60, 1)]
+
+
+def test_a_long_secret_value_is_redacted_before_it_is_cut_for_the_message() -> None:
+    secret = "s3cr3t-" * 20  # 140 characters: a cut of it would not be found by the redaction
+    metric = parsed(argo_metric(), declared("analysis-runs", "analysis-interval", "failure-limit"))
+    args = ResolvedArgs(
+        values={"analysis-runs": "2", "analysis-interval": secret, "failure-limit": "1"},
+        secret_names=frozenset({"analysis-interval"}),
+    )
+    with pytest.raises(AnalysisSetupError) as caught:
+        render_metric(metric, args, {})
+    assert "s3cr3t" not in str(caught.value)
+    assert str(caught.value).startswith('metric \'webmetric\': interval is "***" (from "{{args.analysis-interval}}")')
