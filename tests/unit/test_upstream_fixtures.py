@@ -17,6 +17,7 @@ from kulta.app.spec_commands import plan_command, validate_command
 
 UPSTREAM = Path(__file__).resolve().parents[1] / "corpus_upstream"
 VALID = [
+    "argo-example-istio-mirror.yaml",
     "argo-examples/rollout-secret.yaml",
     "argo-mirror-route-istio-mirror-host.yaml",
     "argo-rollout-secret-withArgs.yaml",
@@ -92,6 +93,14 @@ def test_argo_mirror_steps_plan_as_argo_sets_and_removes_mirror_routes() -> None
     assert rows["7"][1] == "setMirrorRoute mirror-route-1 (remove)"
     assert rows["7"][-2] == "mirror-route-2(80%)"
     assert rows["end"][-2] == "-"
+
+
+def test_argo_istio_mirror_example_scales_the_canary_and_mirrors_without_weight() -> None:
+    """examples/istio/istio-mirror.yaml: setCanaryScale weight 50 of 4 replicas is 2 canary pods
+    with no traffic (Argo's SetCanaryScale), then half of POST /color is mirrored to them."""
+    rows = {row[0]: row for row in plan_rows("argo-example-istio-mirror.yaml")}
+    assert rows["0"][1:6] == ["setCanaryScale weight=50", "0", "100", "4", "2"]
+    assert rows["1"][-2] == "mirror-route(50%)"
 
 
 REFUSED = [
