@@ -35,7 +35,7 @@ from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvi
 from kulta.model.rollout import AnalysisArg, AnalysisTemplateRef
 from kulta.model.status import AnalysisRunStatus, Measurement
 
-__all__ = ["AnalysisRefLike", "advance_analysis", "select_templates"]
+__all__ = ["AnalysisRefLike", "advance_analysis", "run_metrics", "select_templates"]
 
 log = logging.getLogger(__name__)
 
@@ -125,25 +125,51 @@ def advance_analysis(
     if current.phase.completed:
         return current
     try:
-        selected = select_templates(templates, ref.templates, namespace)
-        metrics = _merged_metrics(selected)
-        args = resolve_args(
-            [arg for t in selected for arg in t.args],
-            ref.args,
+        rendered, args = run_metrics(
+            templates,
+            ref,
             stable_hash=stable_hash,
             canary_hash=canary_hash,
             rollout=rollout,
             namespace=namespace,
             environ=environ,
         )
-        builtins = builtin_values(
-            rollout=rollout, namespace=namespace, stable_hash=stable_hash, canary_hash=canary_hash
-        )
-        rendered = tuple(render_metric(m, args, builtins) for m in metrics)
     except AnalysisSetupError as err:
         log.warning("analysis %s of rollout %s/%s cannot run: %s", name, namespace, rollout, err)
         return failed_setup(current, err)
     if run is None:
-        log.info("analysis %s of rollout %s/%s started with %d metrics", name, namespace, rollout, len(metrics))
+        log.info("analysis %s of rollout %s/%s started with %d metrics", name, namespace, rollout, len(rendered))
     taken = [_measure(provider, metric, args, now) for metric in due_metrics(current, rendered, now)]
     return record(current, rendered, taken)
+
+
+def run_metrics(
+    templates: Sequence[AnalysisTemplate],
+    ref: AnalysisRefLike,
+    *,
+    stable_hash: str,
+    canary_hash: str,
+    rollout: str,
+    namespace: str,
+    environ: Mapping[str, str],
+) -> tuple[tuple[Metric, ...], ResolvedArgs]:
+    """The run's metrics as measured and scheduled: templates selected, arguments resolved, every
+    placeholder rendered (queries, conditions, and a templated ``interval``, ``count`` or limit);
+    AnalysisSetupError when that cannot be done.
+
+    Argo schedules with the resolved metrics too (``getResolvedMetricsWithoutSecrets`` before
+    ``generateMetricTasks`` and ``calculateNextReconcileTime``, analysis/analysis.go).
+    """
+    selected = select_templates(templates, ref.templates, namespace)
+    metrics = _merged_metrics(selected)
+    args = resolve_args(
+        [arg for t in selected for arg in t.args],
+        ref.args,
+        stable_hash=stable_hash,
+        canary_hash=canary_hash,
+        rollout=rollout,
+        namespace=namespace,
+        environ=environ,
+    )
+    builtins = builtin_values(rollout=rollout, namespace=namespace, stable_hash=stable_hash, canary_hash=canary_hash)
+    return tuple(render_metric(m, args, builtins) for m in metrics), args

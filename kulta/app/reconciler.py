@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kulta.adapters.analysis_runner import advance_analysis, select_templates
+from kulta.adapters.analysis_runner import AnalysisRefLike, advance_analysis, run_metrics
 from kulta.adapters.kube import KubeReader
 from kulta.adapters.metrics import ReconcilerMetrics
 from kulta.adapters.outbox import Deliverer, DeliveryReport, Outbox
@@ -47,7 +47,7 @@ from kulta.core.routes import route_weights
 from kulta.core.times import format_time, parse_status_time
 from kulta.errors import ConfigError, DependencyError, KultaError, StackLockedError, StepFailedError
 from kulta.model.program import ProgramInputs
-from kulta.model.rollout import AnalysisRef, AnalysisTemplateRef, PodMetadata, Rollout
+from kulta.model.rollout import AnalysisRef, PodMetadata, Rollout
 from kulta.model.status import AnalysisRunStatus, Phase, RolloutStatus
 from kulta.redact import safe_text
 from kulta.spec.loader import LoadResult
@@ -580,21 +580,27 @@ class Reconciler:
             for run in status.analysis_runs:
                 if run.phase.completed:
                     continue
-                refs: tuple[AnalysisTemplateRef, ...] = ()
-                if run.ref is not None:
-                    refs = run.ref.templates
-                elif run.step_index is not None and run.step_index < len(steps):
-                    inline = steps[run.step_index].analysis
-                    refs = inline.templates if inline else ()
-                elif run.step_index is None and rollout.spec.strategy.analysis is not None:
-                    refs = rollout.spec.strategy.analysis.templates
-                if not refs:
+                ref: AnalysisRefLike | None = run.ref
+                if ref is None and run.step_index is not None and run.step_index < len(steps):
+                    ref = steps[run.step_index].analysis
+                elif ref is None and run.step_index is None:
+                    ref = rollout.spec.strategy.analysis
+                if ref is None or not ref.templates:
                     continue
                 try:
-                    templates = select_templates(loaded.templates, refs, rollout.namespace)
-                except KultaError:
+                    # rendered as the run measures them: a templated interval is its value, not its text
+                    metrics, _ = run_metrics(
+                        loaded.templates,
+                        ref,
+                        stable_hash=status.stable_revision,
+                        canary_hash=status.canary_revision,
+                        rollout=rollout.name,
+                        namespace=rollout.namespace,
+                        environ=self.config.environ,
+                    )
+                except KultaError as err:
+                    log.debug("analysis %s: no due time (%s); the next measurement pass ends it", run.name, err)
                     continue
-                metrics = [m for t in templates for m in t.metrics]
                 due = next_due_at(run, metrics, self.clock())
                 if due is not None:
                     dues.append(due)

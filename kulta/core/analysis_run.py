@@ -32,6 +32,7 @@ from urllib.parse import quote
 
 from kulta.core.assess import effective_count, explain_metric, explain_run
 from kulta.core.conditions import ConditionError, check_cost, parse_condition
+from kulta.core.metric_fields import MAX_DURATION_SECONDS, check_durations, resolve_fields
 from kulta.core.times import format_time, parse_time
 from kulta.errors import PermanentError, SpecError
 from kulta.model.analysis import AnalysisTemplate, Metric, PrometheusMetricProvider, TemplateArg, WebMetricProvider
@@ -51,11 +52,13 @@ __all__ = [
     "RUN_TERMINATED",
     "ResolvedArgs",
     "TerminationReason",
+    "WHOLE_ARG_PLACEHOLDER",
     "builtin_values",
     "check_durations",
     "check_template",
     "due_metrics",
     "failed_setup",
+    "is_whole_url",
     "next_due_at",
     "record",
     "render",
@@ -71,9 +74,6 @@ log = logging.getLogger(__name__)
 
 #: a metric without ``interval`` whose measurement errored is retried after this (Argo's value).
 DEFAULT_ERROR_RETRY_SECONDS = 10
-#: the longest interval, initialDelay or timeout: Go's largest ``time.Duration`` (2562047h47m16s) in
-#: whole seconds. Argo parses these into a Duration, and ``ValidateMetric`` refuses what does not fit.
-MAX_DURATION_SECONDS = 9_223_372_036
 #: Argo's message for a run stopped from outside (``assessRunStatus``).
 RUN_TERMINATED = "Run Terminated"
 SECRET_ENV_PREFIX = "KULTA_SECRET_"  # noqa: S105 (a variable-name prefix, not a secret)
@@ -86,6 +86,11 @@ FIELD_REF_NAME = "metadata.name"
 FIELD_REF_NAMESPACE = "metadata.namespace"
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]*)\s*\}\}")
+#: a value that is one ``{{args.NAME}}`` placeholder and nothing else (``fullmatch``).
+WHOLE_ARG_PLACEHOLDER = re.compile(r"\s*\{\{\s*args\.[A-Za-z0-9_.-]+\s*\}\}\s*")
+_URL_SCHEMES = ("http://", "https://")
+#: what a whole-URL argument's value must look like once rendered: a scheme, then a host.
+_WHOLE_URL = re.compile(r"https?://[^\s/?#]+([/?#][^\s]*)?")
 _NOT_ALNUM = re.compile(r"[^A-Z0-9]")
 
 
@@ -257,31 +262,6 @@ def render(
 
 
 # --------------------------------------------------------------------------- templates
-
-
-def _timeout_field(metric: Metric) -> str:
-    if isinstance(metric.provider, WebMetricProvider):
-        return "provider.web.timeoutSeconds"
-    return "provider.prometheus.timeout"
-
-
-def check_durations(metric: Metric) -> list[tuple[str, str]]:
-    """(field, problem) for each of ``interval``, ``initialDelay``, ``timeout`` beyond Go's largest Duration.
-
-    Argo's ``ValidateMetric`` refuses an interval or initialDelay that
-    ``DurationString.Duration()`` cannot parse, which includes every value above
-    ``MAX_DURATION_SECONDS``; the run ends Error ("Analysis spec invalid").
-    """
-    longest = f"longer than {MAX_DURATION_SECONDS}s (2562047h47m16s), the largest duration Argo can hold"
-    problems: list[tuple[str, str]] = []
-    for key, seconds in (
-        ("interval", metric.interval_seconds),
-        ("initialDelay", metric.initial_delay_seconds),
-        (_timeout_field(metric), metric.provider.timeout_seconds),
-    ):
-        if seconds is not None and seconds > MAX_DURATION_SECONDS:
-            problems.append((key, f"is {longest}"))
-    return problems
 
 
 def _condition_problem(expr: str) -> str | None:
@@ -460,9 +440,28 @@ def _url_quote(value: str) -> str:
     return quote(value, safe="")
 
 
+def is_whole_url(value: str) -> bool:
+    """Whether ``value`` can be a web metric's whole URL: ``http://`` or ``https://``, a host, no spaces."""
+    return value.startswith(_URL_SCHEMES) and _WHOLE_URL.fullmatch(value) is not None
+
+
 def render_url(url: str, args: ResolvedArgs, builtins: Mapping[str, str]) -> str:
-    """``url`` with placeholders replaced by their percent-encoded values (``urllib.parse.quote``)."""
-    return render(url, args, builtins, quote=_url_quote)
+    """``url`` with placeholders replaced by their percent-encoded values (``urllib.parse.quote``).
+
+    A URL that is one ``{{args.NAME}}`` as a whole (Argo's ``url: "{{args.secret-url}}"``, the
+    URL kept in a Secret) is that argument's value, which must then be a whole ``http://`` or
+    ``https://`` URL with a host; else AnalysisSetupError naming the field, never the value
+    (it may be a secret).
+    """
+    if not WHOLE_ARG_PLACEHOLDER.fullmatch(url):
+        return render(url, args, builtins, quote=_url_quote)
+    value = render(url.strip(), args, builtins)
+    if not is_whole_url(value):
+        raise AnalysisSetupError(
+            f"provider.web.url {url.strip()!r}: the argument's value is not an http:// or https:// URL "
+            "with a host (a URL given as one argument must be the whole URL)"
+        )
+    return value
 
 
 def _render_json(value: object, args: ResolvedArgs, builtins: Mapping[str, str]) -> object:
@@ -501,19 +500,23 @@ def _render_provider(
 
 
 def render_metric(metric: Metric, args: ResolvedArgs, builtins: Mapping[str, str]) -> Metric:
-    """``metric`` with every placeholder rendered (address, query, URL, headers, bodies, conditions).
+    """``metric`` with every placeholder rendered (address, query, URL, headers, bodies, conditions,
+    and the templated count, limits, interval and initialDelay).
 
     Values substituted into a web metric's URL are percent-encoded (``render_url``); in
     ``jsonBody`` they are substituted inside JSON strings only (``_render_json``).
-    AnalysisSetupError (the run ends Error) for a duration beyond ``MAX_DURATION_SECONDS``
+    AnalysisSetupError (the run ends Error) for a templated field whose rendered text is out
+    of its bounds (``metric_fields.resolve_fields``), a duration beyond ``MAX_DURATION_SECONDS``
     or a rendered condition that does not parse or is over the evaluation budget.
     """
     rendered_provider = _render_provider(metric.provider, args, builtins)
 
-    too_long = check_durations(metric)
-    if too_long:
-        key, problem = too_long[0]
-        raise AnalysisSetupError(f"metric {metric.name!r}: {key} {problem}")
+    texts = {field: render(template, args, builtins) for field, template in metric.templated}
+    metric, problems = resolve_fields(metric, texts, args.redact)
+    problems += check_durations(metric)
+    if problems:
+        key, problem = problems[0]
+        raise AnalysisSetupError(f"metric {metric.name!r}: {key} {args.redact(problem)}")
 
     def checked(expr: str | None) -> str | None:
         if not expr:

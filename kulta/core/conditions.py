@@ -67,6 +67,7 @@ __all__ = [
     "INT64_MIN",
     "MAX_EVALUATION_MEMORY",
     "MAX_EVALUATION_STEPS",
+    "MEMBER_ACCESS",
     "MAX_EXPRESSION_LENGTH",
     "VALIDATE_SERIES",
     "Condition",
@@ -335,10 +336,12 @@ _UNARY: dict[str, int] = {"!": 50, "not": 50, "-": 90, "+": 90}
 _CANONICAL = {"or": "||", "and": "&&", "not": "!", "^": "**"}
 _KEYWORDS = {"true": True, "false": False, "nil": None}
 _WORD_OPERATORS = {"and", "or", "not", "in"}
+#: the refusal of ``result.field``: KULTA's conditions have no map type.
+MEMBER_ACCESS = "member access ('.') is not allowed"
 _UNSUPPORTED_OPERATORS = {
     "??": "the nil-coalescing operator '??' is not supported",
     "..": "ranges ('..') are not supported",
-    ".": "member access ('.') is not allowed",
+    ".": MEMBER_ACCESS,
     "{": "maps and closures outside a predicate function are not supported",
 }
 

@@ -15,6 +15,7 @@ from kulta.model.rollout import ArgValueFrom, SourceRef
 __all__ = [
     "AnalysisTemplate",
     "Metric",
+    "MetricField",
     "MetricProviderSpec",
     "PrometheusMetricProvider",
     "TemplateArg",
@@ -80,9 +81,31 @@ class WebMetricProvider:
 MetricProviderSpec = PrometheusMetricProvider | WebMetricProvider
 
 
+class MetricField(enum.Enum):
+    """A metric field that may be an ``{{args.*}}`` template (its value is Argo's field name).
+
+    Argo resolves the arguments in the whole metric (``ResolveMetricArgs``, utils/analysis/factory.go)
+    before ``ValidateMetric`` and the scheduling read it; ``count`` and the limits are
+    ``*intstrutil.IntOrString``, ``interval`` and ``initialDelay`` a ``DurationString``.
+    """
+
+    COUNT = "count"
+    FAILURE_LIMIT = "failureLimit"
+    INCONCLUSIVE_LIMIT = "inconclusiveLimit"
+    CONSECUTIVE_ERROR_LIMIT = "consecutiveErrorLimit"
+    INTERVAL = "interval"
+    INITIAL_DELAY = "initialDelay"
+
+
 @dataclass(frozen=True)
 class Metric:
-    """One metric of a template, with Argo Rollouts' defaults."""
+    """One metric of a template, with Argo Rollouts' defaults.
+
+    ``templated`` holds the fields written as ``{{args.*}}`` templates, as written; their
+    numbers here are placeholders until ``kulta.core.metric_fields.resolve_fields`` renders
+    them (a run never measures or schedules a metric with ``templated`` left). ``count`` is
+    the effective count computed with ``interval`` set when ``interval`` is templated.
+    """
 
     name: str
     provider: MetricProviderSpec
@@ -95,6 +118,7 @@ class Metric:
     success_condition: str | None = None
     failure_condition: str | None = None
     dry_run: bool = False
+    templated: tuple[tuple[MetricField, str], ...] = ()
 
 
 @dataclass(frozen=True)

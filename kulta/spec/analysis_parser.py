@@ -3,7 +3,9 @@
 KULTA runs the Prometheus and web providers, so every other Argo provider is refused
 here, by name, instead of failing later in the middle of a rollout. Limits and durations are checked
 the way Argo checks them (count >= failureLimit, count > 1 needs an interval) and
-``{{args.NAME}}`` placeholders must name a declared argument.
+``{{args.NAME}}`` placeholders must name a declared argument. ``count``, the limits,
+``interval`` and ``initialDelay`` may be such templates (as in Argo): they are checked once
+rendered (``kulta.core.metric_fields``).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kulta.core.analysis_run import check_durations
-from kulta.core.conditions import ConditionError, check_cost, parse_condition
+from kulta.core.analysis_run import WHOLE_ARG_PLACEHOLDER, check_durations
+from kulta.core.conditions import MEMBER_ACCESS, ConditionError, check_cost, parse_condition
 from kulta.core.jsonpath import DEFAULT_JSON_PATH, JsonPathError, parse_json_path
+from kulta.core.metric_fields import relation_problems
 from kulta.model.analysis import (
     AnalysisTemplate,
     Metric,
+    MetricField,
     MetricProviderSpec,
     PrometheusMetricProvider,
     TemplateArg,
@@ -56,12 +60,18 @@ __all__ = [
     "DRY_RUN_ALL",
     "INSECURE_WARNING",
     "MAX_JSON_BODY_BYTES",
+    "MEMBER_ACCESS_HINT",
     "condition_problem",
     "parse_analysis_template",
 ]
 
 #: ``{{args.NAME}}``: the only placeholder KULTA (like Argo) substitutes in a query.
 ARG_PLACEHOLDER = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}")
+#: the way out of ``result.field`` (Argo's web metrics over a JSON object, e.g. ``result.major == '1'``).
+MEMBER_ACCESS_HINT = (
+    "KULTA's conditions have no maps: select the field with the web metric's jsonPath (e.g. {$.major}) "
+    "and compare result"
+)
 #: KULTA's extra ``dryRun`` rule for "every metric" (Argo writes ``.*``).
 DRY_RUN_ALL = "*"
 #: any ``{{...}}`` placeholder (arguments and the ``{{rollout.*}}`` built-ins).
@@ -139,20 +149,31 @@ _DIGIT_STRING = re.compile(r"[0-9]{1,10}")
 
 
 def _limit(issues: Issues, data: Mapping[str, Any], key: str, path: str, default: int) -> int | None:
-    """Argo's intOrString limits: a whole number, or a digit string; ``{{args}}`` is refused."""
+    """Argo's intOrString limits: a whole number, or a digit string (``{{args}}`` templates: ``_templated``)."""
     raw = data.get(key, MISSING)
     where = child(path, key)
-    if isinstance(raw, str):
-        if _DIGIT_STRING.fullmatch(raw.strip()):
-            # Argo's IntOrString: a digit string counts as its number (bounded like one)
-            return read_int(issues, int(raw.strip()), where, minimum=0)
-        if ARG_PLACEHOLDER.search(raw):
-            issues.add(where, unsupported("an {{args.*}} placeholder here", "write a whole number"))
-            return None
+    if isinstance(raw, str) and _DIGIT_STRING.fullmatch(raw.strip()):
+        # Argo's IntOrString: a digit string counts as its number (bounded like one)
+        return read_int(issues, int(raw.strip()), where, minimum=0)
     value = read_int(issues, raw, where, minimum=0)
     if raw is MISSING or raw is None:
         return default
     return value
+
+
+def _templated(issues: Issues, data: Mapping[str, Any], path: str, declared: set[str]) -> dict[MetricField, str]:
+    """The fields written as ``{{args.*}}`` templates, as written (rendered when the run starts).
+
+    Argo resolves the arguments in the whole metric before reading it (``ResolveMetricArgs``);
+    the rendered value is bounded then as a literal is here (``metric_fields.resolve_fields``).
+    """
+    found: dict[MetricField, str] = {}
+    for field in MetricField:
+        raw = data.get(field.value)
+        if isinstance(raw, str) and ARG_PLACEHOLDER.search(raw):
+            _check_placeholders(issues, raw, child(path, field.value), declared)
+            found[field] = raw
+    return found
 
 
 def _check_placeholders(issues: Issues, text: str, path: str, declared: set[str]) -> None:
@@ -172,7 +193,8 @@ def condition_problem(condition: str) -> str | None:
     try:
         parsed = parse_condition(condition)
     except ConditionError as err:
-        return f"{err.message} (at character {err.position})"
+        hint = f": {MEMBER_ACCESS_HINT}" if err.message == MEMBER_ACCESS else ""
+        return f"{err.message} (at character {err.position}){hint}"
     try:
         check_cost(parsed)
     except ConditionError as err:
@@ -248,7 +270,15 @@ def _parse_prometheus(issues: Issues, value: Any, path: str, declared: set[str])
 
 def _check_url(issues: Issues, url: str, path: str, declared: set[str]) -> None:
     """``http(s)://`` written out, and no placeholder before the path: values substituted into
-    a URL are percent-encoded (``render_url``), which a host name or port cannot be."""
+    a URL are percent-encoded (``render_url``), which a host name or port cannot be.
+
+    The one exception is Argo's own pattern, a URL that is one argument as a whole
+    (``url: "{{args.secret-url}}"``, test/e2e/functional/rollout-secret.yaml): the value is
+    the whole URL, checked for ``http(s)://`` once rendered (``analysis_run.render_url``).
+    """
+    if WHOLE_ARG_PLACEHOLDER.fullmatch(url):
+        _check_placeholders(issues, url, path, declared)
+        return
     if not url.startswith(_SCHEMES):
         issues.add(path, f"{show(url)} must start with http:// or https://")
         return
@@ -384,32 +414,48 @@ def _parse_metric(
     before = len(issues)
     name = read_str(issues, data.get("name", MISSING), child(path, "name"), required=True)
     provider = _parse_provider(issues, data.get("provider", MISSING), child(path, "provider"), declared)
+    templated = _templated(issues, data, path, declared)
     # bounded once the metric is built (check_durations, as the run does)
-    interval = parse_duration(issues, data.get("interval", MISSING), child(path, "interval"))
+    interval = (
+        None
+        if MetricField.INTERVAL in templated
+        else parse_duration(issues, data.get("interval", MISSING), child(path, "interval"))
+    )
     if interval == 0:
         issues.add(child(path, "interval"), "must be longer than 0s")
-    initial_delay = parse_duration(issues, data.get("initialDelay", MISSING), child(path, "initialDelay"))
-    count = _limit(issues, data, "count", path, 0)
-    failure_limit = _limit(issues, data, "failureLimit", path, 0)
-    inconclusive_limit = _limit(issues, data, "inconclusiveLimit", path, 0)
-    error_limit = _limit(issues, data, "consecutiveErrorLimit", path, 4)
+    initial_delay = (
+        None
+        if MetricField.INITIAL_DELAY in templated
+        else parse_duration(issues, data.get("initialDelay", MISSING), child(path, "initialDelay"))
+    )
+    limits: dict[MetricField, int | None] = {}
+    for field, default in ((MetricField.COUNT, 0), (MetricField.FAILURE_LIMIT, 0), (MetricField.INCONCLUSIVE_LIMIT, 0)):
+        limits[field] = default if field in templated else _limit(issues, data, field.value, path, default)
+    error_limit = (
+        4
+        if MetricField.CONSECUTIVE_ERROR_LIMIT in templated
+        else _limit(issues, data, MetricField.CONSECUTIVE_ERROR_LIMIT.value, path, 4)
+    )
+    count = limits[MetricField.COUNT]
+    failure_limit = limits[MetricField.FAILURE_LIMIT]
+    inconclusive_limit = limits[MetricField.INCONCLUSIVE_LIMIT]
     conditions: list[str | None] = []
     for key in ("successCondition", "failureCondition"):
         condition = read_str(issues, data.get(key, MISSING), child(path, key))
         if condition is not None:
             _check_condition(issues, condition, child(path, key), declared)
         conditions.append(condition)
-    effective_count: int | None = count if count else (None if interval else 1)
     interval_given = data.get("interval") is not None  # when it is wrong, that is the error already
-    if effective_count is not None and effective_count > 1 and not interval and not interval_given:
-        issues.add(child(path, "interval"), f"is required when count is {effective_count}: add e.g. interval: 30s")
-    if effective_count is not None:
-        for key, limit in (("failureLimit", failure_limit), ("inconclusiveLimit", inconclusive_limit)):
-            if limit is not None and limit > effective_count:
-                issues.add(
-                    child(path, key),
-                    f"{limit} is above count ({effective_count}), so the metric could never fail: lower it",
-                )
+    interval_set = bool(interval) or MetricField.INTERVAL in templated
+    effective_count: int | None = count if count else (None if interval_set else 1)
+    # relations with a templated field are checked once it is rendered (resolve_fields)
+    for key, problem in relation_problems(
+        None if MetricField.COUNT in templated else effective_count,
+        interval_set=interval_given,
+        failure_limit=None if MetricField.FAILURE_LIMIT in templated else failure_limit,
+        inconclusive_limit=None if MetricField.INCONCLUSIVE_LIMIT in templated else inconclusive_limit,
+    ):
+        issues.add(child(path, key), problem)
     if name is None or provider is None:
         return None
     metric = Metric(
@@ -424,6 +470,7 @@ def _parse_metric(
         success_condition=conditions[0],
         failure_condition=conditions[1],
         dry_run=any(rule.search(name) for rule in dry_run),
+        templated=tuple(templated.items()),
     )
     # the bound the run applies (Argo's ValidateMetric), checked even when other fields are wrong
     for key, problem in check_durations(metric):

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from kulta.core.durations import DURATION_BEYOND, DURATION_HELP, duration_seconds, format_seconds
 from kulta.errors import SpecError, SpecLocation
 
 __all__ = [
@@ -57,16 +57,6 @@ INT32_WHY = "Kubernetes holds this field in 32 bits"
 #: Kubernetes' and Argo's int64 fields; numbers in a YAML file are refused beyond it (``yaml_scalars``).
 INT64_MAX = (1 << 63) - 1
 
-#: ASCII digits only: ``str.isdigit`` and ``\d`` also take ``²`` and Arabic-Indic digits.
-_DIGITS = re.compile(r"[0-9]+")
-_DURATION_PART = re.compile(r"([0-9]+)(h|m|s)")
-_DURATION_UNITS = {"h": 3600, "m": 60, "s": 1}
-_DURATION_HELP = "use whole seconds (90) or a duration like 30s, 5m, 1h, 1h30m"
-#: an int64 has at most 19 decimal digits; a duration's number with more is never converted
-#: (Python refuses ``int()`` of more than 4300 digits).
-_INT64_DIGITS = 19
-#: a duration longer than any int64 of seconds (``parse_duration`` without ``maximum``).
-DURATION_BEYOND = 1 << 64
 #: an int shown in a message is written out up to this many digits (``str()`` of more raises).
 _SHOWN_DIGITS = 40
 
@@ -291,38 +281,6 @@ def read_string_map(issues: Issues, value: Any, path: str) -> dict[str, str]:
     return result
 
 
-def format_seconds(seconds: int) -> str:
-    """``90`` -> ``1m30s``; ``3600`` -> ``1h``; ``0`` -> ``0s``."""
-    if seconds == 0:
-        return "0s"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return "".join((f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""))
-
-
-def _whole_number(digits: str) -> int:
-    """``int(digits)``, or ``DURATION_BEYOND`` when it has more significant digits than an int64."""
-    significant = digits.lstrip("0")
-    return DURATION_BEYOND if len(significant) > _INT64_DIGITS else int(significant or "0")
-
-
-def _duration_seconds(text: str) -> int | None:
-    """Seconds of ``90`` or ``1h30m5s`` (each unit once, any order), ASCII digits only; else ``None``.
-
-    Any length is read (no ``int()`` of thousands of digits): a duration longer than an
-    int64 of seconds is ``DURATION_BEYOND``.
-    """
-    if _DIGITS.fullmatch(text):
-        return _whole_number(text)
-    parts = _DURATION_PART.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        return None
-    units = [u for _, u in parts]
-    if len(set(units)) != len(units):
-        return None
-    return min(DURATION_BEYOND, sum(_whole_number(n) * _DURATION_UNITS[u] for n, u in parts))
-
-
 def parse_duration(
     issues: Issues, value: Any, path: str, *, maximum: int | None = None, longest: str = ""
 ) -> int | None:
@@ -335,18 +293,18 @@ def parse_duration(
     if value is MISSING or value is None:
         return None
     if isinstance(value, bool):
-        issues.add(path, f"must be a duration, got {show(value)}; {_DURATION_HELP}")
+        issues.add(path, f"must be a duration, got {show(value)}; {DURATION_HELP}")
         return None
     seconds: int | None = None
     if isinstance(value, int):
         if value < 0:
-            issues.add(path, f"{show(value)} is negative; {_DURATION_HELP}")
+            issues.add(path, f"{show(value)} is negative; {DURATION_HELP}")
             return None
         seconds = value
     elif isinstance(value, str):
-        seconds = _duration_seconds(value.strip())
+        seconds = duration_seconds(value.strip())
     if seconds is None:
-        issues.add(path, f"{show(value)} is not a duration; {_DURATION_HELP}")
+        issues.add(path, f"{show(value)} is not a duration; {DURATION_HELP}")
         return None
     if maximum is not None and seconds > maximum:
         issues.add(path, f"{show(value)} is longer than {maximum}s ({format_seconds(maximum)}), {longest}")

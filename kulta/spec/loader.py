@@ -244,7 +244,9 @@ def _cross_check(collected: _Collected) -> LoadResult:
         rollouts=checked.rollouts,
         templates=checked.templates,
         errors=tuple(errors),
-        warnings=tuple(warning for warning in collected.warnings if warning.file not in references),
+        warnings=tuple(
+            warning for warning in (*collected.warnings, *checked.warnings) if warning.file not in references
+        ),
         files=tuple(collected.files),
         others=tuple(collected.others),
         reference_files=tuple(collected.reference_files),

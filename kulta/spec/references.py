@@ -17,12 +17,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kulta.core.analysis_run import ARGS_PREFIX, BUILTIN_NAME, BUILTIN_NAMESPACE
 from kulta.errors import SpecError
 from kulta.model.analysis import AnalysisTemplate
-from kulta.model.rollout import AnalysisArg, AnalysisTemplateRef, OtherDocument, Rollout, SourceRef
-from kulta.spec.analysis_parser import ANY_PLACEHOLDER, condition_problem
-from kulta.spec.fields import Issues, show
+from kulta.model.rollout import (
+    AnalysisArg,
+    AnalysisRef,
+    AnalysisTemplateRef,
+    BackgroundAnalysis,
+    OtherDocument,
+    Rollout,
+    SourceRef,
+)
+from kulta.spec.argument_checks import rendered_condition_errors, rendered_field_problems
+from kulta.spec.fields import Issues, SpecWarning
 from kulta.spec.rollout_workload import check_pod_template, selector_matches
 
 __all__ = [
@@ -40,7 +47,6 @@ KIND_CLUSTER_TEMPLATE = "ClusterAnalysisTemplate"
 
 _CANARY = "spec.strategy.canary"
 _BLUE_GREEN = "spec.strategy.blueGreen"
-_CONDITION_KEYS = ("successCondition", "failureCondition")
 _WORKLOAD_NAME = "spec.workloadRef.name"
 
 
@@ -85,6 +91,8 @@ class Checked:
     rollouts: tuple[Rollout, ...]
     templates: tuple[AnalysisTemplate, ...]
     errors: tuple[SpecError, ...]
+    #: what could not be checked across documents (a templated field whose value comes from valueFrom)
+    warnings: tuple[SpecWarning, ...] = ()
 
 
 def find_template(
@@ -147,80 +155,37 @@ def _missing_template(rollout: Rollout, ref: AnalysisTemplateRef, documents: Doc
     return _not_found(what, rollout, documents, sorted(elsewhere, key=str), "add it or fix the name")
 
 
-def _literal_values(rollout: Rollout, template: AnalysisTemplate, args: Sequence[AnalysisArg]) -> dict[str, str]:
-    """The placeholder values known from the files alone: literal ``value``s and the Rollout's name.
-
-    A Rollout's argument replaces the template's default (``analysis_run.resolve_args``);
-    ``valueFrom`` and the revision hashes are only known when the run starts.
-    """
-    values = {BUILTIN_NAME: rollout.name, BUILTIN_NAMESPACE: rollout.namespace}
-    for template_arg in template.args:
-        if template_arg.value is not None:
-            values[ARGS_PREFIX + template_arg.name] = template_arg.value
-    for arg in args:
-        values.pop(ARGS_PREFIX + arg.name, None)
-        if arg.value is not None:
-            values[ARGS_PREFIX + arg.name] = arg.value
-    return values
-
-
-def _rendered_condition_errors(
-    rollout: Rollout, template: AnalysisTemplate, args: Sequence[AnalysisArg], path: str
-) -> list[SpecError]:
-    """Conditions with placeholders, parsed with this Rollout's literal arguments filled in.
-
-    A condition whose placeholders are not all known here is parsed when the run starts.
-    """
-    values = _literal_values(rollout, template, args)
-    errors: list[SpecError] = []
-    for position, metric in enumerate(template.metrics):
-        for key, condition in zip(_CONDITION_KEYS, (metric.success_condition, metric.failure_condition), strict=True):
-            if condition is None or not ANY_PLACEHOLDER.search(condition):
-                continue
-            names = ANY_PLACEHOLDER.findall(condition)
-            if not all(name in values for name in names):
-                continue
-            rendered = ANY_PLACEHOLDER.sub(lambda match: values[match.group(1)], condition)
-            problem = condition_problem(rendered)
-            if problem is not None:
-                errors.append(
-                    _error_at(
-                        rollout.source,
-                        f"{path}.args",
-                        f'with these arguments, {key} of metric "{metric.name}" in template "{template.name}" '
-                        f"({template.source} spec.metrics[{position}]) is {show(rendered)}, not a valid "
-                        f"condition: {problem}",
-                    )
-                )
-    return errors
-
-
 def _check_analysis_refs(
     rollout: Rollout,
     refs: Sequence[AnalysisTemplateRef],
     args: Sequence[AnalysisArg],
     path: str,
     documents: Documents,
-) -> list[SpecError]:
+) -> tuple[list[SpecError], list[SpecWarning]]:
     errors: list[SpecError] = []
+    warnings: list[SpecWarning] = []
     given = {arg.name for arg in args}
     for ref in refs:
         template = find_template(documents.templates, ref, rollout.namespace)
         if template is None:
             errors.append(_error_at(rollout.source, path, _missing_template(rollout, ref, documents)))
             continue
-        errors += _rendered_condition_errors(rollout, template, args, path)
-        for arg in template.args:
-            if not arg.has_default and arg.name not in given:
-                errors.append(
-                    _error_at(
-                        rollout.source,
-                        f"{path}.args",
-                        f'template "{template.name}" needs argument "{arg.name}" ({template.source}): '
-                        f"add {{name: {arg.name}, value: ...}}",
-                    )
+        errors += rendered_condition_errors(rollout, template, args, path)
+        missing = [arg.name for arg in template.args if not arg.has_default and arg.name not in given]
+        for name in missing:
+            errors.append(
+                _error_at(
+                    rollout.source,
+                    f"{path}.args",
+                    f'template "{template.name}" needs argument "{name}" ({template.source}): '
+                    f"add {{name: {name}, value: ...}}",
                 )
-    return errors
+            )
+        if not missing:
+            field_errors, field_warnings = rendered_field_problems(rollout, template, args, path)
+            errors += field_errors
+            warnings += field_warnings
+    return errors, warnings
 
 
 def _resolve_workload(rollout: Rollout, documents: Documents) -> tuple[Rollout | None, list[SpecError]]:
@@ -299,6 +264,7 @@ def _unique_templates(templates: Sequence[AnalysisTemplate]) -> tuple[list[Analy
 def check_references(documents: Documents) -> Checked:
     """Every Rollout's templates and workload looked up; the Rollouts that pass, with their selector."""
     templates, errors = _unique_templates(documents.templates)
+    warnings: list[SpecWarning] = []
     usable = dataclasses.replace(documents, templates=tuple(templates))
     rollouts: list[Rollout] = []
     seen_rollouts: dict[tuple[str, str], Rollout] = {}
@@ -315,28 +281,22 @@ def check_references(documents: Documents) -> Checked:
                 )
             )
         strategy = rollout.spec.strategy
+        refs: list[tuple[AnalysisRef | BackgroundAnalysis, str]] = []
         if strategy.analysis is not None:
-            problems += _check_analysis_refs(
-                rollout, strategy.analysis.templates, strategy.analysis.args, f"{_CANARY}.analysis", usable
-            )
-        for step in strategy.steps:
-            if step.analysis is not None:
-                problems += _check_analysis_refs(
-                    rollout,
-                    step.analysis.templates,
-                    step.analysis.args,
-                    f"{_CANARY}.steps[{step.index}].analysis",
-                    usable,
-                )
+            refs.append((strategy.analysis, f"{_CANARY}.analysis"))
+        refs += [(s.analysis, f"{_CANARY}.steps[{s.index}].analysis") for s in strategy.steps if s.analysis]
         blue_green = rollout.spec.blue_green
         if blue_green is not None:
-            for field_name, ref in (
+            for field_name, bg_ref in (
                 ("prePromotionAnalysis", blue_green.pre_promotion_analysis),
                 ("postPromotionAnalysis", blue_green.post_promotion_analysis),
             ):
-                if ref is not None:
-                    where = f"{_BLUE_GREEN}.{field_name}"
-                    problems += _check_analysis_refs(rollout, ref.templates, ref.args, where, usable)
+                if bg_ref is not None:
+                    refs.append((bg_ref, f"{_BLUE_GREEN}.{field_name}"))
+        for ref, ref_path in refs:
+            ref_errors, ref_warnings = _check_analysis_refs(rollout, ref.templates, ref.args, ref_path, usable)
+            problems += ref_errors
+            warnings += ref_warnings
         resolved, workload_errors = _resolve_workload(rollout, documents)
         problems += workload_errors
         if problems or resolved is None:
@@ -344,4 +304,4 @@ def check_references(documents: Documents) -> Checked:
             continue
         seen_rollouts[key] = resolved
         rollouts.append(resolved)
-    return Checked(rollouts=tuple(rollouts), templates=tuple(templates), errors=tuple(errors))
+    return Checked(rollouts=tuple(rollouts), templates=tuple(templates), errors=tuple(errors), warnings=tuple(warnings))

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -31,6 +32,7 @@ from kulta.adapters.stacks import StackManager, StackSettings
 from kulta.app.reconciler import Reconciler, ReconcilerConfig
 from kulta.core.revision import pod_template_hash, resolve_template
 from kulta.core.routes import route_weights
+from kulta.core.times import parse_time
 from kulta.model.status import AnalysisPhase, MeasurementPhase, Phase, RolloutStatus
 from kulta.spec.loader import load_text
 from tests.integration.conftest import ROOT, kubectl, route_yaml, unique
@@ -215,6 +217,20 @@ def start_canary(world, errors: float):
     return v2, r2, h1, h2
 
 
+def healthy_then_good_canary(world, docs: str):
+    """v1 of ``docs`` driven to Healthy, then v2 loaded with a canary answering without errors."""
+    ns, prom, profile, rec, stacks, receiver, api = world
+    v1 = load_text(docs.format(ns=ns, prom=prom.url, tag="v1"), f"{ns}.yaml")
+    assert not v1.errors, v1.errors
+    drive(rec, v1, v1.rollouts[0], lambda s: s.phase is Phase.HEALTHY)
+    v2 = load_text(docs.format(ns=ns, prom=prom.url, tag="v2"), f"{ns}.yaml")
+    rollout = v2.rollouts[0]
+    h1 = RolloutStatus.from_outputs(stacks.outputs(rec.stack_name(rollout))).stable_revision
+    h2 = pod_template_hash(resolve_template(rollout, v2.others))
+    set_profile(profile, h1, h2, 0.0)
+    return v2, rollout, h2
+
+
 def test_good_canary_is_promoted_and_tells_its_story(world):
     ns, prom, profile, rec, stacks, receiver, api = world
     v2, r2, h1, h2 = start_canary(world, 0.0)
@@ -367,14 +383,7 @@ def test_background_analysis_starts_at_its_step_and_is_terminated_at_promotion(w
     """Issue 10, item 3: a background run without a count runs until the rollout ends it."""
     ns, prom, profile, rec, stacks, receiver, api = world
     assert BACKGROUND_DOCS.count("errors-forever") == 2
-    v1 = load_text(BACKGROUND_DOCS.format(ns=ns, prom=prom.url, tag="v1"), f"{ns}.yaml")
-    assert not v1.errors, v1.errors
-    drive(rec, v1, v1.rollouts[0], lambda s: s.phase is Phase.HEALTHY)
-    v2 = load_text(BACKGROUND_DOCS.format(ns=ns, prom=prom.url, tag="v2"), f"{ns}.yaml")
-    rollout = v2.rollouts[0]
-    h1 = RolloutStatus.from_outputs(stacks.outputs(rec.stack_name(rollout))).stable_revision
-    h2 = pod_template_hash(resolve_template(rollout, v2.others))
-    set_profile(profile, h1, h2, 0.0)
+    v2, rollout, h2 = healthy_then_good_canary(world, BACKGROUND_DOCS)
     seen: list[RolloutStatus] = []
     rec.on_update = seen.append
     st = drive(rec, v2, rollout, lambda s: s.phase is Phase.HEALTHY and s.stable_revision == h2, timeout=120)
@@ -386,3 +395,67 @@ def test_background_analysis_starts_at_its_step_and_is_terminated_at_promotion(w
     assert background.phase is AnalysisPhase.SUCCESSFUL, background
     assert background.message == "Run Terminated: rollout promoted", background
     assert background.measurements  # it measured while the canary was in flight
+
+
+#: the step's analysis with Argo's templated pace (rollout-secret.yaml: ``count: "{{args.analysis-runs}}"``,
+#: ``interval: "{{args.analysis-interval}}"``): the template's defaults (1s, 9 runs) are overridden
+#: by the Rollout's values (3s, 3 runs), so the pace seen is the Rollout's.
+TEMPLATED_DOCS = (
+    DOCS.replace(
+        "  args: [{{name: canary-hash, valueFrom: {{podTemplateHashValue: Latest}}}}]",
+        "  args:\n"
+        "    - {{name: canary-hash, valueFrom: {{podTemplateHashValue: Latest}}}}\n"
+        '    - {{name: analysis-interval, value: "1s"}}\n'
+        '    - {{name: analysis-runs, value: "9"}}',
+    )
+    .replace(
+        "      interval: 1s\n      count: 4\n",
+        '      interval: "{{{{args.analysis-interval}}}}"\n      count: "{{{{ args.analysis-runs }}}}"\n',
+    )
+    .replace(
+        "        - analysis: {{templates: [{{templateName: errors}}]}}",
+        "        - analysis:\n"
+        "            templates: [{{templateName: errors}}]\n"
+        '            args: [{{name: analysis-interval, value: "3s"}}, {{name: analysis-runs, value: "3"}}]',
+    )
+)
+TEMPLATED_INTERVAL = 3
+
+
+def test_a_templated_interval_and_count_measure_at_the_rendered_pace(world):
+    """Issue 13: the reconciler measures and schedules with ``interval: "{{args.analysis-interval}}"``
+    rendered (3s), not the template's default (1s), and stops after the rendered count (3)."""
+    ns, prom, profile, rec, stacks, receiver, api = world
+    assert TEMPLATED_DOCS.count("args.analysis-interval") == 1 and TEMPLATED_DOCS.count('value: "3s"') == 1
+    v2, rollout, h2 = healthy_then_good_canary(world, TEMPLATED_DOCS)
+    assert v2.warnings == (), v2.warnings  # every templated value is a literal: all checked
+    # the loop's way: the next turn comes when the outcome says it is due, never earlier
+    deadline = time.monotonic() + 120
+    dues: list[tuple[int, datetime]] = []  # (measurements taken, next due) after each turn of the analysis
+    status = None
+    while time.monotonic() < deadline:
+        outcome = rec.reconcile_rollout(rollout, v2)
+        status = RolloutStatus.from_outputs(stacks.outputs(rec.stack_name(rollout)))
+        if status.phase is Phase.HEALTHY and status.stable_revision == h2:
+            break
+        run = next((r for r in status.analysis_runs if r.step_index == 1), None)
+        assert outcome.next_due is not None, outcome
+        if run is not None and not run.phase.completed:
+            dues.append((len(run.measurements), outcome.next_due))
+        time.sleep(max(0.0, min(10.0, (outcome.next_due - rec.clock()).total_seconds())))
+    else:
+        raise AssertionError(f"timed out; last status: {status}")
+    run = next(r for r in status.analysis_runs if r.step_index == 1)
+    assert run.phase is AnalysisPhase.SUCCESSFUL, run
+    assert [m.phase for m in run.measurements] == [MeasurementPhase.SUCCESSFUL] * 3  # the rendered count
+    started = [parse_time(m.started_at) for m in run.measurements]
+    finished = [parse_time(m.finished_at or m.started_at) for m in run.measurements]
+    # Argo's generateMetricTasks: next measurement once lastMeasurement.FinishedAt + interval has passed
+    gaps = [(started[i + 1] - finished[i]).total_seconds() for i in range(2)]
+    assert all(TEMPLATED_INTERVAL <= gap < TEMPLATED_INTERVAL + 5 for gap in gaps), gaps
+    # after each measurement the turn asked to come back exactly one rendered interval later
+    after_measurement = {taken: due for taken, due in dues if taken in (1, 2)}
+    assert after_measurement == {
+        1: finished[0] + timedelta(seconds=TEMPLATED_INTERVAL),
+        2: finished[1] + timedelta(seconds=TEMPLATED_INTERVAL),
+    }, dues

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client, config
@@ -23,8 +24,10 @@ from kulta.adapters.stacks import StackManager, StackSettings
 from kulta.app.reconciler import Reconciler, ReconcilerConfig
 from kulta.core.revision import pod_template_hash, resolve_template
 from kulta.core.routes import route_weights
+from kulta.core.times import parse_time
 from kulta.model.status import AnalysisPhase, MeasurementPhase, Phase, RolloutStatus
 from kulta.spec.loader import load_text
+from kulta.spec.namespaces import DefaultNamespaces
 from tests.integration.conftest import kubectl, route_yaml, unique
 from tests.unit.web_server import Answer, WebServer, serving
 
@@ -160,3 +163,46 @@ def test_endpoint_answering_not_ok_aborts_the_canary(world):
     assert route_weights(route["spec"]["rules"], "pay-stable", "pay-canary") == (100, 0)
     assert_requests_carried_the_rendered_values(server)
     assert TOKEN not in json.dumps(rec.stacks.outputs(rec.stack_name(r2)), default=str)
+
+
+#: argoproj/argo-rollouts test/e2e/functional/rollout-secret.yaml, as copied (header names the commit)
+ARGO_SECRET_FILE = Path(__file__).resolve().parents[1] / "corpus_upstream" / "argo-rollout-secret.yaml"
+ARGO_IMAGE = "nginx:1.19-alpine"
+
+
+def test_argos_rollout_secret_file_measures_the_url_from_its_secret_at_the_templated_pace(cluster, tmp_path):
+    """Argo's own e2e file, unedited: the web URL is the whole ``{{args.secret-url}}`` (a Secret,
+    here ``KULTA_SECRET_EXAMPLE_SECRET_SECRETURL``), measured ``count: "{{args.analysis-runs}}"`` (2)
+    times ``interval: "{{args.analysis-interval}}"`` (5s) apart; ``It worked!`` passes, then the
+    Rollout waits at its ``pause: {}``."""
+    ns = unique("argosecret")
+    kubectl(cluster, "create", "namespace", ns)
+    text = ARGO_SECRET_FILE.read_text()
+    assert text.count(ARGO_IMAGE) == 1
+    with serving() as server:
+        server.answers["/raw/example.json"] = Answer(json.dumps({"message": "It worked!"}).encode())
+        secret_url = server.url("/raw/example.json")
+        stacks = StackManager(StackSettings(state_dir=tmp_path / "state", kubeconfig=cluster.kubeconfig))
+        environ = {"KULTA_SECRET_EXAMPLE_SECRET_SECRETURL": secret_url}
+        rec = Reconciler(
+            ReconcilerConfig(environment="e2e", cluster="kwok", environ=environ),
+            stacks,
+            KubeReader(cluster.kubeconfig),
+            ProviderDispatcher(),
+        )
+        namespaces = DefaultNamespaces(default=ns)
+        v1 = load_text(text, "rollout-secret.yaml", namespaces=namespaces)
+        assert (v1.errors, v1.warnings) == ((), ())
+        drive(rec, v1, v1.rollouts[0], lambda s: s.phase is Phase.HEALTHY)
+        v2 = load_text(text.replace(ARGO_IMAGE, "nginx:1.20-alpine"), "rollout-secret.yaml", namespaces=namespaces)
+        rollout = v2.rollouts[0]
+        st = drive(rec, v2, rollout, lambda s: s.phase is Phase.PAUSED and s.current_step_index == 2)
+        run = next(r for r in st.analysis_runs if r.step_index == 1)
+        assert run.phase is AnalysisPhase.SUCCESSFUL, run
+        assert [(m.phase, m.value) for m in run.measurements] == [(MeasurementPhase.SUCCESSFUL, "It worked!")] * 2
+        first, second = run.measurements
+        gap = (parse_time(second.started_at) - parse_time(first.finished_at or first.started_at)).total_seconds()
+        assert gap >= 5, gap
+        # the whole URL is the secret's value, not percent-encoded, and never in the status
+        assert [(r.method, r.path) for r in server.received] == [("GET", "/raw/example.json")] * 2
+        assert secret_url not in json.dumps(stacks.outputs(rec.stack_name(rollout)), default=str)

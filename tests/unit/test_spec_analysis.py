@@ -166,7 +166,7 @@ M0 = f"{FILE}#1 spec.metrics[0]"
         ({"metrics": [metric(failureLimit=-1)]}, f"{M0}.failureLimit: -1 is below the minimum 0"),
         (
             {"metrics": [metric(count="{{args.n}}", interval="5s")]},
-            f"{M0}.count: an {{{{args.*}}}} placeholder here is not supported by KULTA; write a whole number",
+            f'{M0}.count: uses {{{{args.n}}}} but the template declares no argument "n": add it to spec.args',
         ),
         (
             {"metrics": [metric(consecutiveSuccessLimit=2)]},

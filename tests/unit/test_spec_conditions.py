@@ -51,7 +51,11 @@ def test_conditions_from_argo_docs_load(key: str, condition: str) -> None:
         ("foo(result) > 1", "unknown function 'foo' (at character 0)"),
         ("len(result, 2) > 0", "len() takes 1 arguments, got 2 (at character 0)"),
         ("results[0] >= 90", "unknown name 'results' (only 'result' and built-in functions exist) (at character 0)"),
-        ("result.major == '1'", "member access ('.') is not allowed (at character 6)"),
+        (
+            "result.major == '1'",
+            "member access ('.') is not allowed (at character 6): KULTA's conditions have no maps: "
+            "select the field with the web metric's jsonPath (e.g. {$.major}) and compare result",
+        ),
     ],
 )
 def test_a_bad_condition_is_an_error_with_its_path(condition: str, reason: str) -> None:
