@@ -1,0 +1,247 @@
+"""Rollouts whose Pulumi state lives in PostgreSQL: real server, engine, git and cluster.
+
+Every `kulta` process here gets a state directory of its own, as replicas that
+share only the backend and the cluster would: whatever a step needs must come
+from PostgreSQL. Each test has its own table (Pulumi's ``table`` parameter) in
+the session's server (``postgres_backend``). The table's rows are read with
+``psql`` here, not with KULTA's reader, and Pulumi's own ``stack export`` is the
+oracle for what KULTA reads directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from kubernetes import config
+
+from kulta.adapters.stacks import StackManager, StackSettings, stack_name_for
+from kulta.model.status import Phase, RolloutStatus
+from tests.integration.conftest import with_table
+from tests.integration.test_gitops import HOLD_STEPS, WALK_STEPS, commit, kulta, live_weights, namespace, repo
+
+pytestmark = pytest.mark.cluster
+
+__all__ = ["repo"]  # the git fixture, shared with test_gitops
+
+
+def psql_rows(url: str, table: str) -> dict[str, bytes]:
+    """Every row of ``table``: key → the blob Pulumi stored (base64 in ``{"data": ...}``)."""
+    parts = urlsplit(url)
+    env = {**os.environ, "PGPASSWORD": parts.password or ""}
+    sql = f"SELECT coalesce(json_object_agg(key, data), '{{}}'::json) FROM {table}"
+    out = subprocess.run(
+        [
+            "psql",
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            parts.hostname or "",
+            "-p",
+            str(parts.port),
+            "-U",
+            parts.username or "",
+            "-d",
+            parts.path.lstrip("/"),
+            "-c",
+            sql,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    ).stdout
+    return {k: base64.b64decode(v["data"]) for k, v in json.loads(out).items()}
+
+
+def psql_exec(url: str, sql: str) -> None:
+    parts = urlsplit(url)
+    env = {**os.environ, "PGPASSWORD": parts.password or ""}
+    subprocess.run(
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            parts.hostname or "",
+            "-p",
+            str(parts.port),
+            "-U",
+            parts.username or "",
+            "-d",
+            parts.path.lstrip("/"),
+            "-c",
+            sql,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+
+
+def files_under(path: Path) -> list[Path]:
+    return [p for p in path.rglob("*") if p.is_file()]
+
+
+@pytest.fixture
+def backend(postgres_backend: str) -> tuple[str, str]:
+    """(URL, table): a table of this test's own in the session's server."""
+    table = f"kulta_{uuid.uuid4().hex[:8]}"
+    return with_table(postgres_backend, table), table
+
+
+def manager(url: str, state: Path, kubeconfig: str) -> StackManager:
+    return StackManager(StackSettings(state_dir=state, backend_url=url, kubeconfig=kubeconfig))
+
+
+def test_a_canary_walks_to_healthy_on_postgres_and_status_and_history_read_it(cluster, repo, backend, tmp_path):
+    bare, work = repo
+    url, table = backend
+    password = urlsplit(url).password or ""
+    assert len(password) >= 16
+    ns = namespace(cluster, "pg-walk")
+    run = ("run", "--once", "--repo", f"file://{bare}", "--path", "rollouts")
+    outputs = []
+
+    c1 = commit(work, ns, "v1", WALK_STEPS, "v1")
+    outputs.append(kulta(cluster, tmp_path / "replica-a", *run, backend=url))
+    assert outputs[-1].returncode == 0, outputs[-1].stdout + outputs[-1].stderr
+    c2 = commit(work, ns, "v2", WALK_STEPS, "v2")
+    # another "replica": nothing of replica-a's disk, only the backend and the cluster
+    outputs.append(kulta(cluster, tmp_path / "replica-b", *run, backend=url))
+    assert outputs[-1].returncode == 0, outputs[-1].stdout + outputs[-1].stderr
+
+    stack = stack_name_for("e2e", ns, "shop")
+    direct = manager(url, tmp_path / "reader", cluster.kubeconfig)
+    assert direct.direct is not None  # psql is on PATH: the PostgreSQL rows are read directly
+    st = RolloutStatus.from_outputs(direct.outputs(stack))
+    assert st.phase is Phase.HEALTHY and st.git_commit == c2 and not st.in_flight
+    api = config.new_client_from_config(config_file=cluster.kubeconfig)
+    assert live_weights(api, ns) == (100, 0)
+
+    # Pulumi's own `stack export` is the oracle for the direct read
+    through_cli = manager(url, tmp_path / "cli-reader", cluster.kubeconfig)
+    through_cli.direct = None  # read through the CLI instead
+    assert through_cli.outputs(stack) == direct.outputs(stack)
+    assert direct.list_stacks() == through_cli.list_stacks() == [stack]
+
+    outputs.append(kulta(cluster, tmp_path / "laptop", "status", backend=url))
+    status = outputs[-1]
+    assert status.returncode == 0, status.stderr
+    row = next(line for line in status.stdout.splitlines() if f"{ns}/shop" in line)
+    assert "Healthy" in row, status.stdout
+    outputs.append(kulta(cluster, tmp_path / "laptop", "history", f"{ns}/shop", backend=url))
+    history = outputs[-1]
+    assert history.returncode == 0, history.stderr
+    # v1 went straight to stable (one update); v2 walked 20, 50, 80, then was promoted
+    assert [ln.split()[3] for ln in history.stdout.splitlines()[2:] if c2[:7] in ln] == ["0/3", "1/3", "2/3", "3/3"]
+    assert any(c1[:7] in ln for ln in history.stdout.splitlines()), history.stdout
+
+    # the password is in no output, no row (history records the backend URL), no local file
+    rows = psql_rows(url, table)
+    assert any("/.pulumi/history/" in key for key in rows)
+    assert not [k for k, blob in rows.items() if password.encode() in blob]
+    assert not [r for r in outputs if password in r.stdout + r.stderr]
+    local = [f for d in ("replica-a", "replica-b", "laptop") for f in files_under(tmp_path / d)]
+    assert any(f.name == "Pulumi.yaml" for f in local)
+    assert not [f for f in local if password.encode() in f.read_bytes()]
+    assert not [k for k in rows if "/.pulumi/locks/" in k]
+
+
+def test_an_abort_from_another_machine_is_applied_on_postgres(cluster, repo, backend, tmp_path):
+    bare, work = repo
+    url, _table = backend
+    ns = namespace(cluster, "pg-abort")
+    run = ("run", "--once", "--repo", f"file://{bare}", "--path", "rollouts")
+    commit(work, ns, "v1", HOLD_STEPS, "v1")
+    assert kulta(cluster, tmp_path / "a", *run, backend=url).returncode == 0
+    commit(work, ns, "v2", HOLD_STEPS, "v2")
+    paused = kulta(cluster, tmp_path / "b", *run, backend=url)
+    assert paused.returncode == 0, paused.stdout + paused.stderr
+    stacks = manager(url, tmp_path / "reader", cluster.kubeconfig)
+    stack = stack_name_for("e2e", ns, "shop")
+    st = RolloutStatus.from_outputs(stacks.outputs(stack))
+    assert st.phase is Phase.PAUSED and st.current_step_index == 1
+    api = config.new_client_from_config(config_file=cluster.kubeconfig)
+    assert live_weights(api, ns) == (50, 50)
+
+    done = kulta(cluster, tmp_path / "laptop", "abort", f"{ns}/shop", backend=url)
+    assert done.returncode == 0, done.stderr
+    assert stacks.get_tag(stack, "kulta-command") is not None
+    applied = kulta(cluster, tmp_path / "c", *run, backend=url)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    ab = RolloutStatus.from_outputs(stacks.outputs(stack))
+    assert ab.phase is Phase.ABORTED and ab.stable_revision == st.stable_revision
+    assert live_weights(api, ns) == (100, 0)
+
+
+def lock_row(url: str, table: str, stack: str, host: str, pid: int) -> str:
+    """A lock as Pulumi's DIY backend writes it (diy/lock.go: pid, username, hostname, timestamp)."""
+    database = urlsplit(url).path.lstrip("/")
+    key = f"{database}/.pulumi/locks/organization/kulta/{stack}/{uuid.uuid4()}.json"
+    info = {"pid": pid, "username": "ci", "hostname": host, "timestamp": "2026-12-01T12:00:00Z"}
+    blob = base64.b64encode(json.dumps(info).encode()).decode()
+    psql_exec(url, f"INSERT INTO {table} (key, data) VALUES ('{key}', '{json.dumps({'data': blob})}')")
+    return key
+
+
+def dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_a_lock_of_a_dead_process_of_this_host_is_removed_another_hosts_is_kept(cluster, repo, backend, tmp_path):
+    bare, work = repo
+    url, table = backend
+    ns = namespace(cluster, "pg-lock")
+    run = ("run", "--once", "--repo", f"file://{bare}", "--path", "rollouts")
+    commit(work, ns, "v1", WALK_STEPS, "v1")
+    assert kulta(cluster, tmp_path / "a", *run, backend=url).returncode == 0
+    stack = stack_name_for("e2e", ns, "shop")
+    stacks = manager(url, tmp_path / "reader", cluster.kubeconfig)
+    before = RolloutStatus.from_outputs(stacks.outputs(stack))
+    commit(work, ns, "v2", WALK_STEPS, "v2")
+
+    # a lock of another host: Pulumi itself refuses the update (so the row is a real
+    # lock to the engine), and KULTA leaves it alone and skips the rollout
+    other = lock_row(url, table, stack, "replica-on-another-node", 4242)
+    skipped = kulta(cluster, tmp_path / "b", *run, backend=url)
+    assert "skipped" in skipped.stdout, skipped.stdout + skipped.stderr
+    assert other in psql_rows(url, table)
+    assert RolloutStatus.from_outputs(stacks.outputs(stack)).stable_revision == before.stable_revision
+
+    # the same lock left by a process of this host that is gone: removed, the walk goes on
+    psql_exec(url, f"DELETE FROM {table} WHERE key = '{other}'")
+    dead = lock_row(url, table, stack, socket.gethostname(), dead_pid())
+    resumed = kulta(cluster, tmp_path / "c", *run, backend=url)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert dead not in psql_rows(url, table)
+    after = RolloutStatus.from_outputs(stacks.outputs(stack))
+    assert after.phase is Phase.HEALTHY and after.stable_revision != before.stable_revision
+
+
+def test_a_wrong_password_is_named_as_a_backend_outage_and_never_shown(cluster, backend, tmp_path):
+    url, _table = backend
+    real = urlsplit(url).password or ""
+    wrong_password = "Wr0ng-" + uuid.uuid4().hex
+    wrong = url.replace(f":{real}@", f":{wrong_password}@")
+    for args in (("status",), ("history", "demo/shop")):
+        done = kulta(cluster, tmp_path / "laptop", *args, backend=wrong)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Pulumi backend" in done.stderr and "password authentication failed" in done.stderr, done.stderr
+        assert wrong_password not in done.stdout + done.stderr
+        assert real not in done.stdout + done.stderr
