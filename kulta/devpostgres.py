@@ -77,7 +77,10 @@ def postgres_bindir() -> Path:
     if _DEBIAN_ROOT.is_dir():
         majors = sorted((p for p in _DEBIAN_ROOT.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
         candidates.extend(p / "bin" for p in reversed(majors))
-    for directory in candidates:
+    for candidate in candidates:
+        # the real directory, not the toolchain's links: those live under root's home,
+        # which the 'postgres' account cannot enter
+        directory = (candidate / "initdb").resolve().parent
         if all((directory / tool).exists() for tool in _SERVER_TOOLS):
             return directory
     raise ConfigError("PostgreSQL server tools (initdb, pg_ctl, postgres) not found: run dev/toolchain postgresql")

@@ -25,7 +25,6 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest

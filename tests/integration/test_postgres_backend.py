@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,6 +26,7 @@ from kulta.adapters.stacks import StackManager, StackSettings, stack_name_for
 from kulta.model.status import Phase, RolloutStatus
 from tests.integration.conftest import with_table
 from tests.integration.test_gitops import HOLD_STEPS, WALK_STEPS, commit, kulta, live_weights, namespace, repo
+from tests.unit.test_stack_locks import dead_pid
 
 pytestmark = pytest.mark.cluster
 
@@ -183,7 +183,8 @@ def test_an_abort_from_another_machine_is_applied_on_postgres(cluster, repo, bac
     assert done.returncode == 0, done.stderr
     assert stacks.get_tag(stack, "kulta-command") is not None
     applied = kulta(cluster, tmp_path / "c", *run, backend=url)
-    assert applied.returncode == 0, applied.stdout + applied.stderr
+    # `--once` exits 1 while a rollout is Aborted (README: kulta run flags)
+    assert applied.returncode == 1 and "Aborted" in applied.stdout, applied.stdout + applied.stderr
     ab = RolloutStatus.from_outputs(stacks.outputs(stack))
     assert ab.phase is Phase.ABORTED and ab.stable_revision == st.stable_revision
     assert live_weights(api, ns) == (100, 0)
@@ -197,11 +198,6 @@ def lock_row(url: str, table: str, stack: str, host: str, pid: int) -> str:
     blob = base64.b64encode(json.dumps(info).encode()).decode()
     psql_exec(url, f"INSERT INTO {table} (key, data) VALUES ('{key}', '{json.dumps({'data': blob})}')")
     return key
-
-
-def dead_pid() -> int:
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    return int(proc.stdout)
 
 
 def test_a_lock_of_a_dead_process_of_this_host_is_removed_another_hosts_is_kept(cluster, repo, backend, tmp_path):
