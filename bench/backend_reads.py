@@ -41,6 +41,7 @@ import pulumi  # noqa: E402
 
 from kulta.adapters.stacks import StackManager, StackSettings, stack_name_for  # noqa: E402
 from kulta.devpostgres import start_postgres, stop_postgres  # noqa: E402
+from kulta.model.status import Phase, RolloutStatus, RouteWeight  # noqa: E402
 
 __all__ = ["main"]
 
@@ -56,10 +57,24 @@ def median_ms(fn: Callable[[], object], n: int) -> float:
     return statistics.median(times) * 1000
 
 
-def program(step: int) -> Callable[[], None]:
+def program(name: str, step: int) -> Callable[[], None]:
+    """A stack whose outputs are a real status (so ``kulta status`` reads it) and no resource."""
+    status = RolloutStatus(
+        rollout=name,
+        namespace="bench",
+        environment=ENV,
+        phase=Phase.PROGRESSING,
+        current_step_index=step % 3,
+        step_count=3,
+        stable_revision="5d8c7b9f4",
+        canary_revision="6f7a8b9c1",
+        weights=(RouteWeight(route="web", namespace="bench", stable=80, canary=20),),
+        replicas={"web-5d8c7b9f4": 4, "web-6f7a8b9c1": 1},
+    )
+
     def run() -> None:
-        pulumi.export("phase", "Progressing")
-        pulumi.export("currentStepIndex", step)
+        for key, value in status.to_outputs().items():
+            pulumi.export(key, value)
 
     return run
 
@@ -69,12 +84,12 @@ def measure(label: str, url: str, work: Path, iterations: int, stacks: int) -> d
     manager = StackManager(StackSettings(state_dir=state, backend_url=url))
     names = [stack_name_for(ENV, "bench", f"web{i}") for i in range(stacks)]
     for i, name in enumerate(names):
-        manager.up(name, program(i), message=f"bench step=0 {name}")
+        manager.up(name, program(f"web{i}", 0), message=f"bench step=0 {name}")
         manager.set_tag(name, "kulta-command", "{}")
     first = names[0]
     counter = iter(range(1, 10_000))
     result = {
-        "up": median_ms(lambda: manager.up(first, program(next(counter)), message="bench"), iterations),
+        "up": median_ms(lambda: manager.up(first, program("web0", next(counter)), message="bench"), iterations),
         "outputs+tag direct": median_ms(
             lambda: (manager.outputs(first), manager.get_tag(first, "kulta-command")), iterations * 4
         ),
@@ -89,7 +104,9 @@ def measure(label: str, url: str, work: Path, iterations: int, stacks: int) -> d
     command = [sys.executable, "-m", "kulta.cli", "status", "--env", ENV, "--state-dir", str(work / f"{label}-status")]
 
     def status() -> None:
-        subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
+        done = subprocess.run(command, env=env, check=False, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0 or done.stdout.count("Progressing") != stacks:
+            raise SystemExit(f"kulta status failed ({done.returncode}): {done.stdout[-1000:]} {done.stderr[-2000:]}")
 
     result[f"kulta status ({stacks} stacks)"] = median_ms(status, iterations)
     return result

@@ -219,8 +219,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     stacks = build_stack_manager(args.state_dir, args.kubeconfig)
     refs = find_stacks(stacks, args.env, args.rollout)
     rows = []
+    every_outputs = stacks.outputs_of([ref.name for ref in refs])
     for ref in refs:
-        outputs = stacks.outputs(ref.name)
+        outputs = every_outputs[ref.name]
         rows.append((ref, RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None))
     health = read_health(args.state_dir)
     if args.rollout is None:

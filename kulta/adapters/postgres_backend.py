@@ -85,20 +85,32 @@ class PostgresBackend:
             raise ValueError(f"not a PostgreSQL backend: {self.backend.display}")
 
     # -- reads ---------------------------------------------------------------------
+    def checkpoints(self, stacks: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        """The latest deployment of each stack (``None`` for one that does not exist), in one query."""
+        keys = {stack: [self._checkpoint_key(stack, suffix) for suffix in CHECKPOINT_SUFFIXES] for stack in stacks}
+        what = f"the state of stack {stacks[0]}" if len(stacks) == 1 else f"the state of {len(stacks)} stacks"
+        blobs = self._blobs_by_key([key for pair in keys.values() for key in pair], what)
+        found: dict[str, dict[str, Any] | None] = {}
+        for stack, pair in keys.items():
+            key = next((k for k in pair if k in blobs), None)
+            found[stack] = None if key is None else checkpoint_latest(stack, blobs[key])
+        return found
+
     def checkpoint(self, stack: str) -> dict[str, Any] | None:
         """The stack's latest deployment (``None`` when the stack does not exist)."""
-        keys = [self._key(stacks_prefix(self.project) + stack + suffix) for suffix in CHECKPOINT_SUFFIXES]
-        blobs = self._blobs_by_key(keys, f"the state of stack {stack}")
-        for key in keys:
-            if key in blobs:
-                return checkpoint_latest(stack, blobs[key])
-        return None
+        return self.checkpoints([stack])[stack]
 
     def outputs(self, stack: str) -> dict[str, Any]:
         return stack_outputs(self.checkpoint(stack) or {})
 
+    def outputs_of(self, stacks: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The outputs of several stacks with one ``psql`` (``kulta status``)."""
+        if not stacks:
+            return {}
+        return {stack: stack_outputs(latest or {}) for stack, latest in self.checkpoints(stacks).items()}
+
     def tags(self, stack: str) -> dict[str, str]:
-        key = self._key(stacks_prefix(self.project) + stack + TAGS_SUFFIX)
+        key = self._checkpoint_key(stack, TAGS_SUFFIX)
         blobs = self._blobs_by_key([key], f"the tags of stack {stack}")
         return parse_tags(stack, blobs[key]) if key in blobs else {}
 
@@ -154,13 +166,15 @@ class PostgresBackend:
     def _key(self, path: str) -> str:
         return self.backend.key_prefix + path
 
+    def _checkpoint_key(self, stack: str, suffix: str) -> str:
+        return self._key(stacks_prefix(self.project) + stack + suffix)
+
     def _blobs_by_key(self, keys: Sequence[str], what: str) -> dict[str, Any]:
-        """The blobs of one or two keys (a checkpoint is ``.json`` or ``.json.gz``) that exist."""
-        first, *more = keys
-        second = more[0] if more else first
+        """The blobs of ``keys`` that exist (the keys travel as one JSON array variable)."""
         rows = self._query(
-            "SELECT coalesce(json_object_agg(key, data), '{{}}'::json) FROM {table} WHERE key IN (:'k0', :'k1')",
-            {"k0": first, "k1": second},
+            "SELECT coalesce(json_object_agg(key, data), '{{}}'::json) FROM {table} "
+            "WHERE key IN (SELECT json_array_elements_text(:'keys'::json))",
+            {"keys": json.dumps(list(keys))},
             what,
         )
         if not isinstance(rows, dict):

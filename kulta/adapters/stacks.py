@@ -266,6 +266,12 @@ class StackManager:
                 return dict(resource.get("outputs", {}) or {})
         return {}
 
+    def outputs_of(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        """The outputs of several stacks (``kulta status``): one ``psql`` on PostgreSQL."""
+        if isinstance(self.direct, PostgresBackend):
+            return self.direct.outputs_of(names)
+        return {name: self.outputs(name) for name in names}
+
     def get_tag(self, name: str, key: str) -> str | None:
         """A stack tag; tags live in the backend (DIY backends too, since Pulumi 3.211)."""
         if self.direct is not None:

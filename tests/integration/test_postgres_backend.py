@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pulumi
 import pytest
 from kubernetes import config
 
@@ -241,3 +242,29 @@ def test_a_wrong_password_is_named_as_a_backend_outage_and_never_shown(cluster, 
         assert "Pulumi backend" in done.stderr and "password authentication failed" in done.stderr, done.stderr
         assert wrong_password not in done.stdout + done.stderr
         assert real not in done.stdout + done.stderr
+
+
+def test_direct_reads_of_several_stacks_equal_pulumis_own_export(backend, toolchain, tmp_path):
+    """No cluster: stacks whose program only exports outputs. One `psql` for all of them
+    (what `kulta status` does) gives what `pulumi stack export` gives for each."""
+    url, _table = backend
+    direct = manager(url, tmp_path / "a", "")
+    names = [stack_name_for("e2e", "reads", f"web{i}") for i in range(3)]
+    for i, name in enumerate(names):
+
+        def program(i: int = i) -> None:
+            pulumi.export("phase", "Progressing")
+            pulumi.export("currentStepIndex", i)
+            pulumi.export("weights", [{"route": "web", "stable": 100 - 10 * i, "canary": 10 * i}])
+
+        direct.up(name, program, message=f"step={i}")
+    direct.set_tag(names[1], "kulta-command", '{"id":"c1","kind":"abort"}')
+    through_cli = manager(url, tmp_path / "b", "")
+    through_cli.direct = None
+    missing = stack_name_for("e2e", "reads", "never-created")
+    every = direct.outputs_of([*names, missing])
+    assert every == {**{n: through_cli.outputs(n) for n in names}, missing: {}}
+    assert every[names[2]]["weights"] == [{"route": "web", "stable": 80, "canary": 20}]
+    assert direct.get_tag(names[1], "kulta-command") == through_cli.get_tag(names[1], "kulta-command")
+    assert direct.get_tag(names[0], "kulta-command") is None
+    assert direct.list_stacks() == sorted(names)
