@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(work)
     print(f"{'median ms':<28} {'file':>10} {'postgres':>10}")
     for key in rows["file"]:
-        print(f"{key:<28} {rows['file'][key]:>10.1f} {rows['postgres'][key]:>10.1f}")
+        print(f"{key:<28} {rows['file'][key]:>10.2f} {rows['postgres'][key]:>10.2f}")
     return 0
 
 

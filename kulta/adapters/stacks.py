@@ -329,13 +329,27 @@ class StackManager:
         twice and ``stack history`` once after every update (~0.9 s); here the
         resource changes come from the update's own event stream and the outputs
         from the file backend's checkpoint (or one ``stack export`` elsewhere).
+
+        Dead locks: the file backend's lock directory is checked before the
+        update (a directory listing). On PostgreSQL reading the lock rows costs a
+        ``psql`` process, so they are read only when Pulumi reports the stack
+        locked; a dead lock of this host is then deleted and the update run once
+        more (Pulumi takes its lock before the engine changes anything).
         """
         stack = self._stack(name, program)
-        self.recover_dead_lock(name)
+        on_lock_error = isinstance(self.direct, PostgresBackend)
+        if not on_lock_error:
+            self.recover_dead_lock(name)
         start = time.monotonic()
         events: list[auto.EngineEvent] = []
         try:
-            _up(stack, program, message, refresh=refresh, on_event=events.append, on_output=on_output)
+            try:
+                _up(stack, program, message, refresh=refresh, on_event=events.append, on_output=on_output)
+            except auto.errors.ConcurrentUpdateError:
+                if not (on_lock_error and self.recover_dead_lock(name)):
+                    raise
+                events.clear()
+                _up(stack, program, message, refresh=refresh, on_event=events.append, on_output=on_output)
         except auto.errors.ConcurrentUpdateError as exc:
             raise StackLockedError(f"stack {name} is being updated by another process; retrying later") from exc
         except auto.errors.CommandError as exc:

@@ -34,64 +34,24 @@ pytestmark = pytest.mark.cluster
 __all__ = ["repo"]  # the git fixture, shared with test_gitops
 
 
-def psql_rows(url: str, table: str) -> dict[str, bytes]:
-    """Every row of ``table``: key → the blob Pulumi stored (base64 in ``{"data": ...}``)."""
+def psql(url: str, sql: str) -> str:
+    """One statement through ``psql`` (the test's own access to the table, not KULTA's reader)."""
     parts = urlsplit(url)
-    env = {**os.environ, "PGPASSWORD": parts.password or ""}
-    sql = f"SELECT coalesce(json_object_agg(key, data), '{{}}'::json) FROM {table}"
-    out = subprocess.run(
-        [
-            "psql",
-            "-X",
-            "-A",
-            "-t",
-            "-h",
-            parts.hostname or "",
-            "-p",
-            str(parts.port),
-            "-U",
-            parts.username or "",
-            "-d",
-            parts.path.lstrip("/"),
-            "-c",
-            sql,
-        ],
+    target = ["-h", parts.hostname or "", "-p", str(parts.port), "-U", parts.username or "", "-d", parts.path[1:]]
+    return subprocess.run(
+        ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", *target, "-c", sql],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, "PGPASSWORD": parts.password or ""},
         check=True,
         timeout=60,
     ).stdout
+
+
+def psql_rows(url: str, table: str) -> dict[str, bytes]:
+    """Every row of ``table``: key → the blob Pulumi stored (base64 in ``{"data": ...}``)."""
+    out = psql(url, f"SELECT coalesce(json_object_agg(key, data), '{{}}'::json) FROM {table}")
     return {k: base64.b64decode(v["data"]) for k, v in json.loads(out).items()}
-
-
-def psql_exec(url: str, sql: str) -> None:
-    parts = urlsplit(url)
-    env = {**os.environ, "PGPASSWORD": parts.password or ""}
-    subprocess.run(
-        [
-            "psql",
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            parts.hostname or "",
-            "-p",
-            str(parts.port),
-            "-U",
-            parts.username or "",
-            "-d",
-            parts.path.lstrip("/"),
-            "-c",
-            sql,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        timeout=60,
-    )
 
 
 def files_under(path: Path) -> list[Path]:
@@ -197,7 +157,7 @@ def lock_row(url: str, table: str, stack: str, host: str, pid: int) -> str:
     key = f"{database}/.pulumi/locks/organization/kulta/{stack}/{uuid.uuid4()}.json"
     info = {"pid": pid, "username": "ci", "hostname": host, "timestamp": "2026-12-01T12:00:00Z"}
     blob = base64.b64encode(json.dumps(info).encode()).decode()
-    psql_exec(url, f"INSERT INTO {table} (key, data) VALUES ('{key}', '{json.dumps({'data': blob})}')")
+    psql(url, f"INSERT INTO {table} (key, data) VALUES ('{key}', '{json.dumps({'data': blob})}')")
     return key
 
 
@@ -222,7 +182,7 @@ def test_a_lock_of_a_dead_process_of_this_host_is_removed_another_hosts_is_kept(
     assert RolloutStatus.from_outputs(stacks.outputs(stack)).stable_revision == before.stable_revision
 
     # the same lock left by a process of this host that is gone: removed, the walk goes on
-    psql_exec(url, f"DELETE FROM {table} WHERE key = '{other}'")
+    psql(url, f"DELETE FROM {table} WHERE key = '{other}'")
     dead = lock_row(url, table, stack, socket.gethostname(), dead_pid())
     resumed = kulta(cluster, tmp_path / "c", *run, backend=url)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
