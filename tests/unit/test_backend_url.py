@@ -15,6 +15,7 @@ from pulumi.automation._cmd import CommandResult
 from pulumi.automation.errors import CommandError
 
 from kulta.adapters.backend_url import BackendKind, parse_backend_url
+from kulta.adapters.diy_state import lock_is_dead
 from kulta.adapters.postgres_backend import PostgresBackend
 from kulta.adapters.stacks import StackManager, StackSettings, _tail
 from kulta.errors import ConfigError, DependencyError
@@ -129,3 +130,19 @@ def test_a_row_is_decoded_from_the_form_pulumi_stores():
     not_json = base64.b64encode(b"{not json").decode()
     with pytest.raises(DependencyError):
         reader._decode("k", json.loads(json.dumps({"data": not_json})))
+
+
+@pytest.mark.parametrize(
+    ("info", "dead"),
+    [
+        ({"pid": 4242, "hostname": "kulta-0", "username": "ci", "timestamp": "2026-12-01T12:00:00Z"}, True),
+        ({"pid": 4243, "hostname": "kulta-0"}, False),  # alive on this host
+        ({"pid": 4242, "hostname": "kulta-1"}, False),  # another host: never judged
+        ({"pid": 0, "hostname": "kulta-0"}, False),
+        ({"pid": "not a pid", "hostname": "kulta-0"}, False),
+        ({"hostname": "kulta-0"}, False),
+        (["pid", 4242], False),
+    ],
+)
+def test_a_lock_is_dead_only_when_its_process_of_this_host_is_gone(info, dead):
+    assert lock_is_dead(info, "kulta-0", alive=lambda pid: pid != 4242) is dead
