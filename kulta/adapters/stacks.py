@@ -192,6 +192,11 @@ class StackManager:
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
 
+    @property
+    def files(self) -> FileBackend | None:
+        """The file backend read directly (``None`` for every other backend)."""
+        return self.direct if isinstance(self.direct, FileBackend) else None
+
     # -- workspace -----------------------------------------------------------------
     def stack_lock(self, name: str) -> threading.Lock:
         with self._guard:
