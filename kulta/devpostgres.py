@@ -102,8 +102,10 @@ def _as_service_user() -> list[str]:
     return [runuser, "-u", SERVICE_USER, "--"]
 
 
-def _run(args: Sequence[str], timeout: float) -> str:
-    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False)
+def _run(args: Sequence[str], timeout: float, cwd: Path) -> str:
+    """Run a server tool from ``cwd``: a directory the ``postgres`` account can enter (the
+    caller's may be under root's home, and initdb and pg_ctl change back to it)."""
+    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd)
     if proc.returncode != 0:
         tool = Path(args[len(_as_service_user())]).name
         raise TemporaryError(f"{tool} failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -143,6 +145,7 @@ def start_postgres() -> DevPostgres:
                 "--no-instructions",
             ],
             timeout=120,
+            cwd=base,
         )
         pwfile.unlink()
         options = (
@@ -165,6 +168,7 @@ def start_postgres() -> DevPostgres:
                 "start",
             ],
             timeout=START_TIMEOUT_SECONDS + 10,
+            cwd=base,
         )
         _create_database(server)
     except (TemporaryError, ConfigError, OSError, subprocess.TimeoutExpired):
@@ -224,6 +228,7 @@ def stop_postgres(server: DevPostgres) -> None:
             text=True,
             timeout=120,
             check=False,
+            cwd=base,
         )
         if proc.returncode != 0:
             log.warning("pg_ctl stop failed", extra={"data_dir": server.data_dir, "stderr": proc.stderr[-500:]})
