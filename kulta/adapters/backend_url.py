@@ -1,12 +1,13 @@
 """A Pulumi backend URL split into what the engine may see and the secret it must not.
 
-KULTA passes ``$PULUMI_BACKEND_URL`` to the Pulumi CLI, and the CLI copies it
-into places that outlive the process: the workspace's ``Pulumi.yaml``
-(``backend.url``) and every update's history record (its ``environment``
-holds ``pulumi.env.PULUMI_BACKEND_URL``). A PostgreSQL URL usually carries a
-password (``postgres://user:pass@host:5432/db``), so the password is taken out
-here and handed to the engine as ``PGPASSWORD`` (which Pulumi's ``lib/pq``
-driver and ``psql`` both read) while the URL itself goes on without it.
+KULTA passes the backend URL to the Pulumi CLI (``$PULUMI_BACKEND_URL``) and
+to the Automation API, which writes it into the workspace's ``Pulumi.yaml``
+(``backend.url``), a file on local disk (Pulumi 3.260 records only
+``"pulumi.env.PULUMI_BACKEND_URL": "set"`` in an update's history). A
+PostgreSQL URL usually carries a password (``postgres://user:pass@host:5432/db``),
+so the password is taken out here and handed to the engine as ``PGPASSWORD``
+(which Pulumi's ``lib/pq`` driver and ``psql`` both read) while the URL itself
+goes on without it: no file, log line or error text of the engine can hold it.
 
 Pulumi's DIY PostgreSQL backend (``pkg/backend/diy/postgres``, Pulumi ≥ 3.176)
 registers the scheme ``postgres`` only; ``postgresql://`` is refused by name

@@ -14,7 +14,7 @@ before an update; a lock held by a live process is never touched.
 Two backends are read directly, without a CLI process per read: files
 (``file_backend``) and PostgreSQL (``postgres_backend``, through ``psql``).
 A PostgreSQL password never reaches the engine's URL (``backend_url``): the
-CLI would copy it into ``Pulumi.yaml`` and every update's history record.
+Automation API would write it into the workspace's ``Pulumi.yaml``.
 Every error text that leaves this module is redacted, the password included.
 """
 
@@ -121,7 +121,7 @@ class StackSettings:
         return parse_backend_url(f"file://{_make_dir(self.state_dir / 'backend')}")
 
     def resolved_backend(self) -> str:
-        """The URL the engine gets (no password: it could end up in files and history)."""
+        """The URL the engine gets (no password: it would end up in ``Pulumi.yaml``)."""
         return self.backend().engine_url
 
     def env(self) -> dict[str, str]:

@@ -112,7 +112,7 @@ def test_a_canary_walks_to_healthy_on_postgres_and_status_and_history_read_it(cl
     assert [ln.split()[3] for ln in history.stdout.splitlines()[2:] if c2[:7] in ln] == ["0/3", "1/3", "2/3", "3/3"]
     assert any(c1[:7] in ln for ln in history.stdout.splitlines()), history.stdout
 
-    # the password is in no output, no row (history records the backend URL), no local file
+    # the password is in no output, no row (history, checkpoints, tags), no local file (Pulumi.yaml)
     rows = psql_rows(url, table)
     assert any("/.pulumi/history/" in key for key in rows)
     assert not [k for k, blob in rows.items() if password.encode() in blob]
