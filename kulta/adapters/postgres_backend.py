@@ -123,7 +123,7 @@ class PostgresBackend:
             "listing stacks",
         )
         names: set[str] = set()
-        for key in rows:
+        for key in rows or []:
             rest = str(key)[len(prefix) :]
             for suffix in CHECKPOINT_SUFFIXES:
                 if rest.endswith(suffix) and "/" not in rest:
@@ -140,6 +140,8 @@ class PostgresBackend:
             {"prefix": prefix, "max_rows": str(MAX_ROWS)},
             f"the locks of stack {stack}",
         )
+        if rows is None:
+            return {}
         if not isinstance(rows, dict):
             raise DependencyError(Dependency.PULUMI_BACKEND, f"the locks of stack {stack}: not a JSON object")
         return {str(k): self._decode(str(k), v) for k, v in rows.items()}
@@ -177,6 +179,8 @@ class PostgresBackend:
             {"keys": json.dumps(list(keys))},
             what,
         )
+        if rows is None:
+            return {}
         if not isinstance(rows, dict):
             raise DependencyError(Dependency.PULUMI_BACKEND, f"{what}: not a JSON object")
         return {str(k): self._decode(str(k), v) for k, v in rows.items()}
@@ -193,7 +197,8 @@ class PostgresBackend:
         return decode_blob(f"blob {key}", raw, key.endswith(GZIP_SUFFIX))
 
     def _query(self, sql: str, variables: Mapping[str, str], what: str) -> Any:
-        """Run one statement whose single result is one JSON value; return it parsed."""
+        """Run one statement whose single result is one JSON value; return it parsed
+        (``None`` while Pulumi has not created its table yet)."""
         args = [self.psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", self.backend.libpq_uri]
         for name, value in variables.items():
             args += ["-v", f"{name}={value}"]
@@ -201,7 +206,19 @@ class PostgresBackend:
         env.update(self.backend.engine_env())
         env.setdefault("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_SECONDS)
         env.pop("PSQLRC", None)
-        statement = sql.format(table=self.backend.table) + ";\n"
+        # Pulumi creates its table on first use: until then there is no stack (JSON null)
+        statement = "\n".join(
+            (
+                "SELECT to_regclass(:'kulta_table') IS NOT NULL AS kulta_table_present \\gset",
+                "\\if :kulta_table_present",
+                sql.format(table=self.backend.table) + ";",
+                "\\else",
+                "SELECT 'null';",
+                "\\endif",
+                "",
+            )
+        )
+        args += ["-v", f"kulta_table={self.backend.table}"]
         try:
             proc = subprocess.run(
                 args,

@@ -15,8 +15,11 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pulumi
@@ -24,8 +27,8 @@ import pytest
 from kubernetes import config
 
 from kulta.adapters.stacks import StackManager, StackSettings, stack_name_for
-from kulta.model.status import Phase, RolloutStatus
-from tests.integration.conftest import with_table
+from kulta.model.status import Phase, RolloutStatus, RouteWeight
+from tests.integration.conftest import ROOT, with_table
 from tests.integration.test_gitops import HOLD_STEPS, WALK_STEPS, commit, kulta, live_weights, namespace, repo
 from tests.unit.test_stack_locks import dead_pid
 
@@ -52,6 +55,18 @@ def psql_rows(url: str, table: str) -> dict[str, bytes]:
     """Every row of ``table``: key → the blob Pulumi stored (base64 in ``{"data": ...}``)."""
     out = psql(url, f"SELECT coalesce(json_object_agg(key, data), '{{}}'::json) FROM {table}")
     return {k: base64.b64decode(v["data"]) for k, v in json.loads(out).items()}
+
+
+def kulta_status(url: str, state: Path) -> subprocess.CompletedProcess[str]:
+    """`kulta status` with no cluster at hand: it reads only the backend."""
+    return subprocess.run(
+        [sys.executable, "-m", "kulta.cli", "status", "--state-dir", str(state), "--env", "e2e"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PULUMI_BACKEND_URL": url, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+        check=False,
+    )
 
 
 def files_under(path: Path) -> list[Path]:
@@ -204,27 +219,55 @@ def test_a_wrong_password_is_named_as_a_backend_outage_and_never_shown(cluster, 
         assert real not in done.stdout + done.stderr
 
 
+def exporting(outputs: dict[str, Any]) -> Callable[[], None]:
+    """A Pulumi program with no resources whose outputs are ``outputs``."""
+
+    def program() -> None:
+        for key, value in outputs.items():
+            pulumi.export(key, value)
+
+    return program
+
+
 def test_direct_reads_of_several_stacks_equal_pulumis_own_export(backend, toolchain, tmp_path):
     """No cluster: stacks whose program only exports outputs. One `psql` for all of them
     (what `kulta status` does) gives what `pulumi stack export` gives for each."""
-    url, _table = backend
+    url, table = backend
     direct = manager(url, tmp_path / "a", "")
+    # before Pulumi's first use there is no table: no stack, not an error
+    assert psql(url, f"SELECT to_regclass('{table}') IS NULL").strip() == "t"
+    assert direct.list_stacks() == [] and direct.outputs(stack_name_for("e2e", "reads", "web0")) == {}
+    status = kulta_status(url, tmp_path / "laptop")
+    assert status.returncode == 0 and "reads/web0" not in status.stdout, status.stdout + status.stderr
     names = [stack_name_for("e2e", "reads", f"web{i}") for i in range(3)]
     for i, name in enumerate(names):
+        status = RolloutStatus(
+            rollout=f"web{i}",
+            namespace="reads",
+            environment="e2e",
+            phase=Phase.PROGRESSING,
+            current_step_index=i,
+            step_count=3,
+            stable_revision="5d8c7b9f4",
+            canary_revision="6f7a8b9c1",
+            weights=(RouteWeight(route="web", namespace="reads", stable=100 - 10 * i, canary=10 * i),),
+        )
 
-        def program(i: int = i) -> None:
-            pulumi.export("phase", "Progressing")
-            pulumi.export("currentStepIndex", i)
-            pulumi.export("weights", [{"route": "web", "stable": 100 - 10 * i, "canary": 10 * i}])
-
-        direct.up(name, program, message=f"step={i}")
+        direct.up(name, exporting(status.to_outputs()), message=f"step={i}")
     direct.set_tag(names[1], "kulta-command", '{"id":"c1","kind":"abort"}')
     through_cli = manager(url, tmp_path / "b", "")
     through_cli.direct = None
     missing = stack_name_for("e2e", "reads", "never-created")
     every = direct.outputs_of([*names, missing])
     assert every == {**{n: through_cli.outputs(n) for n in names}, missing: {}}
-    assert every[names[2]]["weights"] == [{"route": "web", "stable": 80, "canary": 20}]
+    assert RolloutStatus.from_outputs(every[names[2]]).weights[0].canary == 20
     assert direct.get_tag(names[1], "kulta-command") == through_cli.get_tag(names[1], "kulta-command")
     assert direct.get_tag(names[0], "kulta-command") is None
     assert direct.list_stacks() == sorted(names)
+    status = kulta_status(url, tmp_path / "laptop")
+    assert status.returncode == 0, status.stderr
+    assert [ln.split()[0] for ln in status.stdout.splitlines() if "reads/" in ln] == [
+        "reads/web0",
+        "reads/web1",
+        "reads/web2",
+    ], status.stdout
