@@ -9,7 +9,7 @@ so a reader sees a whole blob, old or new, never half of one.
 
 Why ``psql`` and not the CLI: ``pulumi stack export`` costs ~0.4 s of CPU per
 read on a 2-core machine and a pass reads outputs and tags of every rollout;
-``psql`` answers in a few milliseconds. It is Debian's ``postgresql-client``
+``psql`` answers in ~17 ms (``bench/README.md``). It is Debian's ``postgresql-client``
 (``dev/toolchain postgresql`` installs it); where it is missing, the stack
 manager falls back to the CLI (``StackManager``), slower but the same answer.
 
