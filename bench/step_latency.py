@@ -19,6 +19,7 @@ Run (cluster from ``python -m kulta.cli dev up``, toolchain from ``dev/env``):
 
     source dev/env
     python bench/step_latency.py --iterations 10
+    python bench/step_latency.py --iterations 10 --backend postgres   # a throwaway PostgreSQL
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from kulta.adapters.kube import KubeReader  # noqa: E402
 from kulta.adapters.stacks import StackManager, StackSettings  # noqa: E402
 from kulta.app.reconciler import Reconciler, ReconcilerConfig, RolloutOutcome  # noqa: E402
 from kulta.core.routes import route_weights  # noqa: E402
+from kulta.devpostgres import DevPostgres, start_postgres, stop_postgres  # noqa: E402
 from kulta.model.status import Phase  # noqa: E402
 from kulta.spec.loader import load_text  # noqa: E402
 
@@ -281,11 +283,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     weights = step_weights(total + 1)  # step 0 opens the canary; each measured step is one more
     print(f"namespace {ns}, {args.iterations} measured steps (+{args.warmup} warm-up), weights {weights}")
     kubectl(kubeconfig, "create", "namespace", ns)
+    server: DevPostgres | None = start_postgres() if args.backend == "postgres" else None
+    print(f"Pulumi backend: {args.backend}")
     try:
         for route in (KULTA_ROUTE, KUBECTL_ROUTE):
             kubectl(kubeconfig, "apply", "-f", "-", stdin=ROUTE.format(name=route, ns=ns, stable=STABLE, canary=CANARY))
         api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        stacks = StackManager(StackSettings(state_dir=work / "state", kubeconfig=kubeconfig))
+        backend_url = server.url if server is not None else ""
+        stacks = StackManager(StackSettings(state_dir=work / "state", backend_url=backend_url, kubeconfig=kubeconfig))
         clock = Clock()
         ups: list[float] = []
         rec = Reconciler(
@@ -348,6 +353,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 baseline_returned.append(k_returned)
         return report(kulta, baseline, baseline_returned)
     finally:
+        if server is not None:
+            stop_postgres(server)
         if args.keep:
             print(f"kept namespace {ns} and Pulumi state in {work}")
         else:
@@ -426,6 +433,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--poll-interval", type=float, default=0.005, help="seconds between HTTPRoute reads (default 0.005)")
     p.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
     p.add_argument("--keep", action="store_true", help="keep the namespace and Pulumi state for inspection")
+    p.add_argument(
+        "--backend",
+        choices=["file", "postgres"],
+        default="file",
+        help="where the stacks live: a temp file backend, or a throwaway PostgreSQL (kulta/devpostgres.py)",
+    )
     args = p.parse_args(argv)
     if args.iterations < 1 or args.warmup < 0:
         p.error("--iterations must be >= 1 and --warmup >= 0")

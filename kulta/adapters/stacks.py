@@ -8,8 +8,14 @@ message carries the step so ``pulumi stack history`` is readable on its own.
 Errors are translated here: a stack locked by another process becomes
 ``StackLockedError`` (skip, retry later); any other engine failure becomes
 ``StepFailedError`` with the engine's own last lines. A lock left behind by a
-dead KULTA process on this host (file backends) is removed before an update;
-a lock held by a live process is never touched.
+dead KULTA process on this host (file and PostgreSQL backends) is removed
+before an update; a lock held by a live process is never touched.
+
+Two backends are read directly, without a CLI process per read: files
+(``file_backend``) and PostgreSQL (``postgres_backend``, through ``psql``).
+A PostgreSQL password never reaches the engine's URL (``backend_url``): the
+Automation API would write it into the workspace's ``Pulumi.yaml``.
+Every error text that leaves this module is redacted, the password included.
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlparse
 
 import grpc
 from pulumi import automation as auto
@@ -35,9 +40,13 @@ from pulumi.automation._stack import ExecKind, _cleanup
 from pulumi.runtime._grpc_settings import _GRPC_CHANNEL_OPTIONS
 from pulumi.runtime.proto import language_pb2_grpc
 
+from kulta.adapters.backend_url import BackendKind, BackendUrl, parse_backend_url
+from kulta.adapters.diy_state import lock_is_dead, lock_prefix
 from kulta.adapters.file_backend import FileBackend, file_backend_root
+from kulta.adapters.postgres_backend import PostgresBackend, find_psql
 from kulta.core.constants import PULUMI_PROJECT
 from kulta.errors import Dependency, DependencyError, StackLockedError, StepFailedError
+from kulta.redact import redact_text
 
 __all__ = [
     "HistoryEntry",
@@ -65,17 +74,18 @@ ATTRS_SUFFIX = ".attrs"
 _T = TypeVar("_T")
 
 
-def _backend(what: str, call: Callable[[], _T]) -> _T:
+def _backend(what: str, call: Callable[[], _T], secrets: tuple[str, ...] = ()) -> _T:
     """One read or tag write against the backend; every failure becomes a DependencyError."""
     try:
         return call()
     except auto.errors.ConcurrentUpdateError as exc:
         raise StackLockedError(f"{what}: the stack is being updated by another process") from exc
     except auto.errors.CommandError as exc:
-        raise DependencyError(Dependency.PULUMI_BACKEND, f"{what}: {_tail(exc)}") from exc
+        raise DependencyError(Dependency.PULUMI_BACKEND, f"{what}: {_tail(exc, secrets)}") from exc
     except (OSError, ValueError, RuntimeError) as exc:
         # the CLI could not start, its answer was not JSON, the backend directory is unreadable
-        raise DependencyError(Dependency.PULUMI_BACKEND, f"{what}: {type(exc).__name__}: {exc}") from exc
+        detail = redact_text(f"{type(exc).__name__}: {exc}", secrets)
+        raise DependencyError(Dependency.PULUMI_BACKEND, f"{what}: {detail}") from exc
 
 
 def build_stack_manager(state_dir: Path, kubeconfig: str | None) -> StackManager:
@@ -93,7 +103,8 @@ class StackSettings:
     """Where stacks live and what the engine sees.
 
     ``backend_url`` defaults to ``$PULUMI_BACKEND_URL`` or ``file://<state_dir>/backend``;
-    S3, GCS, Azure Blob, PostgreSQL and Pulumi Cloud URLs are passed through unchanged.
+    S3, GCS, Azure Blob and Pulumi Cloud URLs are passed through unchanged, a
+    PostgreSQL URL without its password (given to the engine as ``PGPASSWORD``).
     """
 
     state_dir: Path
@@ -102,18 +113,25 @@ class StackSettings:
     pulumi_home: str = ""
     extra_env: Mapping[str, str] | None = None
 
-    def resolved_backend(self) -> str:
+    def backend(self) -> BackendUrl:
+        """The backend: ``backend_url``, else ``$PULUMI_BACKEND_URL``, else the state dir's files."""
         if self.backend_url:
-            return self.backend_url
+            return parse_backend_url(self.backend_url)
         if os.environ.get(ENV_BACKEND_URL):
-            return os.environ[ENV_BACKEND_URL]
-        return f"file://{_make_dir(self.state_dir / 'backend')}"
+            return parse_backend_url(os.environ[ENV_BACKEND_URL])
+        return parse_backend_url(f"file://{_make_dir(self.state_dir / 'backend')}")
+
+    def resolved_backend(self) -> str:
+        """The URL the engine gets (no password: it would end up in ``Pulumi.yaml``)."""
+        return self.backend().engine_url
 
     def env(self) -> dict[str, str]:
+        backend = self.backend()
         env: dict[str, str] = {
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-            ENV_BACKEND_URL: self.resolved_backend(),
+            ENV_BACKEND_URL: backend.engine_url,
+            **backend.engine_env(),
         }
         if not os.environ.get(ENV_PASSPHRASE) and not os.environ.get(ENV_PASSPHRASE_FILE):
             # Stacks hold no secrets of their own unless a user adds them; an empty
@@ -168,12 +186,17 @@ class StackManager:
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
-        root = file_backend_root(settings.resolved_backend())
-        #: the file backend read directly (no CLI process); None for other backends
-        self.files = FileBackend(root, PULUMI_PROJECT) if root is not None else None
+        self.backend = settings.backend()
+        #: the backend read directly (no CLI process): files, or PostgreSQL through psql; None otherwise
+        self.direct: FileBackend | PostgresBackend | None = _direct_reader(self.backend)
         self._stacks: dict[str, auto.Stack] = {}
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+
+    @property
+    def files(self) -> FileBackend | None:
+        """The file backend read directly (``None`` for every other backend)."""
+        return self.direct if isinstance(self.direct, FileBackend) else None
 
     # -- workspace -----------------------------------------------------------------
     def stack_lock(self, name: str) -> threading.Lock:
@@ -201,6 +224,7 @@ class StackManager:
                 lambda: auto.create_or_select_stack(
                     stack_name=name, project_name=PULUMI_PROJECT, program=program or _no_program, opts=opts
                 ),
+                self.backend.secrets,
             )
             with self._guard:
                 self._stacks[name] = stack
@@ -217,8 +241,8 @@ class StackManager:
         return name in self.list_stacks()
 
     def list_stacks(self) -> list[str]:
-        if self.files is not None:
-            return self.files.stack_names()
+        if self.direct is not None:
+            return self.direct.stack_names()
         ws = auto.LocalWorkspace(
             work_dir=str(_make_dir(self.settings.state_dir / "workspaces" / "_list")),
             pulumi_home=self.settings.pulumi_home or None,
@@ -227,7 +251,7 @@ class StackManager:
                 name=PULUMI_PROJECT, runtime="python", backend=auto.ProjectBackend(url=self.settings.resolved_backend())
             ),
         )
-        return sorted(s.name for s in _backend("listing stacks", ws.list_stacks))
+        return sorted(s.name for s in _backend("listing stacks", ws.list_stacks, self.backend.secrets))
 
     # -- reads -----------------------------------------------------------------------
     def outputs(self, name: str) -> dict[str, Any]:
@@ -238,32 +262,49 @@ class StackManager:
         outputs hold no secrets, and every CLI call costs ~0.3 s per step. A file
         backend is read directly, with no process at all.
         """
-        if self.files is not None:
-            return self.files.outputs(name)
+        if self.direct is not None:
+            return self.direct.outputs(name)
         stack = self._stack(name)
-        deployment = _backend(f"reading the state of stack {name}", stack.export_stack).deployment or {}
+        exported = _backend(f"reading the state of stack {name}", stack.export_stack, self.backend.secrets)
+        deployment = exported.deployment or {}
         for resource in deployment.get("resources", []) or []:
             if resource.get("type") == "pulumi:pulumi:Stack":
                 return dict(resource.get("outputs", {}) or {})
         return {}
 
+    def outputs_of(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        """The outputs of several stacks (``kulta status``): one ``psql`` on PostgreSQL."""
+        if isinstance(self.direct, PostgresBackend):
+            return self.direct.outputs_of(names)
+        return {name: self.outputs(name) for name in names}
+
     def get_tag(self, name: str, key: str) -> str | None:
         """A stack tag; tags live in the backend (DIY backends too, since Pulumi 3.211)."""
-        if self.files is not None:
-            return self.files.tags(name).get(key)
+        if self.direct is not None:
+            return self.direct.tags(name).get(key)
         stack = self._stack(name)
-        tags = _backend(f"reading the tags of stack {name}", lambda: stack.workspace.list_tags(name))
+        tags = _backend(
+            f"reading the tags of stack {name}", lambda: stack.workspace.list_tags(name), self.backend.secrets
+        )
         value = tags.get(key)
         return None if value is None else str(value)
 
     def set_tag(self, name: str, key: str, value: str) -> None:
         stack = self._stack(name)
-        _backend(f"setting tag {key} on stack {name}", lambda: stack.workspace.set_tag(name, key, value))
+        _backend(
+            f"setting tag {key} on stack {name}",
+            lambda: stack.workspace.set_tag(name, key, value),
+            self.backend.secrets,
+        )
 
     def history(self, name: str, page_size: int = 100) -> list[HistoryEntry]:
         stack = self._stack(name)
         entries = []
-        summaries = _backend(f"reading the history of stack {name}", lambda: stack.history(page_size=page_size, page=1))
+        summaries = _backend(
+            f"reading the history of stack {name}",
+            lambda: stack.history(page_size=page_size, page=1),
+            self.backend.secrets,
+        )
         # (newest first)
         for index, h in enumerate(summaries):
             entries.append(
@@ -294,21 +335,36 @@ class StackManager:
         twice and ``stack history`` once after every update (~0.9 s); here the
         resource changes come from the update's own event stream and the outputs
         from the file backend's checkpoint (or one ``stack export`` elsewhere).
+
+        Dead locks: the file backend's lock directory is checked before the
+        update (a directory listing). On PostgreSQL reading the lock rows costs a
+        ``psql`` process, so they are read only when Pulumi reports the stack
+        locked; a dead lock of this host is then deleted and the update run once
+        more (Pulumi takes its lock before the engine changes anything).
         """
         stack = self._stack(name, program)
-        self.recover_dead_lock(name)
+        on_lock_error = isinstance(self.direct, PostgresBackend)
+        if not on_lock_error:
+            self.recover_dead_lock(name)
         start = time.monotonic()
         events: list[auto.EngineEvent] = []
         try:
-            _up(stack, program, message, refresh=refresh, on_event=events.append, on_output=on_output)
+            try:
+                _up(stack, program, message, refresh=refresh, on_event=events.append, on_output=on_output)
+            except auto.errors.ConcurrentUpdateError:
+                if not (on_lock_error and self.recover_dead_lock(name)):
+                    raise
+                events.clear()
+                _up(stack, program, message, refresh=refresh, on_event=events.append, on_output=on_output)
         except auto.errors.ConcurrentUpdateError as exc:
             raise StackLockedError(f"stack {name} is being updated by another process; retrying later") from exc
         except auto.errors.CommandError as exc:
-            raise StepFailedError(f"Pulumi update of stack {name} failed: {_tail(exc)}") from exc
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise DependencyError(
-                Dependency.PULUMI_BACKEND, f"Pulumi update of stack {name}: {type(exc).__name__}: {exc}"
+            raise StepFailedError(
+                f"Pulumi update of stack {name} failed: {_tail(exc, self.backend.secrets)}"
             ) from exc
+        except (OSError, ValueError, RuntimeError) as exc:
+            detail = redact_text(f"{type(exc).__name__}: {exc}", self.backend.secrets)
+            raise DependencyError(Dependency.PULUMI_BACKEND, f"Pulumi update of stack {name}: {detail}") from exc
         seconds = time.monotonic() - start
         changes: dict[str, int] = {}
         for event in events:
@@ -322,7 +378,9 @@ class StackManager:
         try:
             result = stack.preview(on_event=events.append, color="never", diff=True)
         except auto.errors.CommandError as exc:
-            raise StepFailedError(f"Pulumi preview of stack {name} failed: {_tail(exc)}") from exc
+            raise StepFailedError(
+                f"Pulumi preview of stack {name} failed: {_tail(exc, self.backend.secrets)}"
+            ) from exc
         changes = []
         for ev in events:
             pre = ev.resource_pre_event
@@ -356,25 +414,33 @@ class StackManager:
             if remove:
                 stack.workspace.remove_stack(name)
         except auto.errors.CommandError as exc:
-            raise StepFailedError(f"Pulumi destroy of stack {name} failed: {_tail(exc)}") from exc
+            raise StepFailedError(
+                f"Pulumi destroy of stack {name} failed: {_tail(exc, self.backend.secrets)}"
+            ) from exc
         with self._guard:
             self._stacks.pop(name, None)
 
     # -- locks -----------------------------------------------------------------------
     def lock_dir(self, name: str) -> Path | None:
-        url = self.settings.resolved_backend()
-        parsed = urlparse(url)
-        if parsed.scheme != "file":
+        """The file backend's lock directory of a stack (``None`` for other backends).
+
+        Resolved anew each time: the default backend directory is (re)created here,
+        so one replaced by a file is reported before an update."""
+        root = file_backend_root(self.settings.resolved_backend())
+        if root is None:
             return None
-        root = Path(unquote(parsed.path))
-        return root / ".pulumi" / "locks" / "organization" / PULUMI_PROJECT / name
+        return root / lock_prefix(PULUMI_PROJECT, name)
 
     def recover_dead_lock(self, name: str) -> bool:
         """Remove this stack's lock when its owner was a process of this host that is gone.
 
         A backend directory that cannot be read (replaced by a file, unmounted, no
-        permission) is a DependencyError like any other backend outage.
+        permission) is a DependencyError like any other backend outage. On
+        PostgreSQL the lock rows are read and deleted through ``psql``; without
+        ``psql`` nothing is recovered (the update then reports the lock).
         """
+        if isinstance(self.direct, PostgresBackend):
+            return self.direct.recover_dead_locks(name, socket.gethostname(), _alive)
         try:
             return self._recover_dead_lock(name)
         except OSError as exc:
@@ -393,9 +459,9 @@ class StackManager:
                 info = json.loads(lock.read_text())
             except (OSError, ValueError):
                 continue
-            pid = int(info.get("pid", 0) or 0)
-            if info.get("hostname") != host or pid <= 0 or _alive(pid):
+            if not lock_is_dead(info, host, _alive):
                 continue
+            pid = info.get("pid")
             log.warning(
                 "removing stale Pulumi lock left by dead process",
                 extra={"stack": name, "pid": pid, "lock": lock.name},
@@ -408,6 +474,20 @@ class StackManager:
             if not attrs.with_name(attrs.name.removesuffix(ATTRS_SUFFIX)).exists():
                 attrs.unlink(missing_ok=True)
         return removed
+
+
+def _direct_reader(backend: BackendUrl) -> FileBackend | PostgresBackend | None:
+    """The direct reader of ``backend``: files, or PostgreSQL when ``psql`` is installed."""
+    if backend.kind is BackendKind.FILE:
+        root = file_backend_root(backend.engine_url)
+        return FileBackend(root, PULUMI_PROJECT) if root is not None else None
+    if backend.kind is BackendKind.POSTGRES:
+        psql = find_psql()
+        if psql is None:
+            log.info("psql not found: the PostgreSQL backend is read through the Pulumi CLI (slower)")
+            return None
+        return PostgresBackend(backend, PULUMI_PROJECT, psql)
+    return None
 
 
 def _make_dir(path: Path) -> Path:
@@ -459,9 +539,9 @@ def property_value(data: Any, path: str) -> Any:
     return cur
 
 
-def _tail(exc: auto.errors.CommandError) -> str:
-    """The engine's Diagnostics section (what failed and why), else the last lines."""
-    text = str(exc)
+def _tail(exc: auto.errors.CommandError, secrets: tuple[str, ...] = ()) -> str:
+    """The engine's Diagnostics section (what failed and why), else the last lines; redacted."""
+    text = redact_text(str(exc), secrets)
     if "Diagnostics:" in text:
         section = text.split("Diagnostics:", 1)[1]
         for end in ("\nOutputs:", "\nResources:"):

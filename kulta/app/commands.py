@@ -91,9 +91,11 @@ def read_status_rows(
     stacks: StackManager, environment: str, rollout: str | None = None
 ) -> list[tuple[StackRef, RolloutStatus | None]]:
     """Each stack of ``environment`` (or the one ``rollout``) with its status (``None``: no update yet)."""
+    refs = find_stacks(stacks, environment, rollout)
+    every_outputs = stacks.outputs_of([ref.name for ref in refs])  # one read for all on PostgreSQL
     rows = []
-    for ref in find_stacks(stacks, environment, rollout):
-        outputs = stacks.outputs(ref.name)
+    for ref in refs:
+        outputs = every_outputs[ref.name]
         rows.append((ref, RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None))
     return rows
 

@@ -7,6 +7,12 @@ two runs on one machine don't collide; it is torn down at the end. Set
 ``KULTA_TEST_KUBECONFIG`` to use a cluster you already have instead (the
 Gateway API CRDs must be installed there).
 
+``postgres_backend`` starts one throwaway PostgreSQL server per session
+(``kulta.devpostgres``: initdb in a temporary directory, a free loopback port,
+run as the ``postgres`` account when the tests run as root) and yields its
+``postgres://`` URL, for ``$PULUMI_BACKEND_URL``; any number of processes may
+use it at once. ``with_table`` gives a test a table of its own in it.
+
 Tools come from the toolchain cache (``dev/toolchain``); a missing tool fails
 loudly with the command to run, never skips.
 """
@@ -19,10 +25,12 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
 from kulta.devcluster import DevCluster, cluster_down, cluster_up
+from kulta.devpostgres import start_postgres, stop_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,6 +82,24 @@ def cluster(toolchain: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         yield c
     finally:
         cluster_down(name, state_dir=state)
+
+
+@pytest.fixture(scope="session")
+def postgres_backend(toolchain: dict[str, str]) -> Iterator[str]:
+    """A ``postgres://user:password@127.0.0.1:<port>/kulta?sslmode=disable`` URL of a
+    server started for this session and stopped (its directory removed) at the end."""
+    server = start_postgres()
+    try:
+        yield server.url
+    finally:
+        stop_postgres(server)
+
+
+def with_table(url: str, table: str) -> str:
+    """``url`` with Pulumi's ``table`` parameter: a test's own state, isolated from the others."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "table"] + [("table", table)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 @pytest.fixture(autouse=True)

@@ -103,11 +103,12 @@ def namespace(cluster, prefix: str) -> str:
 
 
 def kulta(
-    cluster, state: Path, *args: str, backend: Path | None = None, timeout: float = 300
+    cluster, state: Path, *args: str, backend: Path | str | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
+    """The `kulta` command line; ``backend``: a file backend's directory, or a whole URL."""
     env = {**os.environ, "KUBECONFIG": cluster.kubeconfig, "PYTHONPATH": str(ROOT)}
     if backend is not None:
-        env["PULUMI_BACKEND_URL"] = f"file://{backend}"
+        env["PULUMI_BACKEND_URL"] = backend if isinstance(backend, str) else f"file://{backend}"
     return subprocess.run(
         [sys.executable, "-m", "kulta.cli", *args, "--state-dir", str(state), "--env", "e2e"],
         capture_output=True,

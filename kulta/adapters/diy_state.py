@@ -1,0 +1,98 @@
+"""The layout and formats of Pulumi's DIY backends, shared by every direct reader.
+
+A DIY backend (``file://``, ``s3://``, ``postgres://`` ...) is a blob store
+with one layout (``pkg/backend/diy``): under ``.pulumi/``,
+
+    stacks/<project>/<stack>.json[.gz]          the checkpoint (latest state)
+    stacks/<project>/<stack>.pulumi-tags        the stack's tags (Pulumi ≥ 3.211)
+    locks/organization/<project>/<stack>/<id>.json   one blob per update in flight
+
+KULTA reads the checkpoint and the tags itself where reading a blob is cheap
+(``file_backend``, ``postgres_backend``). This module only parses: what the
+blobs mean, independent of where they are kept.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from typing import Any
+
+from kulta.errors import Dependency, DependencyError
+
+__all__ = [
+    "CHECKPOINT_SUFFIXES",
+    "GZIP_SUFFIX",
+    "MAX_CHECKPOINT_BYTES",
+    "TAGS_SUFFIX",
+    "checkpoint_latest",
+    "decode_blob",
+    "lock_is_dead",
+    "lock_prefix",
+    "parse_tags",
+    "stack_outputs",
+    "stacks_prefix",
+]
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+TAGS_SUFFIX = ".pulumi-tags"
+GZIP_SUFFIX = ".gz"
+CHECKPOINT_SUFFIXES = (".json", ".json.gz")
+#: a checkpoint of one rollout is a few dozen KiB; refuse to parse anything absurd
+MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024
+
+
+def stacks_prefix(project: str) -> str:
+    return f".pulumi/stacks/{project}/"
+
+
+def lock_prefix(project: str, stack: str) -> str:
+    return f".pulumi/locks/organization/{project}/{stack}/"
+
+
+def decode_blob(what: str, raw: bytes, gzipped: bool) -> Any:
+    """A blob's JSON (gunzipped first for ``.gz`` names); bad data is a DependencyError."""
+    if len(raw) > MAX_CHECKPOINT_BYTES:
+        raise DependencyError(Dependency.PULUMI_BACKEND, f"{what} is {len(raw)} bytes: not a KULTA checkpoint")
+    try:
+        return json.loads(gzip.decompress(raw) if gzipped else raw)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DependencyError(Dependency.PULUMI_BACKEND, f"reading {what}: {type(exc).__name__}: {exc}") from exc
+
+
+def checkpoint_latest(stack: str, data: Any) -> dict[str, Any]:
+    """``checkpoint.latest`` of a stack file (``{}`` for a stack never updated)."""
+    if not isinstance(data, dict):
+        raise DependencyError(Dependency.PULUMI_BACKEND, f"checkpoint of {stack} is not a JSON object")
+    latest = (data.get("checkpoint") or {}).get("latest") or {}
+    return latest if isinstance(latest, dict) else {}
+
+
+def stack_outputs(latest: dict[str, Any]) -> dict[str, Any]:
+    """The root Stack resource's outputs: the last update's (empty for a new stack)."""
+    for resource in latest.get("resources", []) or []:
+        if isinstance(resource, dict) and resource.get("type") == STACK_TYPE:
+            outputs = resource.get("outputs") or {}
+            return dict(outputs) if isinstance(outputs, dict) else {}
+    return {}
+
+
+def parse_tags(stack: str, data: Any) -> dict[str, str]:
+    tags = data.get("tags") if isinstance(data, dict) else None
+    if not isinstance(tags, dict):
+        raise DependencyError(Dependency.PULUMI_BACKEND, f"tags of {stack} are not a JSON object")
+    return {str(k): str(v) for k, v in tags.items()}
+
+
+def lock_is_dead(info: Any, host: str, alive: Callable[[int], bool]) -> bool:
+    """Whether a lock blob (``{"pid", "hostname", ...}``, ``diy/lock.go``) was left by a
+    process of ``host`` that is gone. A lock of another host is never judged: its
+    process may be alive there."""
+    if not isinstance(info, dict):
+        return False
+    try:
+        pid = int(info.get("pid", 0) or 0)
+    except (TypeError, ValueError):
+        return False
+    return info.get("hostname") == host and pid > 0 and not alive(pid)
