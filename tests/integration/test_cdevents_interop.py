@@ -32,7 +32,8 @@ MODES = [SinkMode.BINARY, SinkMode.STRUCTURED]
 
 
 @pytest.fixture
-def consumer(tmp_path: Path) -> Iterator[GoConsumer]:
+def consumer(toolchain: dict[str, str], tmp_path: Path) -> Iterator[GoConsumer]:
+    """The Go consumer on a free loopback port (the toolchain fixture puts it on PATH)."""
     go = GoConsumer(tmp_path / "consumer")
     go.start()
     try:
