@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from kulta.app.reconciler import Reconciler, ReconcilerConfig
 from kulta.core.commands import CommandKind
 from kulta.core.events import CDEvent, EventType
 from kulta.core.revision import pod_template_hash, resolve_template
+from kulta.devcluster import DevCluster
 from kulta.errors import TemporaryError
 from kulta.model.status import Phase, RolloutStatus
 from kulta.spec.loader import LoadResult, load_text
@@ -152,13 +153,13 @@ def load(ns: str, tag: str) -> LoadResult:
     return loaded
 
 
-def reconcile_until(rec: Reconciler, loaded: LoadResult, done: object) -> RolloutStatus:
+def reconcile_until(rec: Reconciler, loaded: LoadResult, done: Callable[[RolloutStatus], bool]) -> RolloutStatus:
     rollout = loaded.rollouts[0]
     status = None
     for _ in range(MAX_PASSES):
         rec.reconcile_rollout(rollout, loaded)
         status = RolloutStatus.from_outputs(rec.stacks.outputs(rec.stack_name(rollout)))
-        if done(status):  # type: ignore[operator]
+        if done(status):
             return status
         time.sleep(PASS_INTERVAL_SECONDS)
     raise AssertionError(f"not done after {MAX_PASSES} passes; last status: {status}")
@@ -166,11 +167,11 @@ def reconcile_until(rec: Reconciler, loaded: LoadResult, done: object) -> Rollou
 
 @pytest.mark.cluster
 def test_the_events_of_real_updates_are_accepted_in_both_modes(
-    cluster: object, consumer: GoConsumer, tmp_path: Path
+    cluster: DevCluster, consumer: GoConsumer, tmp_path: Path
 ) -> None:
     """v1 deployed, v2 promoted through every step, v3 aborted by `kulta abort` during its pause."""
     ns = unique("interop")
-    kubeconfig = cluster.kubeconfig  # type: ignore[attr-defined]
+    kubeconfig = cluster.kubeconfig
     kubectl(cluster, "create", "namespace", ns)
     kubectl(cluster, "apply", "-f", "-", stdin=route_yaml(ns, name="web", stable="web-stable", canary="web-canary"))
     stacks = StackManager(StackSettings(state_dir=tmp_path / "state", kubeconfig=kubeconfig))
