@@ -11,7 +11,13 @@ using it; the toolchain never shadows an installed one.
 
 Plugin protocol: the engine starts ``pulumi-language-python [flags] ENGINE_ADDR``,
 reads the port this process listens on from its first stdout line, then calls
-it over gRPC until it kills the process.
+it over gRPC. When it is done, ``Plugin.Close`` calls the plugin's ``kill``
+(Pulumi's ``sdk/go/common/resource/plugin/plugin.go``, v3.260.0): SIGINT first
+(``cmdutil.InterruptChildren``), SIGKILL only if the process is still there 5
+seconds later. SIGINT and SIGTERM are therefore the normal end of this
+process: they stop the server and exit 0, instead of the ``KeyboardInterrupt``
+traceback Python prints by default (which the engine copied into the output of
+every preview). Any other error still propagates.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from __future__ import annotations
 import logging
 import os
 import runpy
+import signal
 import sys
+import threading
 from concurrent import futures
 from typing import Any
 
@@ -33,6 +41,9 @@ log = logging.getLogger(__name__)
 
 MAIN_FILE = "__main__.py"
 MAX_MESSAGE_BYTES = 400 * 1024 * 1024
+#: Seconds in-flight calls get to finish once the engine asks this process to stop.
+STOP_GRACE_SECONDS = 2.0
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class ProgramDirLanguageServer(LanguageServer):
@@ -63,8 +74,21 @@ class ProgramDirLanguageServer(LanguageServer):
         return language_pb2.GetProgramDependenciesResponse()
 
 
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, which no longer raise in the main thread."""
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        stop.set()  # nothing else here: a handler may run in the middle of any main-thread call
+
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, request_stop)
+    return stop
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Serve the LanguageRuntime on a free loopback port and print the port."""
+    """Serve the LanguageRuntime on a free loopback port, print the port, stop on SIGINT/SIGTERM."""
+    stop = _stop_on_signals()
     args = list(sys.argv[1:] if argv is None else argv)
     positional = [a for a in args if not a.startswith("-")]
     log.debug("language host starting", extra={"engine": positional[-1] if positional else ""})
@@ -80,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     server.start()
     sys.stdout.write(f"{port}\n")
     sys.stdout.flush()
-    server.wait_for_termination()
+    stop.wait()
+    log.debug("language host stopping")
+    server.stop(STOP_GRACE_SECONDS).wait()
     return 0
 
 

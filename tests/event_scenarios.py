@@ -22,9 +22,11 @@ __all__ = [
     "REV_C",
     "Step",
     "aborted_by_analysis",
+    "aborted_rollout_events",
     "context",
     "first_deploy",
     "full_rollout",
+    "full_rollout_events",
     "manual_abort",
     "replay",
     "stable_a",
@@ -203,3 +205,14 @@ def replay(steps: Sequence[Step], start: RolloutStatus | None) -> list[list[CDEv
         batches.append(events)
         prev = record_events(carried, events)
     return batches
+
+
+def full_rollout_events() -> list[CDEvent]:
+    """Every event of rollout ``web``: stable A, canary B through all steps, promoted."""
+    return [e for batch in replay(full_rollout(), stable_a()) for e in batch]
+
+
+def aborted_rollout_events() -> list[CDEvent]:
+    """Every event of rollout ``api``: canary B aborted by its step-1 analysis."""
+    steps: list[Step] = [(s.with_changes(rollout="api"), c) for s, c in aborted_by_analysis()]
+    return [e for batch in replay(steps, stable_a().with_changes(rollout="api")) for e in batch]

@@ -346,7 +346,12 @@ class _Builder:
         }
         previous = None if starts_chain else self._last_in_chain.get(chain)
         if previous:
-            context["links"] = [{"linkType": _LINK_PATH, "from": {"contextId": previous}}]
+            # ``tags`` is always present, even empty: the CDEvents Go SDK (sdk-go v0.5.1,
+            # ``embeddedLinkPath.Tags`` is ``json:"tags"`` without omitempty) reads a link
+            # without it into a nil map, re-marshals that as ``"tags": null`` in
+            # ``api.Validate`` and rejects the event against its own schema. Every
+            # conformance example of the spec carries ``tags`` too.
+            context["links"] = [{"linkType": _LINK_PATH, "from": {"contextId": previous}, "tags": {}}]
         body = {
             "context": context,
             "subject": {"id": subject_id, "source": self.ctx.source, "content": dict(content)},

@@ -20,7 +20,7 @@ from kulta.adapters.outbox import Deliverer, DeliveryReport, Outbox
 from kulta.adapters.sinks import HttpSink, SinkConfig, SinkMode
 from kulta.core.events import CDEvent
 from kulta.errors import ConfigError
-from tests.event_scenarios import Step, aborted_by_analysis, full_rollout, replay, stable_a
+from tests.event_scenarios import aborted_rollout_events, full_rollout_events
 from tests.integration.eventsink import EventReceiver, ReceivedRequest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,15 +33,6 @@ TOKEN = "Bearer s3cr3t-t0ken-value"
 def receiver() -> Iterator[EventReceiver]:
     with EventReceiver() as rx:
         yield rx
-
-
-def web_events() -> list[CDEvent]:
-    return [e for batch in replay(full_rollout(), stable_a()) for e in batch]
-
-
-def api_events() -> list[CDEvent]:
-    steps: list[Step] = [(s.with_changes(rollout="api"), c) for s, c in aborted_by_analysis()]
-    return [e for batch in replay(steps, stable_a().with_changes(rollout="api")) for e in batch]
 
 
 def ids(requests: list[ReceivedRequest]) -> list[str]:
@@ -71,7 +62,7 @@ def assert_binary(request: ReceivedRequest, ev: CDEvent) -> None:
 def test_full_and_aborted_rollouts_arrive_in_order_with_binding_headers(
     receiver: EventReceiver, tmp_path: Path
 ) -> None:
-    web, api = web_events(), api_events()
+    web, api = full_rollout_events(), aborted_rollout_events()
     with HttpSink(SinkConfig(url=receiver.url)) as sink:
         box = Outbox(tmp_path / "box")
         box.put(web, "prod/shop/web")
@@ -96,7 +87,7 @@ def test_full_and_aborted_rollouts_arrive_in_order_with_binding_headers(
 
 
 def test_structured_mode_body_is_a_cloudevent(receiver: EventReceiver, tmp_path: Path) -> None:
-    events = api_events()
+    events = aborted_rollout_events()
     box = Outbox(tmp_path / "structured")
     box.put(events, "api")
     with HttpSink(SinkConfig(url=receiver.url, mode=SinkMode.STRUCTURED)) as sink:
@@ -120,7 +111,7 @@ def test_sink_answering_500_delays_but_loses_nothing(
     receiver: EventReceiver, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
-    web, api = web_events(), api_events()
+    web, api = full_rollout_events(), aborted_rollout_events()
     box = Outbox(tmp_path / "box")
     box.put(web, "web")
     box.put(api, "api")
@@ -148,7 +139,7 @@ def test_sink_answering_500_delays_but_loses_nothing(
 
 
 def test_closed_port_then_restart_on_the_same_port(receiver: EventReceiver, tmp_path: Path) -> None:
-    events = web_events()
+    events = full_rollout_events()
     box = Outbox(tmp_path / "box")
     box.put(events, "web")
     port = receiver.port
@@ -168,7 +159,7 @@ def test_closed_port_then_restart_on_the_same_port(receiver: EventReceiver, tmp_
 
 
 def test_outage_in_the_middle_resumes_at_the_first_undelivered_event(receiver: EventReceiver, tmp_path: Path) -> None:
-    events = web_events()
+    events = full_rollout_events()
     box = Outbox(tmp_path / "box")
     with HttpSink(SinkConfig(url=receiver.url, timeout_seconds=2.0)) as sink:
         deliverer = Deliverer(box, sink, base_delay=1.0, max_delay=4.0)
@@ -224,7 +215,7 @@ def test_kill_9_between_outbox_write_and_send(receiver: EventReceiver, tmp_path:
     child_ids = child.stdout.split()
     assert receiver.requests() == [], "nothing was sent before the kill"
 
-    events = web_events()
+    events = full_rollout_events()
     assert child_ids == [e.id for e in events], "ids are derived deterministically"
     box = Outbox(box_dir)
     assert box.pending() == events

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import time
 
 import pulumi
@@ -14,6 +12,7 @@ from kubernetes import client, config
 from pulumi import automation as auto
 
 from tests.integration.conftest import ROOT, kubectl, route_yaml, unique
+from tests.integration.pulumi_cli import PulumiRun, cli_env, init_stack, run_pulumi
 
 pytestmark = pytest.mark.cluster
 
@@ -127,8 +126,12 @@ def test_automation_api_creates_reads_back_is_idempotent_and_destroys(cluster, t
     stack.workspace.remove_stack("engine")
 
 
-def test_pulumi_cli_preview_and_up_on_the_repository_project(cluster, tmp_path):
-    """`pulumi preview` / `pulumi up` on Pulumi.yaml + __main__.py with the built CLI and language host."""
+@pytest.fixture
+def repo_project(cluster, tmp_path):
+    """The repository's Pulumi project (Pulumi.yaml + __main__.py) on a fresh stack; returns ``(run, ns)``.
+
+    ``run(*args)`` runs the built ``pulumi`` CLI (and so the toolchain's language host) on it.
+    """
     project = tmp_path / "project"
     project.mkdir()
     for name in ("Pulumi.yaml", "__main__.py"):
@@ -142,32 +145,38 @@ def test_pulumi_cli_preview_and_up_on_the_repository_project(cluster, tmp_path):
         (project / "examples" / name).write_text(text)
     kubectl(cluster, "create", "namespace", ns)
     kubectl(cluster, "apply", "-f", "-", stdin=route_yaml(ns))
-    env = {
-        **os.environ,
-        "PULUMI_BACKEND_URL": f"file://{tmp_path / 'backend'}",
-        "PULUMI_CONFIG_PASSPHRASE": "",
-        "KUBECONFIG": cluster.kubeconfig,
-        "PYTHONPATH": str(ROOT),
-        "KULTA_STATE_DIR": str(tmp_path / "state"),
-    }
-    (tmp_path / "backend").mkdir()
+    env = cli_env(tmp_path, KUBECONFIG=cluster.kubeconfig, KULTA_STATE_DIR=str(tmp_path / "state"))
     stack = f"ci.{ns}.demo"
+    init_stack(project, env, stack)
+
+    def run(*args: str) -> PulumiRun:
+        return run_pulumi(project, env, stack, *args)
+
+    configured = run("config", "set", "kulta:rollout", "examples")
+    assert configured.returncode == 0, configured.output
+    return run, ns
+
+
+def test_preview_of_the_repository_project_ends_without_a_traceback(repo_project):
+    """The engine stops the language host with SIGINT: a normal end, not a KeyboardInterrupt traceback."""
+    run, _ = repo_project
+    preview = run("preview", "--diff")
+    output = preview.output
+    assert preview.returncode == 0, output
+    assert "kubernetes:apps/v1:ReplicaSet" in preview.stdout
+    assert "Traceback" not in output
+    assert "KeyboardInterrupt" not in output
+
+
+def test_pulumi_cli_preview_and_up_on_the_repository_project(cluster, repo_project):
+    """`pulumi preview` / `pulumi up` on Pulumi.yaml + __main__.py with the built CLI and language host."""
+    run, ns = repo_project
 
     def pulumi_cli(*args):
-        proc = subprocess.run(
-            ["pulumi", *args, "--stack", stack, "--non-interactive", "--color", "never"],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc.stdout
+        result = run(*args)
+        assert result.returncode == 0, result.output
+        return result.stdout
 
-    subprocess.run(["pulumi", "stack", "init", stack], cwd=project, env=env, check=True, capture_output=True)
-    pulumi_cli("config", "set", "kulta:rollout", "examples")
     preview = pulumi_cli("preview", "--diff")
     assert "kubernetes:apps/v1:ReplicaSet" in preview and "create" in preview
     out = pulumi_cli("up", "--yes")

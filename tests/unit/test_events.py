@@ -118,6 +118,15 @@ def test_events_are_chained_by_path_links_within_their_chain(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_every_link_carries_an_empty_tags_object(name: str) -> None:
+    """The CDEvents Go SDK rejects a link without ``tags`` (tests/integration/test_cdevents_interop.py)."""
+    links = [link for ev in flat(run(name)) for link in ev.body["context"].get("links", [])]
+    assert links
+    for link in links:
+        assert link == {"linkType": "PATH", "from": {"contextId": link["from"]["contextId"]}, "tags": {}}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_rebuilding_gives_the_same_ids_and_bodies(name: str) -> None:
     first, second = run(name), run(name)
     assert [[e.id for e in b] for b in first] == [[e.id for e in b] for b in second]
