@@ -64,6 +64,7 @@ MAX_LEASES = 10_000
 MIN_DURATION = 3.0
 MAX_DURATION = 3600.0
 MAX_IDENTITY = 128
+MIN_TIMEOUT = 5.0
 
 
 def _micro_now() -> datetime:
@@ -108,8 +109,9 @@ class LeaseApi:
         except (config.ConfigException, OSError) as exc:
             raise ConfigError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}") from exc
         self._api = client.CoordinationV1Api(api_client)
-        #: connect and read: a lease call that hangs must not outlive a tick
-        self._timeout = (min(2.0, timeout), timeout)
+        #: connect and read: a lease call that hangs must not hold the loop long (an API
+        #: server on a loaded 2-core machine answered in 2 s at times: 5 s at least)
+        self._timeout = (max(MIN_TIMEOUT, timeout), max(MIN_TIMEOUT, timeout))
         #: calls made, by verb (the measurement in bench/leases.py)
         self.calls: dict[str, int] = {}
         self._count_lock = threading.Lock()
@@ -253,6 +255,8 @@ class TickReport:
     held: frozenset[str]
     live: int
     share: int
+    #: why the tick stopped early ("" when it did not)
+    error: str = ""
 
 
 class LeaseKeeper:
@@ -310,20 +314,22 @@ class LeaseKeeper:
         """
         before = self.held()
         start = self.clock()
+        error = ""
+        plan: LeasePlan | None = None
+        live = 0
         try:
             plan, live = self._plan(set(wanted), set(busy), start)
+            self._execute(plan, start)
         except DependencyError as exc:
             log.warning("lease tick failed; leases run out unless renewed", extra={"error": str(exc)})
-            plan, live = None, 0
-        if plan is not None:
-            self._execute(plan, start)
+            error = str(exc)
         self._ticks += 1
         now = self.clock()
         with self._lock:
             for key in [k for k, deadline in self._held.items() if deadline <= now]:
                 del self._held[key]
             after = frozenset(self._held)
-        return TickReport(after - before, before - after, after, live, plan.share if plan else 0)
+        return TickReport(after - before, before - after, after, live, plan.share if plan else 0, error)
 
     def _plan(self, wanted: set[str], busy: set[str], start: float) -> tuple[LeasePlan, int]:
         env = self.settings.environment

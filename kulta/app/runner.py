@@ -381,10 +381,13 @@ def _serve(
 
 
 def _tick(leases: LeaseKeeper, wanted: set[str], busy: set[str], queue: WorkQueue, now: datetime, out: TextIO) -> None:
-    """One lease tick; the rollouts gained are due at once."""
+    """One lease tick; the rollouts gained go first: they waited a lease duration without a driver."""
     report = leases.tick(wanted, busy)
+    overdue = now - timedelta(seconds=leases.settings.duration)
     for key in sorted(report.gained):
-        queue.schedule(key, now)
+        queue.schedule(key, overdue)
+    if report.error:
+        out.write(f"leases: tick failed, held leases run out unless renewed: {report.error}\n")
     if report.gained or report.lost:
         out.write(
             f"leases: {leases.identity} holds {len(report.held)} (share {report.share} of {len(wanted)}, "
