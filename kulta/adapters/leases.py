@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kulta.adapters.kube import _call
+from kulta.adapters.kube import call_api, new_api_client
 from kulta.core.constants import LABEL_MANAGED_BY
 from kulta.core.leases import (
     LeaseKind,
@@ -104,11 +104,7 @@ class LeaseApi:
 
     def __init__(self, namespace: str, kubeconfig: str | None, timeout: float) -> None:
         self.namespace = namespace
-        try:
-            api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        except (config.ConfigException, OSError) as exc:
-            raise ConfigError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}") from exc
-        self._api = client.CoordinationV1Api(api_client)
+        self._api = client.CoordinationV1Api(new_api_client(kubeconfig))
         #: connect and read: a lease call that hangs must not hold the loop long (an API
         #: server on a loaded 2-core machine answered in 2 s at times: 5 s at least)
         self._timeout = (max(MIN_TIMEOUT, timeout), max(MIN_TIMEOUT, timeout))
@@ -130,7 +126,7 @@ class LeaseApi:
             kwargs: dict[str, Any] = {"label_selector": selector, "limit": LIST_PAGE}
             if token:
                 kwargs["_continue"] = token
-            answer = _call(
+            answer = call_api(
                 f"listing leases in {self.namespace}",
                 lambda kwargs=kwargs: self._api.list_namespaced_lease(  # type: ignore[misc]
                     self.namespace, _request_timeout=self._timeout, **kwargs
@@ -147,7 +143,7 @@ class LeaseApi:
 
     def get(self, name: str) -> LeaseRecord | None:
         self._count("get")
-        lease = _call(
+        lease = call_api(
             f"reading lease {self.namespace}/{name}",
             lambda: self._api.read_namespaced_lease(name, self.namespace, _request_timeout=self._timeout),
             missing=lambda: None,
@@ -210,7 +206,7 @@ class LeaseApi:
 
     def _write(self, what: str, call: Callable[[], Any]) -> LeaseRecord | None:
         try:
-            answer = _call(what, call)
+            answer = call_api(what, call)
         except DependencyError as exc:
             if isinstance(exc.__cause__, ApiException) and exc.__cause__.status == CONFLICT:
                 return None  # another replica wrote first: this tick loses that lease

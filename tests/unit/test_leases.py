@@ -163,3 +163,31 @@ def test_history_names_the_replica_of_each_update_when_replicas_shared_the_rollo
     plain = io.StringIO()
     format_history([HistoryEntry(1, "2026-12-01T18:00:00+00:00", "", "succeeded", "kulta step=1/3 :: x", {})], plain)
     assert "REPLICA" not in plain.getvalue()
+
+
+def test_leases_with_once_are_refused_by_name(tmp_path, capsys) -> None:
+    from kulta.cli import main
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    argv = ["run", "--once", "--repo", str(repo), "--state-dir", str(tmp_path / "s"), "--lease-namespace", "kulta"]
+    assert main(argv) == 1
+    out = capsys.readouterr()
+    assert "--lease-namespace" in out.out + out.err and "--once" in out.out + out.err
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("15", 15.0), ("15s", 15.0), ("1.5s", 1.5), ("1m", 60.0)])
+def test_lease_duration_reads_seconds_and_minutes(text: str, seconds: float) -> None:
+    from kulta.cli import _parser
+
+    args = _parser().parse_args(["run", "--repo", "r", "--lease-duration", text])
+    assert args.lease_duration == seconds
+    assert args.lease_namespace is None  # leasing stays off unless asked for
+
+
+def test_a_lease_duration_that_is_no_duration_is_refused(capsys) -> None:
+    from kulta.cli import _parser
+
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["run", "--repo", "r", "--lease-duration", "soon"])
+    assert "'soon' is not a duration" in capsys.readouterr().err
