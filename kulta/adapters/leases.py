@@ -156,7 +156,7 @@ class LeaseApi:
         now = _micro_now()
         body = client.V1Lease(
             metadata=client.V1ObjectMeta(
-                name=lease_name(kind, key),
+                name=lease_name(kind, key, environment),
                 namespace=self.namespace,
                 labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_LEASE_KIND: kind.value},
                 annotations={ANNOTATION_KEY: key, ANNOTATION_ENVIRONMENT: environment},
@@ -170,7 +170,7 @@ class LeaseApi:
             ),
         )
         return self._write(
-            f"creating lease {self.namespace}/{lease_name(kind, key)}",
+            f"creating lease {self.namespace}/{lease_name(kind, key, environment)}",
             lambda: self._api.create_namespaced_lease(self.namespace, body, _request_timeout=self._timeout),
         )
 
@@ -234,7 +234,7 @@ def _record(lease: Any) -> LeaseRecord | None:
     except ValueError:
         return None
     key = str((meta.annotations or {}).get(ANNOTATION_KEY, ""))
-    if not key or lease_name(kind, key) != meta.name:
+    if not key or lease_name(kind, key, _environment(lease)) != meta.name:
         return None  # not a lease KULTA named: never touched
     holder = (spec.holder_identity if spec is not None else None) or ""
     duration = (spec.lease_duration_seconds if spec is not None else None) or 0
@@ -291,7 +291,7 @@ class LeaseKeeper:
         """Right before a Pulumi update: raise ``LeaseLostError`` unless this replica still holds ``key``."""
         if not self.holds(key):
             raise LeaseLostError(f"{key}: this replica's lease ran out or was released; no update started")
-        record = self.api.get(lease_name(LeaseKind.ROLLOUT, key))
+        record = self.api.get(lease_name(LeaseKind.ROLLOUT, key, self.settings.environment))
         if record is None or record.holder != self.identity:
             self._drop(key)
             holder = record.holder if record is not None else "nobody"

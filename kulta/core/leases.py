@@ -54,13 +54,14 @@ class LeaseKind(enum.Enum):
     REPLICA = "replica"
 
 
-def lease_name(kind: LeaseKind, key: str) -> str:
-    """The Lease's name for a rollout's stack name or a replica's identity.
+def lease_name(kind: LeaseKind, key: str, environment: str) -> str:
+    """The Lease's name for a rollout's stack name or a replica's identity in ``environment``
+    (replicas of two environments may share the lease namespace, with the same identities).
 
-    >>> lease_name(LeaseKind.ROLLOUT, "dev.shop.web")
-    'kulta-rollout-8d663eb10651c7838f78'
+    >>> lease_name(LeaseKind.ROLLOUT, "dev.shop.web", "dev")
+    'kulta-rollout-107fcc2f7f0c4913bcf9'
     """
-    digest = hashlib.sha256(key.encode()).hexdigest()[:NAME_DIGEST_CHARS]
+    digest = hashlib.sha256(f"{environment}\0{key}".encode()).hexdigest()[:NAME_DIGEST_CHARS]
     return f"kulta-{kind.value}-{digest}"
 
 

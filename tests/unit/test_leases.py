@@ -10,7 +10,7 @@ import io
 
 import pytest
 
-from kulta.adapters.leases import LeaseSettings
+from kulta.adapters.leases import LeaseApi, LeaseKeeper, LeaseSettings
 from kulta.adapters.stacks import HistoryEntry
 from kulta.app.commands import StackRef, format_history, format_status_table
 from kulta.core.leases import (
@@ -24,17 +24,19 @@ from kulta.core.leases import (
     observe,
     plan_leases,
 )
-from kulta.errors import ConfigError
+from kulta.errors import ConfigError, Dependency, DependencyError, LeaseLostError
 
 KEYS = [f"dev.shop.r{n}" for n in range(9)]
 
 
 def rollout(key: str, holder: str, version: str = "1", duration: float = 15.0) -> LeaseRecord:
-    return LeaseRecord(lease_name(LeaseKind.ROLLOUT, key), LeaseKind.ROLLOUT, key, holder, duration, version)
+    return LeaseRecord(lease_name(LeaseKind.ROLLOUT, key, "dev"), LeaseKind.ROLLOUT, key, holder, duration, version)
 
 
 def replica(identity: str, version: str = "1") -> LeaseRecord:
-    return LeaseRecord(lease_name(LeaseKind.REPLICA, identity), LeaseKind.REPLICA, identity, identity, 15.0, version)
+    return LeaseRecord(
+        lease_name(LeaseKind.REPLICA, identity, "dev"), LeaseKind.REPLICA, identity, identity, 15.0, version
+    )
 
 
 @pytest.mark.parametrize(
@@ -46,19 +48,21 @@ def test_fair_share_is_the_ceiling_of_rollouts_per_live_replica(wanted: int, liv
 
 
 def test_lease_names_are_dns_subdomains_whatever_the_key() -> None:
-    name = lease_name(LeaseKind.ROLLOUT, "Prod_EU.team a/β.web")
+    name = lease_name(LeaseKind.ROLLOUT, "Prod_EU.team a/β.web", "dev")
     assert name.startswith("kulta-rollout-") and len(name) == len("kulta-rollout-") + 20
     assert name == name.lower() and all(c.isalnum() or c == "-" for c in name)
-    assert lease_name(LeaseKind.REPLICA, "a") != lease_name(LeaseKind.ROLLOUT, "a")
+    assert lease_name(LeaseKind.REPLICA, "a", "dev") != lease_name(LeaseKind.ROLLOUT, "a", "dev")
+    # one identity in two environments sharing the lease namespace: two heartbeats
+    assert lease_name(LeaseKind.REPLICA, "kulta-0", "dev") != lease_name(LeaseKind.REPLICA, "kulta-0", "prod")
 
 
 def test_observation_time_is_kept_while_the_record_does_not_change() -> None:
     seen = observe({}, [rollout("k", "r1", "7")], 100.0)
-    assert seen[lease_name(LeaseKind.ROLLOUT, "k")] == Seen("7", 100.0)
+    assert seen[lease_name(LeaseKind.ROLLOUT, "k", "dev")] == Seen("7", 100.0)
     seen = observe(seen, [rollout("k", "r1", "7")], 110.0)
-    assert seen[lease_name(LeaseKind.ROLLOUT, "k")] == Seen("7", 100.0)
+    assert seen[lease_name(LeaseKind.ROLLOUT, "k", "dev")] == Seen("7", 100.0)
     seen = observe(seen, [rollout("k", "r1", "8")], 112.0)  # renewed: a new resourceVersion
-    assert seen[lease_name(LeaseKind.ROLLOUT, "k")] == Seen("8", 112.0)
+    assert seen[lease_name(LeaseKind.ROLLOUT, "k", "dev")] == Seen("8", 112.0)
 
 
 def test_a_lease_expires_a_full_duration_after_this_replica_last_saw_it_change() -> None:
@@ -73,7 +77,10 @@ def test_a_lease_expires_a_full_duration_after_this_replica_last_saw_it_change()
 
 def test_live_replicas_are_the_unexpired_heartbeats_and_always_this_one() -> None:
     records = [replica("r1", "5"), replica("r2", "9"), rollout("k", "r3")]
-    seen = {lease_name(LeaseKind.REPLICA, "r1"): Seen("5", 0.0), lease_name(LeaseKind.REPLICA, "r2"): Seen("9", 10.0)}
+    seen = {
+        lease_name(LeaseKind.REPLICA, "r1", "dev"): Seen("5", 0.0),
+        lease_name(LeaseKind.REPLICA, "r2", "dev"): Seen("9", 10.0),
+    }
     assert live_replicas(records, seen, "me", 14.0) == {"me", "r1", "r2"}
     assert live_replicas(records, seen, "me", 15.0) == {"me", "r2"}  # r1 silent for 15 s
     assert live_replicas(records, seen, "me", 25.0) == {"me"}
@@ -191,3 +198,107 @@ def test_a_lease_duration_that_is_no_duration_is_refused(capsys) -> None:
     with pytest.raises(SystemExit):
         _parser().parse_args(["run", "--repo", "r", "--lease-duration", "soon"])
     assert "'soon' is not a duration" in capsys.readouterr().err
+
+
+class MemoryLeases(LeaseApi):
+    """The four lease calls on a dict, with the API server's optimistic concurrency (409 → None)."""
+
+    def __init__(self) -> None:
+        self.namespace = "kulta"
+        self.store: dict[str, LeaseRecord] = {}
+        self.versions = 0
+        self.calls = {}
+        self.reachable = True
+
+    def _next(self, record: LeaseRecord, holder: str, transitions: int) -> LeaseRecord:
+        if not self.reachable:
+            raise DependencyError(Dependency.KUBERNETES, "connection refused")
+        self.versions += 1
+        stored = LeaseRecord(
+            record.name, record.kind, record.key, holder, record.duration, str(self.versions), transitions
+        )
+        self.store[record.name] = stored
+        return stored
+
+    def list(self, environment: str) -> list[LeaseRecord]:
+        if not self.reachable:
+            raise DependencyError(Dependency.KUBERNETES, "connection refused")
+        return list(self.store.values())
+
+    def get(self, name: str) -> LeaseRecord | None:
+        if not self.reachable:
+            raise DependencyError(Dependency.KUBERNETES, "connection refused")
+        return self.store.get(name)
+
+    def create(self, kind: LeaseKind, key: str, environment: str, holder: str, duration: float) -> LeaseRecord | None:
+        name = lease_name(kind, key, environment)
+        if name in self.store:
+            return None
+        return self._next(LeaseRecord(name, kind, key, holder, duration, ""), holder, 0)
+
+    def update(self, record: LeaseRecord, environment: str, holder: str, duration: float) -> LeaseRecord | None:
+        current = self.store.get(record.name)
+        if current is None or current.version != record.version:
+            return None
+        return self._next(record, holder, record.transitions + (holder != record.holder))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def keeper(api: MemoryLeases, identity: str, clock: Clock) -> LeaseKeeper:
+    return LeaseKeeper(LeaseSettings("kulta", identity, "dev", duration=15.0), api, clock)
+
+
+def test_two_keepers_split_the_rollouts_and_the_survivor_takes_over_after_the_duration() -> None:
+    api, clock = MemoryLeases(), Clock()
+    a, b = keeper(api, "a", clock), keeper(api, "b", clock)
+    wanted = set(KEYS[:4])
+    assert not a.tick(wanted, ()).gained and not b.tick(wanted, ()).gained  # first ticks: heartbeats only
+    clock.now = 5.0
+    assert len(a.tick(wanted, ()).gained) == 2 and len(b.tick(wanted, ()).gained) == 2
+    assert a.held().isdisjoint(b.held())
+    a.fence(next(iter(a.held())))  # held, and the API server agrees
+    # a stops ticking (killed) after its claims at 5 s, which b saw at 5 s: b claims them at 20 s
+    lost = set(a.held())
+    for now in (10.0, 15.0, 19.9):
+        clock.now = now
+        assert not b.tick(wanted, ()).gained & lost
+    clock.now = 20.0
+    report = b.tick(wanted, ())
+    assert report.gained == lost and report.held == wanted and report.share == 4
+    # a's own deadline (5 + 15 s) has passed too: its fence refuses without asking
+    with pytest.raises(LeaseLostError, match="ran out"):
+        a.fence(sorted(lost)[0])
+    # b's lease rewritten by someone else (a peer with a longer clock, a person): the get refuses
+    key = sorted(lost)[1]
+    name = lease_name(LeaseKind.ROLLOUT, key, "dev")
+    api.store[name] = LeaseRecord(name, LeaseKind.ROLLOUT, key, "x", 15.0, "999")
+    with pytest.raises(LeaseLostError, match="held by x"):
+        b.fence(key)
+    assert key not in b.held()
+
+
+def test_a_keeper_cut_from_the_api_server_stops_updating_before_anyone_may_take_over() -> None:
+    api, clock = MemoryLeases(), Clock()
+    a = keeper(api, "a", clock)
+    a.tick(KEYS[:2], ())
+    clock.now = 5.0
+    a.tick(KEYS[:2], ())
+    key = sorted(a.held())[0]
+    api.reachable = False
+    clock.now = 10.0
+    assert a.tick(KEYS[:2], ()).error  # said, and the leases keep their deadlines (5 + 15)
+    with pytest.raises(DependencyError):
+        a.fence(key)  # the get cannot confirm: no update
+    clock.now = 14.9  # claimed at 5 s for 15 s: 5.1 s left, more than a tick period (5 s)
+    assert a.holds(key)
+    clock.now = 15.1  # 4.9 s left: no turn and no update starts (peers may take over at 20 s)
+    assert not a.holds(key)
+    with pytest.raises(LeaseLostError):
+        a.fence(key)
