@@ -43,6 +43,22 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def _default_identity() -> str:
+    import socket
+
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _seconds(text: str) -> float:
+    """``15``, ``15s``, ``1.5s`` or ``1m``, as seconds."""
+    scale = {"s": 1.0, "m": 60.0}.get(text[-1:], 0.0)
+    number = text[:-1] if scale else text
+    try:
+        return float(number) * (scale or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: write seconds like 15, 15s or 1m") from None
+
+
 def _common_stack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", default=os.environ.get("KULTA_ENV", "dev"), help="environment (stack name prefix)")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="local state: file backend, workspaces")
@@ -131,6 +147,22 @@ def _parser() -> argparse.ArgumentParser:
     _sink_args(p)
     p.add_argument("--token-env", help="environment variable holding an https Git token")
     p.add_argument("--ssh-key", help="private key file for an ssh:// or git@ repository")
+    p.add_argument(
+        "--lease-namespace",
+        help="share the rollouts with other `kulta run` replicas through coordination.k8s.io Leases in this "
+        "namespace (off by default: one process drives every rollout)",
+    )
+    p.add_argument(
+        "--identity",
+        default=_default_identity(),
+        help="this replica's name in the leases and in each update's message (default: host name and PID)",
+    )
+    p.add_argument(
+        "--lease-duration",
+        type=_seconds,
+        default=15.0,
+        help="seconds (or 15s, 1m) a replica's lease lasts unrenewed; renewed every third of it (default 15s)",
+    )
     _common_stack_args(p)
 
     p = sub.add_parser("events", help="deliver the CDEvents that `pulumi up` (the CI path) recorded in its stacks")
@@ -141,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="all rollouts as a table, or one in detail")
     p.add_argument("rollout", nargs="?")
     p.add_argument("--file", help="Rollout file, to list its steps in the detail view")
+    p.add_argument("--lease-namespace", help="show which `kulta run` replica holds each rollout (its Leases)")
     _common_stack_args(p)
 
     p = sub.add_parser("history", help="every update of a rollout's stack: the time-travel view")
@@ -234,8 +267,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     stacks = build_stack_manager(args.state_dir, args.kubeconfig)
     rows = read_status_rows(stacks, args.env, args.rollout)
     health = read_health(args.state_dir)
+    holders = None
+    if args.lease_namespace is not None:
+        from kulta.adapters.leases import LeaseApi, lease_holders
+        from kulta.spec.namespaces import check_namespace
+
+        api = LeaseApi(check_namespace(args.lease_namespace, "--lease-namespace"), args.kubeconfig, timeout=10.0)
+        holders = lease_holders(api, args.env)
     if args.rollout is None:
-        format_status_table(rows, sys.stdout)
+        format_status_table(rows, sys.stdout, holders)
         format_health_lines(health, [ref.name for ref, _ in rows], sys.stdout)
         return 0
     ref, status = rows[0]
@@ -249,6 +289,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         in_file = load_with_references([args.file]).rollouts
         rollout = next((r for r in in_file if r.name == ref.rollout), None)
     format_status_detail(status, rollout, sys.stdout)
+    if holders is not None:
+        sys.stdout.write(f"  held by: {holders.get(ref.name) or 'no replica'}\n")
     format_health_lines(health, [ref.name], sys.stdout)
     return 0
 
@@ -283,7 +325,7 @@ def _cmd_manual(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from kulta.app.runner import RunOptions, run
-    from kulta.spec.namespaces import parse_path_namespace
+    from kulta.spec.namespaces import check_namespace, parse_path_namespace
 
     options = RunOptions(
         repo=args.repo,
@@ -306,6 +348,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         events_file=args.events_file,
         token_env=args.token_env,
         ssh_key_path=args.ssh_key,
+        lease_namespace=(
+            None if args.lease_namespace is None else check_namespace(args.lease_namespace, "--lease-namespace")
+        ),
+        identity=args.identity,
+        lease_duration=args.lease_duration,
     )
     return run(options, sys.stdout)
 

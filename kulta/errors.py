@@ -7,6 +7,7 @@
     ├── TemporaryError              retry later; state is unchanged (Git unreachable,
     │   │                           stack locked by another KULTA, sink down)
     │   ├── StackLockedError        another process holds the Pulumi stack's lock
+    │   ├── LeaseLostError          another replica holds the rollout's lease (fenced)
     │   └── DependencyError         a dependency did not answer (API server, Pulumi
     │                               backend, Prometheus, sink, Git): names it
     └── PermanentError              retrying will not help without a human
@@ -26,6 +27,7 @@ __all__ = [
     "Dependency",
     "DependencyError",
     "KultaError",
+    "LeaseLostError",
     "OutboxFullError",
     "PermanentError",
     "SpecError",
@@ -126,3 +128,7 @@ class DependencyError(TemporaryError):
     def __init__(self, dependency: Dependency, message: str) -> None:
         super().__init__(f"{dependency.value} unreachable: {message}")
         self.dependency = dependency
+
+
+class LeaseLostError(TemporaryError):
+    """This replica no longer holds the rollout's lease: another replica drives it now."""

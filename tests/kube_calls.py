@@ -44,6 +44,7 @@ __all__ = [
     "FORBIDDEN",
     "KUBE_CLIENT_METHODS",
     "KULTA_CALLS",
+    "LEASE_CLIENT_METHODS",
     "PROGRAM_RESOURCES",
     "KubeCall",
     "Scope",
@@ -111,6 +112,15 @@ KUBE_CLIENT_METHODS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "read_namespaced_replica_set": ((_APPS, "replicasets", "get"),),
     "list_namespaced_pod": ((_CORE, "pods", "list"),),
     "patch_namespaced_pod": ((_CORE, "pods", "patch"),),
+}
+
+#: each kubernetes client method kulta/adapters/leases.py calls -> (group, resource, verb),
+#: all in KULTA's own namespace (``--lease-namespace``)
+LEASE_CLIENT_METHODS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "read_namespaced_lease": ((_COORD, "leases", "get"),),
+    "list_namespaced_lease": ((_COORD, "leases", "list"),),
+    "create_namespaced_lease": ((_COORD, "leases", "create"),),
+    "replace_namespaced_lease": ((_COORD, "leases", "update"),),
 }
 
 #: each pulumi-kubernetes resource class kulta/adapters/program.py constructs -> the

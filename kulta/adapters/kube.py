@@ -25,7 +25,7 @@ from kulta.core.constants import GATEWAY_API_VERSION, GRPCROUTE_PLURAL, HTTPROUT
 from kulta.errors import ConfigError, Dependency, DependencyError
 from kulta.model.rollout import PodMetadata, RouteKind
 
-__all__ = ["KubeReader", "RouteAcceptance"]
+__all__ = ["KubeReader", "RouteAcceptance", "call_api", "new_api_client"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,18 @@ def _call(what: str, call: Callable[[], _T], *, missing: Callable[[], _T] | None
         raise DependencyError(Dependency.KUBERNETES, f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
+#: the same translation for the other adapters that call the API server (``leases``)
+call_api = _call
+
+
+def new_api_client(kubeconfig: str | None) -> client.ApiClient:
+    """An API client for ``kubeconfig`` (the default one when None); a bad file is a ConfigError."""
+    try:
+        return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call,no-any-return]
+    except (config.ConfigException, OSError) as exc:
+        raise ConfigError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class RouteAcceptance:
     """Whether every Gateway parent reports the route Accepted at its current generation."""
@@ -65,10 +77,7 @@ class RouteAcceptance:
 class KubeReader:
     def __init__(self, kubeconfig: str | None = None) -> None:
         self._kubeconfig = kubeconfig
-        try:
-            api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        except (config.ConfigException, OSError) as exc:
-            raise ConfigError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}") from exc
+        api_client = new_api_client(kubeconfig)
         self._custom = client.CustomObjectsApi(api_client)
         self._apps = client.AppsV1Api(api_client)
         self._core = client.CoreV1Api(api_client)

@@ -359,9 +359,7 @@ class StackManager:
         except auto.errors.ConcurrentUpdateError as exc:
             raise StackLockedError(f"stack {name} is being updated by another process; retrying later") from exc
         except auto.errors.CommandError as exc:
-            raise StepFailedError(
-                f"Pulumi update of stack {name} failed: {_tail(exc, self.backend.secrets)}"
-            ) from exc
+            raise StepFailedError(f"Pulumi update of stack {name} failed: {_tail(exc, self.backend.secrets)}") from exc
         except (OSError, ValueError, RuntimeError) as exc:
             detail = redact_text(f"{type(exc).__name__}: {exc}", self.backend.secrets)
             raise DependencyError(Dependency.PULUMI_BACKEND, f"Pulumi update of stack {name}: {detail}") from exc
@@ -378,9 +376,7 @@ class StackManager:
         try:
             result = stack.preview(on_event=events.append, color="never", diff=True)
         except auto.errors.CommandError as exc:
-            raise StepFailedError(
-                f"Pulumi preview of stack {name} failed: {_tail(exc, self.backend.secrets)}"
-            ) from exc
+            raise StepFailedError(f"Pulumi preview of stack {name} failed: {_tail(exc, self.backend.secrets)}") from exc
         changes = []
         for ev in events:
             pre = ev.resource_pre_event
@@ -414,9 +410,7 @@ class StackManager:
             if remove:
                 stack.workspace.remove_stack(name)
         except auto.errors.CommandError as exc:
-            raise StepFailedError(
-                f"Pulumi destroy of stack {name} failed: {_tail(exc, self.backend.secrets)}"
-            ) from exc
+            raise StepFailedError(f"Pulumi destroy of stack {name} failed: {_tail(exc, self.backend.secrets)}") from exc
         with self._guard:
             self._stacks.pop(name, None)
 

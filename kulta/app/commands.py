@@ -134,16 +134,22 @@ def weight_bar(canary: int, width: int = BAR_WIDTH) -> str:
     return "[" + "█" * filled + "░" * (width - filled) + f"] {canary:3d}% canary"
 
 
-def format_status_table(rows: Sequence[tuple[StackRef, RolloutStatus | None]], out: TextIO) -> None:
-    header = ("ROLLOUT", "PHASE", "STEP", "CANARY", "STABLE", "CANARY REV", "COMMIT", "MESSAGE")
+def format_status_table(
+    rows: Sequence[tuple[StackRef, RolloutStatus | None]],
+    out: TextIO,
+    holders: Mapping[str, str] | None = None,
+) -> None:
+    """The table; with ``holders`` (stack → replica, from the leases) a HOLDER column."""
+    header: tuple[str, ...] = ("ROLLOUT", "PHASE", "STEP", "CANARY", "STABLE", "CANARY REV", "COMMIT", "MESSAGE")
+    if holders is not None:
+        header = (*header[:1], "HOLDER", *header[1:])
     lines = [header]
     for ref, st in rows:
         if st is None:
-            lines.append((f"{ref.namespace}/{ref.rollout}", "-", "-", "-", "-", "-", "-", "no update yet"))
-            continue
-        weight = f"{st.weights[0].canary}%" if st.weights else "-"
-        lines.append(
-            (
+            line: tuple[str, ...] = (f"{ref.namespace}/{ref.rollout}", "-", "-", "-", "-", "-", "-", "no update yet")
+        else:
+            weight = f"{st.weights[0].canary}%" if st.weights else "-"
+            line = (
                 f"{st.namespace}/{st.rollout}",
                 f"{PHASE_MARK.get(st.phase, '')} {st.phase.value}",
                 f"{min(st.current_step_index, st.step_count)}/{st.step_count}",
@@ -153,7 +159,9 @@ def format_status_table(rows: Sequence[tuple[StackRef, RolloutStatus | None]], o
                 st.git_commit[:8] or "-",
                 st.message[:60],
             )
-        )
+        if holders is not None:
+            line = (line[0], holders.get(ref.name) or "-", *line[1:])
+        lines.append(line)
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     for row in lines:
         out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
@@ -235,27 +243,32 @@ def update_fields(message: str) -> dict[str, str]:
 
 
 def format_history(entries: Sequence[HistoryEntry], out: TextIO) -> None:
-    header = ("#", "TIME", "STEP", "CANARY", "PHASE", "COMMIT", "RESULT", "CHANGES", "WHY")
-    if any("active" in update_fields(e.message) for e in entries):
-        header = (*header[:3], "ACTIVE", *header[4:])  # a blue-green rollout: the active Service's revision
+    """One row per update; an ACTIVE column for blue-green (the active Service's revision) and a
+    REPLICA column when replicas shared the rollouts (leases)."""
+    ordered = sorted(entries, key=lambda x: x.version)
+    shared = any("replica" in update_fields(e.message) for e in ordered)
+    header: tuple[str, ...] = ("#", "TIME", "STEP", "CANARY", "PHASE", "COMMIT", "RESULT", "CHANGES", "WHY")
+    if any("active" in update_fields(e.message) for e in ordered):
+        header = (*header[:3], "ACTIVE", *header[4:])
+    if shared:
+        header = (*header[:6], "REPLICA", *header[6:])
     rows = [header]
-    for e in sorted(entries, key=lambda x: x.version):
+    for e in ordered:
         f = update_fields(e.message)
         why = e.message.split("::", 1)[1].strip() if "::" in e.message else e.message
         changes = ",".join(f"{k}={v}" for k, v in sorted(e.changes.items()) if k != "same") or "-"
-        rows.append(
-            (
-                str(e.version),
-                e.start_time[:19].replace("T", " "),
-                f.get("step", "-"),
-                f.get("canary", f.get("active", "-")),
-                f.get("phase", "-"),
-                f.get("commit", "-"),
-                e.result,
-                changes,
-                why[:70],
-            )
+        row: tuple[str, ...] = (
+            str(e.version),
+            e.start_time[:19].replace("T", " "),
+            f.get("step", "-"),
+            f.get("canary", f.get("active", "-")),
+            f.get("phase", "-"),
+            f.get("commit", "-"),
+            e.result,
+            changes,
+            why[:70],
         )
+        rows.append((*row[:6], f.get("replica", "-"), *row[6:]) if shared else row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         out.write("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() + "\n")

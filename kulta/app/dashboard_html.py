@@ -74,7 +74,7 @@ def _step(row: OverviewRow) -> str:
 
 
 def overview_fragment(environment: str, rows: Sequence[OverviewRow]) -> str:
-    head = f"<h1>Rollouts <span class=\"muted\">in environment {escape(environment)}</span></h1>"
+    head = f'<h1>Rollouts <span class="muted">in environment {escape(environment)}</span></h1>'
     if not rows:
         return head + '<p class="muted">no rollout has a stack in this environment yet</p>'
     out = [
@@ -161,7 +161,7 @@ def detail_fragment(view: DetailView) -> str:
         f"<span>canary <code>{escape(row.canary_revision or '—')}</code></span></div>",
         f'<p class="message">{escape(row.message)}</p>',
         _buttons(view),
-        '<section><h2>Canary weight over time</h2>',
+        "<section><h2>Canary weight over time</h2>",
         weight_chart(view.weights),
         "</section>",
         "<section><h2>Step timeline</h2>",
@@ -178,7 +178,7 @@ def detail_fragment(view: DetailView) -> str:
             )
             out.append(
                 f'<div class="metric"><h3>{escape(series.metric)} <span class="muted">{escape(series.run)}, '
-                f"{escape(series.where)}</span></h3><p class=\"muted\">{condition}</p>"
+                f'{escape(series.where)}</span></h3><p class="muted">{condition}</p>'
                 f"{metric_chart(series)}</div>"
             )
         out.append("</section>")

@@ -45,7 +45,7 @@ from kulta.core.reconcile import decide
 from kulta.core.revision import pod_template_hash, resolve_template, strategy_hash
 from kulta.core.routes import route_weights
 from kulta.core.times import format_time, parse_status_time
-from kulta.errors import ConfigError, DependencyError, KultaError, StackLockedError, StepFailedError
+from kulta.errors import ConfigError, DependencyError, KultaError, LeaseLostError, StackLockedError, StepFailedError
 from kulta.model.program import ProgramInputs
 from kulta.model.rollout import AnalysisRef, PodMetadata, Rollout
 from kulta.model.status import AnalysisRunStatus, Phase, RolloutStatus
@@ -100,6 +100,8 @@ class ReconcilerConfig:
     cluster: str = "local"
     kubeconfig: str | None = None
     concurrency: int = 2
+    #: ``--identity`` when rollouts are shared through leases: named in each update's message
+    replica: str = ""
     event_source: str = "/kulta"
     status_uri: str = "https://kulta.local/rollouts"
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -153,6 +155,7 @@ class Reconciler:
         observe_update: Callable[[float, str], None] | None = None,
         on_update: Callable[[RolloutStatus], None] | None = None,
         metrics: ReconcilerMetrics | None = None,
+        fence: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.stacks = stacks
@@ -165,6 +168,8 @@ class Reconciler:
         self.observe_update = observe_update or (lambda _s, _r: None)
         self.on_update = on_update or (lambda _status: None)
         self.metrics = metrics
+        #: raises LeaseLostError when this replica no longer holds the stack's lease
+        self.fence = fence
         self.health = HealthBook()
         #: per stack, the state whose pod metadata this process last synced
         self._metadata_synced: dict[str, tuple[object, ...]] = {}
@@ -214,6 +219,9 @@ class Reconciler:
             return RolloutOutcome(name, None, 0, 0, "another worker is on this stack", 0, None, skipped=True)
         try:
             outcome = self._reconcile(rollout, loaded, commit, name, max_updates)
+        except LeaseLostError as exc:
+            log.info("lease lost; another replica drives this rollout", extra={"stack": name})
+            return RolloutOutcome(name, None, 0, 0, str(exc), 0, None, skipped=True)
         except StackLockedError as exc:
             log.info("stack locked; skipping", extra={"stack": name})
             return RolloutOutcome(name, None, 0, 0, str(exc), 0, self.clock() + timedelta(seconds=5), skipped=True)
@@ -330,6 +338,9 @@ class Reconciler:
         decision: Decision,
         refresh: bool = False,
     ) -> RolloutStatus:
+        if self.fence is not None:
+            # the last check before the update (staging below is this replica's own outbox)
+            self.fence(name)
         ctx = self.event_context(prev, decision)
         planned_events = build_events(prev, decision.status, ctx)
         planned = record_events(decision.status, planned_events)
@@ -340,7 +351,7 @@ class Reconciler:
         inputs = self.program_inputs(rollout, loaded, decision, planned, prev)
         # a blue-green update says which revision the active Service selects instead of a weight
         active = active_revision(rollout, planned) if rollout.spec.blue_green is not None else None
-        message = _update_message(planned, decision, active)
+        message = _update_message(planned, decision, active, self.config.replica)
         self.on_progress(f"{rollout.namespace}/{rollout.name}: {_progress_line(planned, decision, active)}")
         started = time.monotonic()
         try:
@@ -642,9 +653,10 @@ def _progress_line(status: RolloutStatus, decision: Decision, active: str | None
     return f"updating to step={status.current_step_index}/{status.step_count} {traffic} :: {decision.reason}"
 
 
-def _update_message(status: RolloutStatus, decision: Decision, active: str | None = None) -> str:
+def _update_message(status: RolloutStatus, decision: Decision, active: str | None = None, replica: str = "") -> str:
     commit = status.git_commit[:12] if status.git_commit else "-"
+    by = f"replica={replica} " if replica else ""
     return (
         f"kulta step={status.current_step_index}/{status.step_count} {_traffic(status, decision, active)} "
-        f"phase={status.phase.value} commit={commit} :: {decision.reason}"
+        f"phase={status.phase.value} {by}commit={commit} :: {decision.reason}"
     )

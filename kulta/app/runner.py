@@ -7,6 +7,11 @@ sleeps until the earliest due time (a pause ending, an analysis measurement,
 a scale-down delay) or the poll interval, and stops between updates on
 SIGTERM/SIGINT. ``--once`` makes one pass; its exit status tells CI whether
 anything failed.
+
+With ``--lease-namespace`` several loops share the rollouts: each turns only the
+rollouts whose Lease it holds (``kulta.adapters.leases``), ticks its leases every
+``duration / 3``, checks the lease right before each update (the fence), and gives
+its leases back when it stops.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
@@ -26,6 +31,7 @@ from typing import TextIO
 from kulta.adapters.git_source import GitSnapshot, GitSource, GitSourceConfig, next_retry_delay
 from kulta.adapters.health_file import write_health
 from kulta.adapters.kube import KubeReader
+from kulta.adapters.leases import LeaseApi, LeaseKeeper, LeaseSettings
 from kulta.adapters.metric_providers import ProviderDispatcher
 from kulta.adapters.metrics import ReconcileResult, ReconcilerMetrics
 from kulta.adapters.outbox import Deliverer, Outbox
@@ -73,6 +79,12 @@ class RunOptions:
     token_env: str | None = None
     ssh_key_path: str | None = None
     max_passes: int | None = None
+    #: ``--lease-namespace``: share the rollouts with other replicas through Leases there
+    lease_namespace: str | None = None
+    #: ``--identity``: this replica's name in the leases and in each update's message
+    identity: str = ""
+    #: ``--lease-duration`` seconds
+    lease_duration: float = 15.0
 
 
 def _deliverer(options: RunOptions) -> tuple[Outbox | None, Deliverer | None]:
@@ -262,6 +274,7 @@ def _serve(
     namespaces: DefaultNamespaces,
     stopper: _Stopper,
     out: TextIO,
+    leases: LeaseKeeper | None = None,
 ) -> int:
     """The loop: Git every ``interval``; each rollout reconciled when due, by a bounded pool.
 
@@ -282,6 +295,7 @@ def _serve(
     next_delivery = time.monotonic()
     outcomes: dict[str, RolloutOutcome] = {}
     interval = timedelta(seconds=options.interval)
+    next_lease_tick = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kulta") as pool:
         while not stopper.event.is_set():
             now = reconciler.clock()
@@ -318,6 +332,9 @@ def _serve(
                         # at least once per interval; a failing rollout keeps its backoff
                         failure = reconciler.health.get(key)
                         queue.schedule(key, max(now, failure.next_retry) if failure else now)
+            if leases is not None and loaded is not None and time.monotonic() >= next_lease_tick:
+                next_lease_tick = time.monotonic() + leases.period
+                _tick(leases, set(by_key), set(running), queue, reconciler.clock(), out)
             for key, future in list(running.items()):
                 if not future.done():
                     continue
@@ -333,7 +350,8 @@ def _serve(
                 picked = queue.pop_due(reconciler.clock())
                 if picked is None:
                     break
-                if picked not in by_key:
+                if picked not in by_key or (leases is not None and not leases.holds(picked)):
+                    # another replica's rollout: scheduled again when a tick gains its lease
                     queue.done(picked)
                     continue
                 running[picked] = pool.submit(
@@ -352,6 +370,8 @@ def _serve(
             if options.max_passes is not None and passes >= options.max_passes and not running and not len(queue):
                 break
             wake = [next_sync]
+            if leases is not None:
+                wake.append(reconciler.clock() + timedelta(seconds=max(0.0, next_lease_tick - time.monotonic())))
             due = queue.next_due()
             if due is not None and len(running) < workers:
                 # with every worker busy a due rollout waits for a worker, not for a timer:
@@ -366,7 +386,43 @@ def _serve(
         # stopping: the updates in flight finish (the reconciler takes no further step)
         for future in running.values():
             out.write(_outcome_line(future.result()))
+    if leases is not None:
+        leases.release_all()
+        out.write(f"leases: released by {leases.identity}\n")
     return EXIT_OK
+
+
+def _tick(leases: LeaseKeeper, wanted: set[str], busy: set[str], queue: WorkQueue, now: datetime, out: TextIO) -> None:
+    """One lease tick; the rollouts gained go first: they waited a lease duration without a driver."""
+    report = leases.tick(wanted, busy)
+    overdue = now - timedelta(seconds=leases.settings.duration)
+    for key in sorted(report.gained):
+        queue.schedule(key, overdue)
+    if report.error:
+        out.write(f"leases: tick failed, held leases run out unless renewed: {report.error}\n")
+    if report.gained or report.lost:
+        out.write(
+            f"leases: {leases.identity} holds {len(report.held)} (share {report.share} of {len(wanted)}, "
+            f"{report.live} live replica(s)); gained {len(report.gained)}, lost {len(report.lost)}\n"
+        )
+        out.flush()
+
+
+def _lease_keeper(options: RunOptions) -> LeaseKeeper | None:
+    """The lease keeper of ``--lease-namespace`` (checked: flags, kubeconfig), or None."""
+    if options.lease_namespace is None:
+        return None
+    if options.once:
+        raise ConfigError(
+            "--lease-namespace shares rollouts between running loops; --once makes one pass alone: drop one of them"
+        )
+    settings = LeaseSettings(
+        namespace=options.lease_namespace,
+        identity=options.identity,
+        environment=options.environment,
+        duration=options.lease_duration,
+    )
+    return LeaseKeeper(settings, LeaseApi(settings.namespace, options.kubeconfig, timeout=settings.period))
 
 
 def run(options: RunOptions, out: TextIO) -> int:
@@ -382,6 +438,7 @@ def run(options: RunOptions, out: TextIO) -> int:
             ssh_key_path=options.ssh_key_path,
         )
     )
+    leases = _lease_keeper(options)
     stacks = build_stack_manager(options.state_dir, options.kubeconfig)
     metrics = ReconcilerMetrics()
     outbox, deliverer = _deliverer(options)
@@ -391,6 +448,7 @@ def run(options: RunOptions, out: TextIO) -> int:
             cluster=options.cluster,
             kubeconfig=options.kubeconfig,
             concurrency=options.concurrency,
+            replica=options.identity if leases is not None else "",
         ),
         stacks,
         KubeReader(options.kubeconfig),
@@ -400,6 +458,7 @@ def run(options: RunOptions, out: TextIO) -> int:
         on_progress=_progress_printer(out),
         observe_update=metrics.observe_pulumi_update,
         metrics=metrics,
+        fence=leases.fence if leases is not None else None,
     )
     server = None
     if options.metrics_port is not None and not options.once:
@@ -411,7 +470,7 @@ def run(options: RunOptions, out: TextIO) -> int:
     previous = {sig: signal.signal(sig, stopper) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         if not options.once:
-            return _serve(options, git, reconciler, stacks, metrics, outbox, namespaces, stopper, out)
+            return _serve(options, git, reconciler, stacks, metrics, outbox, namespaces, stopper, out, leases)
         return _once(options, git, reconciler, stacks, metrics, outbox, namespaces, out)
     except ConfigError as exc:
         out.write(f"error: {exc}\n")

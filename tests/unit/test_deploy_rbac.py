@@ -17,14 +17,20 @@ from typing import Any
 import yaml
 
 from kulta.cli import _parser
-from tests.kube_calls import FORBIDDEN, KUBE_CLIENT_METHODS, KULTA_CALLS, PROGRAM_RESOURCES, Scope
+from tests.kube_calls import (
+    FORBIDDEN,
+    KUBE_CLIENT_METHODS,
+    KULTA_CALLS,
+    LEASE_CLIENT_METHODS,
+    PROGRAM_RESOURCES,
+    Scope,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 OWN_NAMESPACE = "kulta-system"
 SERVICE_ACCOUNT = "kulta"
-#: `kulta run` flags of the lease-based work sharing (issue 14 part 2, another branch);
-#: every other flag of the Deployment must be one `kulta run` knows today
+#: `kulta run` flags of the lease-based work sharing
 LEASE_FLAGS = frozenset({"--lease-namespace", "--identity"})
 
 #: ``<name> = client.SomethingApi(``: a Kubernetes API client held in ``<name>``
@@ -86,7 +92,15 @@ def _client_calls() -> dict[str, set[str]]:
 
 def test_every_kubernetes_client_call_in_kulta_has_rbac_rows():
     calls = _client_calls()
-    assert set(calls) - set(NOT_IN_THE_RECONCILER) == {"kulta/adapters/kube.py"}, "a new module calls the API"
+    assert set(calls) - set(NOT_IN_THE_RECONCILER) == {
+        "kulta/adapters/kube.py",
+        "kulta/adapters/leases.py",
+    }, "a new module calls the API"
+    leases = calls["kulta/adapters/leases.py"]
+    assert leases == set(LEASE_CLIENT_METHODS), "a lease call without a row in tests/kube_calls.py"
+    for rows in LEASE_CLIENT_METHODS.values():
+        for group, resource, verb in rows:
+            assert (group, resource, verb, Scope.OWN) in _table(), (resource, verb)
     called = calls["kulta/adapters/kube.py"]
     # the module's calls as read on 2026-12-01: a scan that finds nothing proves nothing
     assert {"get_namespaced_custom_object", "read_namespaced_replica_set", "list_namespaced_pod"} <= called
@@ -164,7 +178,7 @@ def test_the_deployment_loops_with_leases_and_flags_kulta_run_knows():
     flags = _run_flags(args)
     assert "--once" not in flags
     assert flags >= LEASE_FLAGS
-    assert flags - LEASE_FLAGS <= _known_run_flags()
+    assert flags <= _known_run_flags()
     assert f"--lease-namespace={OWN_NAMESPACE}" in args
     assert "--identity=$(POD_NAME)" in args
     pod_name = next(e for e in container["env"] if e["name"] == "POD_NAME")
