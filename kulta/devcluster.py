@@ -216,6 +216,29 @@ def _gateway_yaml() -> str:
     return yaml.safe_dump_all(objs)
 
 
+_PORT_TAKEN = "address already in use"
+#: a free port can be taken by another process between free_port() and the bind
+_PORT_ATTEMPTS = 3
+
+
+class _PortTakenError(TemporaryError):
+    """The port picked for a server was bound by another process before the server started."""
+
+
+def _start_prometheus_on_a_free_port(state: Path) -> tuple[int, int, str]:
+    """Prometheus on a free port: (port, pid, targets file), another port if one is taken meanwhile."""
+    for attempt in range(1, _PORT_ATTEMPTS + 1):
+        port = free_port()
+        try:
+            pid, targets = _start_prometheus(state, port)
+        except _PortTakenError:
+            if attempt == _PORT_ATTEMPTS:
+                raise
+            continue
+        return port, pid, targets
+    raise AssertionError("unreachable")
+
+
 def _start_prometheus(state: Path, port: int) -> tuple[int, str]:
     prom_dir = state / "prometheus"
     (prom_dir / "data").mkdir(parents=True, exist_ok=True)
@@ -249,7 +272,10 @@ def _start_prometheus(state: Path, port: int) -> tuple[int, str]:
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise TemporaryError(f"prometheus exited early; see {prom_dir / 'prometheus.log'}")
+            log_path = prom_dir / "prometheus.log"
+            if _PORT_TAKEN in log_path.read_text(errors="replace")[-2000:]:
+                raise _PortTakenError(f"prometheus: 127.0.0.1:{port} was taken meanwhile")
+            raise TemporaryError(f"prometheus exited early; see {log_path}")
         time.sleep(0.5)
     raise TemporaryError("prometheus did not become ready within 60s")
 
@@ -288,13 +314,12 @@ def cluster_up(
     port = free_port()
     _progress(f"[1/4] starting control plane {name} on 127.0.0.1:{port} (etcd, kube-apiserver, controllers, kwok)")
     kubeconfig = _create_kwok_cluster(name, state, port)
-    prom_port = free_port() if with_prometheus else 0
     cluster = DevCluster(
         name=name,
         state_dir=str(state),
         kubeconfig=kubeconfig,
         apiserver_port=port,
-        prometheus_port=prom_port,
+        prometheus_port=0,
         prometheus_pid=0,
         targets_file="",
     )
@@ -311,9 +336,12 @@ def cluster_up(
     )
     _kubectl(cluster, "apply", "--server-side", "-f", "-", stdin=_gateway_yaml())
     if with_prometheus:
-        _progress(f"[4/4] starting Prometheus on 127.0.0.1:{prom_port}")
-        pid, targets = _start_prometheus(state, prom_port)
-        cluster = DevCluster(**{**asdict(cluster), "prometheus_pid": pid, "targets_file": targets})
+        _progress("[4/4] starting Prometheus")
+        prom_port, pid, targets = _start_prometheus_on_a_free_port(state)
+        _progress(f"Prometheus on 127.0.0.1:{prom_port}")
+        cluster = DevCluster(
+            **{**asdict(cluster), "prometheus_port": prom_port, "prometheus_pid": pid, "targets_file": targets}
+        )
         (state / STATE_FILE).write_text(json.dumps(asdict(cluster)))
     _progress(f"cluster {name} ready in {time.monotonic() - start:.1f}s; KUBECONFIG={kubeconfig}")
     return cluster
