@@ -33,10 +33,11 @@ from kulta.adapters.program import deploy
 from kulta.adapters.prometheus import MetricProvider
 from kulta.adapters.stacks import StackManager, stack_name_for
 from kulta.app.health import INTERNAL_ERROR, HealthBook
+from kulta.app.stack_events import StackEventLedger
 from kulta.core.analysis_run import next_due_at
 from kulta.core.bluegreen import active_revision, pod_metadata, promotion_analysis
 from kulta.core.commands import InvalidCommandError, ManualCommand
-from kulta.core.constants import LABEL_POD_TEMPLATE_HASH, TAG_COMMAND
+from kulta.core.constants import LABEL_POD_TEMPLATE_HASH, OUTPUT_PENDING_EVENTS, TAG_COMMAND
 from kulta.core.decision import AbortReason, Decision, Observation
 from kulta.core.events import EndReason, EventContext, build_events, chain_id_for, record_events
 from kulta.core.names import background_run_name, inline_run_name, replicaset_name, route_targets, step_run_name
@@ -156,6 +157,7 @@ class Reconciler:
         on_update: Callable[[RolloutStatus], None] | None = None,
         metrics: ReconcilerMetrics | None = None,
         fence: Callable[[str], None] | None = None,
+        events_in_stack: bool = False,
     ) -> None:
         self.config = config
         self.stacks = stacks
@@ -170,6 +172,8 @@ class Reconciler:
         self.metrics = metrics
         #: raises LeaseLostError when this replica no longer holds the stack's lease
         self.fence = fence
+        #: replicas sharing rollouts keep each update's events in the stack until delivered
+        self.ledger = StackEventLedger(stacks, outbox) if events_in_stack and outbox is not None else None
         self.health = HealthBook()
         #: per stack, the state whose pod metadata this process last synced
         self._metadata_synced: dict[str, tuple[object, ...]] = {}
@@ -199,10 +203,13 @@ class Reconciler:
         if self.deliverer is None:
             return None
         try:
-            return self.deliverer.deliver_due(self.clock())
+            report = self.deliverer.deliver_due(self.clock())
         except KultaError as exc:
             log.warning("event delivery failed; retried on the next pass", extra={"error": str(exc)})
             return None
+        if self.ledger is not None:
+            self.ledger.acknowledge_delivered()
+        return report
 
     def stack_name(self, rollout: Rollout) -> str:
         return stack_name_for(self.config.environment, rollout.namespace, rollout.name)
@@ -246,6 +253,8 @@ class Reconciler:
     # -- one rollout -----------------------------------------------------------------
     def _read_status(self, name: str) -> RolloutStatus | None:
         outputs = self.stacks.outputs(name)
+        if self.ledger is not None:
+            self.ledger.load(name, outputs, self.ledger.read_acked(name))
         return RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None
 
     def _read_command(self, name: str) -> ManualCommand | None:
@@ -349,6 +358,10 @@ class Reconciler:
         if self.outbox is not None:
             self.outbox.stage(planned_events, rollout_key=name)
         inputs = self.program_inputs(rollout, loaded, decision, planned, prev)
+        if self.ledger is not None:
+            inputs = replace(
+                inputs, outputs={**inputs.outputs, OUTPUT_PENDING_EVENTS: self.ledger.outputs_for(name, planned_events)}
+            )
         # a blue-green update says which revision the active Service selects instead of a weight
         active = active_revision(rollout, planned) if rollout.spec.blue_green is not None else None
         message = _update_message(planned, decision, active, self.config.replica)
@@ -361,6 +374,8 @@ class Reconciler:
             raise
         self.observe_update(report.seconds, "succeeded")
         recorded = RolloutStatus.from_outputs(report.outputs)
+        if self.ledger is not None:
+            self.ledger.recorded(name, report.outputs)
         self._record_metrics(prev, recorded)
         # Events come from what the engine recorded, not from intent.
         events = build_events(prev, recorded, ctx)

@@ -459,6 +459,7 @@ def run(options: RunOptions, out: TextIO) -> int:
         observe_update=metrics.observe_pulumi_update,
         metrics=metrics,
         fence=leases.fence if leases is not None else None,
+        events_in_stack=leases is not None,
     )
     server = None
     if options.metrics_port is not None and not options.once:

@@ -355,12 +355,15 @@ def test_kill_9_mid_step_hands_the_rollouts_over_within_the_lease_plus_one_step(
     fleet.wait_all(healthy_at(v1), 300, "v1 deployed", *REPLICAS)
     victim = REPLICAS[0]
     progress = fleet.replicas[victim].logs().count("  → ")
+    # the sink refuses events from here until the kill: the victim's v2 events stay undelivered
+    fleet.receiver.status = 503
     v2 = fleet.commit("v2", pause=4)
     # mid-step: the victim has just started an update of v2
     wait_until(lambda: fleet.replicas[victim].logs().count("  → ") > progress, 120, "the victim's next update")
     held = {key for key, holder in fleet.holders().items() if holder == victim}
     fleet.kill(victim)
     killed = datetime.now(UTC)
+    fleet.receiver.status = 202
     assert held, "the victim held no rollout"
     survivors = REPLICAS[1:]
     fleet.wait_all(healthy_at(v2), 400, "v2 promoted without the victim", *survivors)
@@ -376,11 +379,25 @@ def test_kill_9_mid_step_hands_the_rollouts_over_within_the_lease_plus_one_step(
     bound = LEASE_SECONDS + LEASE_SECONDS / 3 + STEP_SECONDS
     assert max(failovers) <= bound, (failovers, bound)
     assert math.isfinite(max(failovers))
+    # nothing the victim recorded is lost with its disk: the events of its last updates
+    # travel in the stacks (pendingEvents) and the survivors deliver them
+    wait_until(lambda: every_chain_complete(fleet.receiver), 120, "every event delivered by the survivors")
+    events, repeats = events_by_id(fleet.receiver)
     print(
         f"LEASES: kill -9 of {victim} holding {len(held)} of {LEASE_ROLLOUTS} rollouts mid-step: resumed on "
         f"another replica after {min(failovers):.1f}-{max(failovers):.1f}s (lease {LEASE_SECONDS:g}s, "
-        f"bound {bound:g}s); each step once"
+        f"bound {bound:g}s); each step once; {len(events)} events, none lost, {repeats} sent twice"
     )
+
+
+def every_chain_complete(receiver: EventReceiver) -> bool:
+    """Two complete chains (v1, v2) per rollout, every link's target received."""
+    events, _ = events_by_id(receiver)
+    try:
+        chains = assert_complete_chains(events)
+    except AssertionError:
+        return False
+    return len(chains) == 2 * LEASE_ROLLOUTS
 
 
 def test_a_replica_cut_from_the_api_server_makes_no_update_after_its_lease_ran_out(fleet: Fleet) -> None:

@@ -1,0 +1,95 @@
+"""Events kept in the stack until delivered: what replicas sharing rollouts share.
+
+With ``--lease-namespace`` a rollout moves between replicas, and a replica's own
+outbox (its disk) may go with it. So, as on the CI path
+(``kulta.core.pending_events``), each update also records its CDEvents in the
+stack output ``pendingEvents``; whichever replica turns the rollout next puts the
+unacknowledged ones into its outbox (ids already delivered or pending there are
+skipped), and once a stack's events have all reached the sink the replica sets
+the stack tag ``kulta-events-acked`` to the last id, so the next update drops
+them. An event is lost only if the backend is; after a takeover one may be sent
+twice, with the same id (at least once, as the outbox promises).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kulta.adapters.outbox import Outbox
+from kulta.adapters.stacks import StackManager
+from kulta.core.constants import OUTPUT_PENDING_EVENTS, TAG_EVENTS_ACKED
+from kulta.core.events import CDEvent
+from kulta.core.pending_events import carry_pending, read_pending, unacknowledged
+from kulta.errors import KultaError
+
+__all__ = ["StackEventLedger"]
+
+log = logging.getLogger(__name__)
+
+
+class StackEventLedger:
+    """Per stack: the ``pendingEvents`` last recorded and the id acknowledged (thread-safe)."""
+
+    def __init__(self, stacks: StackManager, outbox: Outbox) -> None:
+        self.stacks = stacks
+        self.outbox = outbox
+        self._pending: dict[str, object] = {}
+        self._acked: dict[str, str] = {}
+        self._guard = threading.Lock()
+
+    def read_acked(self, name: str) -> str:
+        return self.stacks.get_tag(name, TAG_EVENTS_ACKED) or ""
+
+    def load(self, name: str, outputs: Mapping[str, Any], acked: str) -> int:
+        """At the start of a turn: remember the stack's events; queue those not yet acknowledged."""
+        raw = outputs.get(OUTPUT_PENDING_EVENTS)
+        with self._guard:
+            self._pending[name] = raw
+            self._acked[name] = acked
+        events = unacknowledged(read_pending(raw).events, acked)
+        return self.outbox.put(list(events), rollout_key=name) if events else 0
+
+    def outputs_for(self, name: str, events: Sequence[CDEvent]) -> list[dict[str, Any]]:
+        """The ``pendingEvents`` output of the next update: the unacknowledged ones, then ``events``."""
+        with self._guard:
+            previous, acked = self._pending.get(name), self._acked.get(name, "")
+        raw, carried = carry_pending(previous, acked, events)
+        if carried.dropped or carried.unreadable:
+            log.warning(
+                "pendingEvents: %d oldest dropped, %d unreadable",
+                carried.dropped,
+                carried.unreadable,
+                extra={"stack": name},
+            )
+        return raw
+
+    def recorded(self, name: str, outputs: Mapping[str, Any]) -> None:
+        with self._guard:
+            self._pending[name] = outputs.get(OUTPUT_PENDING_EVENTS)
+
+    def acknowledge_delivered(self) -> int:
+        """Set ``kulta-events-acked`` on each stack whose recorded events all reached the sink.
+
+        A tag that cannot be written is logged and tried again after the next delivery.
+        """
+        with self._guard:
+            seen = dict(self._pending)
+            acked = dict(self._acked)
+        done = 0
+        for name, raw in seen.items():
+            events = unacknowledged(read_pending(raw).events, acked.get(name, ""))
+            if not events or self.outbox.pending(rollout_key=name):
+                continue
+            last = events[-1].id
+            try:
+                self.stacks.set_tag(name, TAG_EVENTS_ACKED, last)
+            except KultaError as exc:
+                log.warning("cannot acknowledge delivered events: %s", exc, extra={"stack": name})
+                continue
+            with self._guard:
+                self._acked[name] = last
+            done += 1
+        return done
