@@ -20,14 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from kulta.adapters.cdevents_schema import validate_event
 from kulta.core.revision import pod_template_hash, resolve_template
 from kulta.model.status import AnalysisPhase, MeasurementPhase, Phase, RolloutStatus
 from kulta.spec.loader import load_text
 from tests.integration.conftest import ROOT, kubectl, route_yaml, unique
 from tests.integration.eventsink import EventReceiver
 from tests.integration.promserver import running_prometheus
-from tests.integration.test_analysis_rollout import DOCS, set_profile, simulator
+from tests.integration.test_analysis_rollout import DOCS, event_types, set_profile, simulator
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 
@@ -111,17 +110,6 @@ class Project:
         raise AssertionError(f"not reached in {limit} `pulumi up`: {status}")
 
 
-def types_of(receiver: EventReceiver) -> list[str]:
-    out = []
-    for r in receiver.accepted():
-        body = r.json()
-        validate_event(body)
-        assert r.headers["ce-id"] == body["context"]["id"]
-        parts = body["context"]["type"].split(".")
-        out.append(f"{parts[2]}.{parts[3]}")
-    return out
-
-
 @pytest.fixture
 def ci(cluster, tmp_path):
     ns = unique("ci")
@@ -164,7 +152,7 @@ def test_analysis_decides_on_the_ci_path_and_events_match_kulta_run(ci):
         run = next(r for r in st.analysis_runs if r.step_index == 1)
         assert run.phase is AnalysisPhase.SUCCESSFUL
         assert [m.phase for m in run.measurements].count(MeasurementPhase.SUCCESSFUL) == 4
-        types = types_of(project.receiver)
+        types = event_types(project.receiver)
         # the same sequences test_analysis_rollout.py asserts for `kulta run`
         assert types[:3] == ["pipelinerun.started", "service.deployed", "pipelinerun.finished"], types
         rest = types[3:]
@@ -189,7 +177,7 @@ def test_analysis_decides_on_the_ci_path_and_events_match_kulta_run(ci):
         assert st.stable_revision == h2 and st.canary_revision == h3
         run = next(r for r in st.analysis_runs if r.step_index == 1)
         assert run.phase is AnalysisPhase.FAILED
-        types = types_of(project.receiver)
+        types = event_types(project.receiver)
         assert types[-3:] == ["incident.detected", "service.rolledback", "pipelinerun.finished"], types
         assert project.receiver.accepted()[-1].json()["subject"]["content"]["outcome"] == "failure"
         ids = [r.json()["context"]["id"] for r in project.receiver.accepted()]
@@ -220,5 +208,5 @@ def test_manual_commands_are_honoured_and_an_up_between_changes_moves_nothing(ci
     project.kulta("abort", "pay")
     aborted = project.walk(lambda s: s.phase is Phase.ABORTED, limit=3)
     assert aborted.stable_revision == healthy.stable_revision
-    types = types_of(project.receiver)
+    types = event_types(project.receiver)
     assert types[-2:] == ["service.rolledback", "pipelinerun.finished"], types
