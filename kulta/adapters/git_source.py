@@ -79,6 +79,8 @@ _TIMEOUT_MARKER = "Timeout:"
 # InvalidGitRepositoryError, ...), OSError from the process or the file system, and ValueError
 # (a NUL in an argument, an unexpected repository state; UnicodeDecodeError is one too).
 _GIT_FAILURES = (git.GitError, OSError, ValueError)
+#: a full commit id as the stacks record it (``gitCommit``)
+_SHA = re.compile(r"[0-9a-f]{40}")
 # File-system errors that will not go away without a human (a read-only or misplaced cache).
 _NEEDS_A_HUMAN = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG})
 # git check-ref-format forbids these in a branch name; a leading '-' would
@@ -305,6 +307,20 @@ class GitSource:
     def last_snapshot(self) -> GitSnapshot | None:
         """The last snapshot a sync produced, kept across failed syncs (None before the first success)."""
         return self._last
+
+    def knows_commit(self, sha: str) -> bool:
+        """Whether the cache holds commit ``sha``: False when this replica has not fetched it
+        yet (another replica's snapshot is newer), or when there is no cache."""
+        if not _SHA.fullmatch(sha):
+            return False
+        try:
+            repo = git.Repo(self._workdir)
+            repo.git.cat_file("-e", f"{sha}^{{commit}}", kill_after_timeout=self._timeout())
+        except (git.GitCommandError, git.NoSuchPathError, git.InvalidGitRepositoryError):
+            return False  # not there, or no clone yet (the next sync makes one)
+        except _GIT_FAILURES as exc:
+            raise self._failure(f"look for commit {sha[:12]} in the git cache {self._workdir}", exc, ()) from None
+        return True
 
     @property
     def consecutive_failures(self) -> int:

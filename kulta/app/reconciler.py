@@ -40,6 +40,7 @@ from kulta.core.commands import InvalidCommandError, ManualCommand
 from kulta.core.constants import LABEL_POD_TEMPLATE_HASH, OUTPUT_PENDING_EVENTS, TAG_COMMAND
 from kulta.core.decision import AbortReason, Decision, Observation
 from kulta.core.events import EndReason, EventContext, build_events, chain_id_for, record_events
+from kulta.core.git_snapshot import behind_the_stack, keep_waiting
 from kulta.core.names import background_run_name, inline_run_name, replicaset_name, route_targets, step_run_name
 from kulta.core.program_inputs import build_program_inputs, canary_service_name, stable_service_name
 from kulta.core.reconcile import decide
@@ -65,6 +66,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_UPDATES_PER_PASS = 64
+#: a turn that waits for a Git fetch comes back after this
+SNAPSHOT_RETRY = timedelta(seconds=5)
 ACCEPTANCE_RETRY = timedelta(seconds=2)
 #: how pulumi-kubernetes words a resource that did not get ready within its timeout
 DEADLINE_MARKERS = ("timed out waiting", "failed to fully initialize or become live")
@@ -158,6 +161,7 @@ class Reconciler:
         metrics: ReconcilerMetrics | None = None,
         fence: Callable[[str], None] | None = None,
         events_in_stack: bool = False,
+        knows_commit: Callable[[str], bool] | None = None,
     ) -> None:
         self.config = config
         self.stacks = stacks
@@ -174,6 +178,9 @@ class Reconciler:
         self.fence = fence
         #: replicas sharing rollouts keep each update's events in the stack until delivered
         self.ledger = StackEventLedger(stacks, outbox) if events_in_stack and outbox is not None else None
+        #: whether this replica's Git clone holds a commit (replicas: a snapshot behind the stack waits)
+        self.knows_commit = knows_commit
+        self._behind_since: dict[str, datetime] = {}
         self.health = HealthBook()
         #: per stack, the state whose pod metadata this process last synced
         self._metadata_synced: dict[str, tuple[object, ...]] = {}
@@ -257,6 +264,31 @@ class Reconciler:
             self.ledger.load(name, outputs, self.ledger.read_acked(name))
         return RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None
 
+    def _snapshot_behind(self, name: str, status: RolloutStatus | None, commit: str) -> str:
+        """Why this turn waits for the next Git fetch ("" = it does not): see ``kulta.core.git_snapshot``."""
+        if self.knows_commit is None or status is None:
+            return ""
+        recorded = status.git_commit
+        known = not recorded or recorded == commit or self.knows_commit(recorded)
+        if not behind_the_stack(recorded, commit, known):
+            self._behind_since.pop(name, None)
+            return ""
+        now = self.clock()
+        first = self._behind_since.setdefault(name, now)
+        if keep_waiting(first, now):
+            return (
+                f"the stack was last updated from commit {recorded[:12]}, newer than this replica's Git "
+                f"snapshot {commit[:12]}: waiting for the next fetch"
+            )
+        log.warning(
+            "commit %s recorded by the stack never reached this replica's clone (force-pushed away?); "
+            "deciding from snapshot %s",
+            recorded[:12],
+            commit[:12],
+            extra={"stack": name},
+        )
+        return ""
+
     def _read_command(self, name: str) -> ManualCommand | None:
         return command_from_tag(self.stacks.get_tag(name, TAG_COMMAND), name)
 
@@ -278,6 +310,18 @@ class Reconciler:
             status, command = status_read.result(), command_read.result()
         if self.outbox is not None:
             self.outbox.recover_staged(name, status.last_event_id if status else "")
+        waiting_for = self._snapshot_behind(name, status, commit)
+        if waiting_for:
+            return RolloutOutcome(
+                name,
+                status.phase if status else None,
+                0,
+                0,
+                waiting_for,
+                0,
+                self.clock() + SNAPSHOT_RETRY,
+                skipped=True,
+            )
         more = False
         while not self.stopping:
             if updates >= max_updates:

@@ -460,6 +460,7 @@ def run(options: RunOptions, out: TextIO) -> int:
         metrics=metrics,
         fence=leases.fence if leases is not None else None,
         events_in_stack=leases is not None,
+        knows_commit=git.knows_commit if leases is not None else None,
     )
     server = None
     if options.metrics_port is not None and not options.once:

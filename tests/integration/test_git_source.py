@@ -553,3 +553,17 @@ def test_a_broken_cache_directory_is_replaced_by_a_fresh_clone(upstream: Upstrea
     assert snap.commit == run_git("rev-parse", "HEAD", cwd=upstream.work)
     assert not (snap.workdir / "junk.txt").exists()
     assert len(snap.files) == 3
+
+
+def test_knows_commit_tells_a_commit_not_fetched_yet(upstream: Upstream, tmp_path: Path) -> None:
+    """What a replica behind the stack's gitCommit asks (kulta.core.git_snapshot)."""
+    source = source_for(upstream, tmp_path)
+    assert source.knows_commit("0" * 40) is False  # no cache yet
+    first = source.sync()
+    assert source.knows_commit(first.commit) is True
+    upstream.write("rollouts/new.yaml", ROLLOUT.format(name="new"))
+    newer = upstream.commit("pushed by someone, not fetched here yet")
+    assert source.knows_commit(newer) is False
+    assert source.sync().commit == newer
+    assert source.knows_commit(newer) is True
+    assert source.knows_commit("not-a-sha; rm -rf /") is False

@@ -430,3 +430,31 @@ def test_every_route_of_a_multi_route_rollout_gets_the_step_weights(env, cluster
     clock.advance(3601)
     rec.reconcile_rollout(v2.rollouts[0], v2)
     assert named and all(web == ["kulta-beta"] and internal == [] for _, web, internal in named), named
+
+
+def test_a_replica_whose_git_snapshot_is_behind_the_stack_waits_for_its_fetch(env):
+    """After a hand-over the new holder's clone may lack the commit the stack was updated from:
+    deciding from its older snapshot would start a canary back to the old template."""
+    ns, api, stacks, clock, rec, seen, checks = env
+    newer, older = "b" * 40, "a" * 40
+    v2 = load(ns, "v2")
+    rollout = v2.rollouts[0]
+    rec.reconcile_rollout(rollout, v2, commit=newer)  # the previous holder applied v2 from `newer`
+    name = rec.stack_name(rollout)
+    updates = len(stacks.history(name))
+    rec.knows_commit = lambda sha: sha == older  # this replica has fetched only `older`
+    v1 = load(ns, "v1")  # what `older` holds
+    out = rec.reconcile_rollout(v1.rollouts[0], v1, commit=older)
+    assert out.skipped and out.updates == 0, out
+    assert out.message == (
+        f"the stack was last updated from commit {newer[:12]}, newer than this replica's Git snapshot "
+        f"{older[:12]}: waiting for the next fetch"
+    )
+    assert len(stacks.history(name)) == updates
+    # the commit never arrives (force-pushed away): after five minutes the replica decides with what it has
+    clock.advance(5 * 60)
+    out = rec.reconcile_rollout(v1.rollouts[0], v1, commit=older)
+    assert not out.skipped and out.updates >= 1, out
+    # once fetched, nothing waits
+    rec.knows_commit = lambda sha: True
+    assert not rec.reconcile_rollout(v1.rollouts[0], v1, commit=older).skipped
