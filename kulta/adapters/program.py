@@ -192,6 +192,15 @@ def _route_patch(
     )
 
 
+def _once_applied(applied: pulumi.Output[Any], value: Any) -> pulumi.Output[Any]:
+    """``value``, resolved when ``applied`` is (every resource of the step done)."""
+
+    def keep(_ids: Any) -> Any:
+        return value
+
+    return applied.apply(keep)
+
+
 def deploy(inputs: ProgramInputs) -> None:
     """Declare every resource of one rollout step and export the status as outputs.
 
@@ -205,10 +214,15 @@ def deploy(inputs: ProgramInputs) -> None:
     grown = [(rs, _replica_set(inputs, rs, ())) for rs in growing]
     waiters = [res for rs, res in grown if rs.wait_available]
     services = [_service(inputs, s, templates.get(s.revision, {}), waiters) for s in inputs.services]
-    switched: list[pulumi.Resource] = [*services]
+    switched: list[pulumi.CustomResource] = [*services]
     for route in inputs.routes:
         switched.append(_route_patch(inputs, route, [*waiters, *services]))
-    for rs in shrinking:
-        _replica_set(inputs, rs, switched)
+    shrunk = [_replica_set(inputs, rs, switched) for rs in shrinking]
+    # The status is recorded only once every resource of the step is applied: an output
+    # resolves when its resource's operation has finished, so the stack outputs wait for
+    # all of them. Plain values would be registered at once and checkpointed while the
+    # updates still run: a process killed then would leave a status saying "step applied"
+    # over a cluster that never got it (seen in the kill -9 test).
+    applied = pulumi.Output.all(*(r.id for r in [*(res for _, res in grown), *switched, *shrunk]))
     for key, value in inputs.outputs.items():
-        pulumi.export(key, value)
+        pulumi.export(key, _once_applied(applied, value))
