@@ -8,6 +8,8 @@
     │   │                           stack locked by another KULTA, sink down)
     │   ├── StackLockedError        another process holds the Pulumi stack's lock
     │   ├── LeaseLostError          another replica holds the rollout's lease (fenced)
+    │   ├── UnrecordedUpdateError   the last update was killed after it recorded its
+    │   │                           outputs but before Pulumi wrote its history entry
     │   └── DependencyError         a dependency did not answer (API server, Pulumi
     │                               backend, Prometheus, sink, Git): names it
     └── PermanentError              retrying will not help without a human
@@ -35,6 +37,7 @@ __all__ = [
     "StackLockedError",
     "StepFailedError",
     "TemporaryError",
+    "UnrecordedUpdateError",
 ]
 
 
@@ -98,6 +101,22 @@ class TemporaryError(KultaError):
 
 class StackLockedError(TemporaryError):
     """Another process is updating this Pulumi stack; skip it and retry later."""
+
+
+class UnrecordedUpdateError(TemporaryError):
+    """The stack's outputs come from an update that has no entry in the stack's history.
+
+    A process killed in the last instant of ``pulumi up`` (outputs checkpointed, the
+    history entry not yet written) leaves its lock behind; the update that finds and
+    removes that lock raises this instead of running, so the caller first records the
+    same state again (an update with no changes) and the step keeps its history entry.
+    """
+
+    def __init__(self, stack: str, message: str) -> None:
+        super().__init__(f"the last update of stack {stack} was interrupted before its history entry: {message}")
+        self.stack = stack
+        #: the message of the update whose history entry is missing
+        self.message = message
 
 
 class PermanentError(KultaError):

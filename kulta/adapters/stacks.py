@@ -9,7 +9,10 @@ Errors are translated here: a stack locked by another process becomes
 ``StackLockedError`` (skip, retry later); any other engine failure becomes
 ``StepFailedError`` with the engine's own last lines. A lock left behind by a
 dead KULTA process on this host (file and PostgreSQL backends) is removed
-before an update; a lock held by a live process is never touched.
+before an update; a lock held by a live process is never touched. A dead lock
+means the update it guarded was killed; when that update had already recorded
+its outputs (the ``updateMessage`` output) but not its history entry, ``up``
+raises ``UnrecordedUpdateError`` so the caller records that state again first.
 
 Two backends are read directly, without a CLI process per read: files
 (``file_backend``) and PostgreSQL (``postgres_backend``, through ``psql``).
@@ -44,8 +47,8 @@ from kulta.adapters.backend_url import BackendKind, BackendUrl, parse_backend_ur
 from kulta.adapters.diy_state import lock_is_dead, lock_prefix
 from kulta.adapters.file_backend import FileBackend, file_backend_root
 from kulta.adapters.postgres_backend import PostgresBackend, find_psql
-from kulta.core.constants import PULUMI_PROJECT
-from kulta.errors import Dependency, DependencyError, StackLockedError, StepFailedError
+from kulta.core.constants import OUTPUT_UPDATE_MESSAGE, PULUMI_PROJECT
+from kulta.errors import Dependency, DependencyError, StackLockedError, StepFailedError, UnrecordedUpdateError
 from kulta.redact import redact_text
 
 __all__ = [
@@ -69,6 +72,11 @@ STACK_NAME_RE = re.compile(r"[^A-Za-z0-9_.-]")
 ERROR_TAIL_LINES = 12
 #: the file backend keeps each blob's metadata beside it in ``<name>.attrs``
 ATTRS_SUFFIX = ".attrs"
+#: history entries read to find the last succeeded update after a killed one
+#: (failed attempts in between keep the outputs of the last succeeded update)
+UNRECORDED_LOOKBACK = 50
+#: ``UpdateSummary.result`` of an update that succeeded
+SUCCEEDED = "succeeded"
 
 
 _T = TypeVar("_T")
@@ -341,11 +349,14 @@ class StackManager:
         ``psql`` process, so they are read only when Pulumi reports the stack
         locked; a dead lock of this host is then deleted and the update run once
         more (Pulumi takes its lock before the engine changes anything).
+
+        Raises ``UnrecordedUpdateError`` instead of updating when a dead lock's
+        update recorded its outputs but no history entry (see ``unrecorded_update``).
         """
         stack = self._stack(name, program)
         on_lock_error = isinstance(self.direct, PostgresBackend)
-        if not on_lock_error:
-            self.recover_dead_lock(name)
+        if not on_lock_error and self.recover_dead_lock(name):
+            self._refuse_if_unrecorded(name)
         start = time.monotonic()
         events: list[auto.EngineEvent] = []
         try:
@@ -354,6 +365,7 @@ class StackManager:
             except auto.errors.ConcurrentUpdateError:
                 if not (on_lock_error and self.recover_dead_lock(name)):
                     raise
+                self._refuse_if_unrecorded(name)
                 events.clear()
                 _up(stack, program, message, refresh=refresh, on_event=events.append, on_output=on_output)
         except auto.errors.ConcurrentUpdateError as exc:
@@ -369,6 +381,36 @@ class StackManager:
             if event.summary_event is not None:
                 changes = {str(getattr(k, "value", k)): int(v) for k, v in event.summary_event.resource_changes.items()}
         return UpdateReport(outputs=self.outputs(name), changes=changes, seconds=seconds)
+
+    def unrecorded_update(self, name: str) -> str:
+        """The message of the update that recorded the current outputs, when the
+        stack's history has no succeeded entry for it ("" when it has, or when the
+        outputs do not say which update recorded them).
+
+        Pulumi checkpoints an update's outputs as the program registers them and
+        writes the history entry only after the engine has shut its plugins down
+        (``diy`` backend ``apply``): a ``kill -9`` in that last ~0.1 s leaves the
+        state applied and recorded with no entry in ``pulumi stack history``.
+        """
+        message = self.outputs(name).get(OUTPUT_UPDATE_MESSAGE)
+        if not isinstance(message, str) or not message:
+            return ""
+        entries = self.history(name, page_size=UNRECORDED_LOOKBACK)
+        for entry in entries:
+            if entry.result == SUCCEEDED:
+                return "" if entry.message == message else message
+        # no succeeded update at all: the outputs' update is the one missing; more
+        # failed attempts than were read: undecided, and a step is never recorded twice
+        return message if len(entries) < UNRECORDED_LOOKBACK else ""
+
+    def _refuse_if_unrecorded(self, name: str) -> None:
+        message = self.unrecorded_update(name)
+        if message:
+            log.warning(
+                "the last update was killed after recording its outputs and before its history entry",
+                extra={"stack": name, "update": message},
+            )
+            raise UnrecordedUpdateError(name, message)
 
     def preview(self, name: str, program: Callable[[], None]) -> PreviewReport:
         stack = self._stack(name, program)

@@ -37,7 +37,7 @@ from kulta.app.stack_events import StackEventLedger
 from kulta.core.analysis_run import next_due_at
 from kulta.core.bluegreen import active_revision, pod_metadata, promotion_analysis
 from kulta.core.commands import InvalidCommandError, ManualCommand
-from kulta.core.constants import LABEL_POD_TEMPLATE_HASH, OUTPUT_PENDING_EVENTS, TAG_COMMAND
+from kulta.core.constants import LABEL_POD_TEMPLATE_HASH, OUTPUT_PENDING_EVENTS, OUTPUT_UPDATE_MESSAGE, TAG_COMMAND
 from kulta.core.decision import AbortReason, Decision, Observation
 from kulta.core.events import EndReason, EventContext, build_events, chain_id_for, record_events
 from kulta.core.git_snapshot import behind_the_stack, keep_waiting
@@ -47,7 +47,15 @@ from kulta.core.reconcile import decide
 from kulta.core.revision import pod_template_hash, resolve_template, strategy_hash
 from kulta.core.routes import route_weights
 from kulta.core.times import format_time, parse_status_time
-from kulta.errors import ConfigError, DependencyError, KultaError, LeaseLostError, StackLockedError, StepFailedError
+from kulta.errors import (
+    ConfigError,
+    DependencyError,
+    KultaError,
+    LeaseLostError,
+    StackLockedError,
+    StepFailedError,
+    UnrecordedUpdateError,
+)
 from kulta.model.program import ProgramInputs
 from kulta.model.rollout import AnalysisRef, PodMetadata, Rollout
 from kulta.model.status import AnalysisRunStatus, Phase, RolloutStatus
@@ -299,6 +307,7 @@ class Reconciler:
         revision = pod_template_hash(template)
         updates = 0
         decision: Decision | None = None
+        #: an observation that replaces this pass's own (a failed update, a killed one)
         failure: Observation | None = None
         # the status (stack export) and the command (stack tag) are read side by side:
         # each is one Pulumi CLI process, and both sit before the step's update.
@@ -352,6 +361,13 @@ class Reconciler:
             prev = status
             try:
                 status = self._apply(rollout, loaded, name, prev, decision, refresh=observation.drift)
+            except UnrecordedUpdateError:
+                if failure is not None:
+                    raise
+                if self.outbox is not None:
+                    self.outbox.unstage(name)  # staged for an update that did not run
+                failure = Observation(unrecorded=True)
+                continue
             except StepFailedError as exc:
                 log.warning("update failed", extra={"stack": name, "error": str(exc)})
                 if failure is not None:
@@ -401,14 +417,14 @@ class Reconciler:
         # outputs but before the outbox write, the next pass finds them (recover_staged).
         if self.outbox is not None:
             self.outbox.stage(planned_events, rollout_key=name)
-        inputs = self.program_inputs(rollout, loaded, decision, planned, prev)
-        if self.ledger is not None:
-            inputs = replace(
-                inputs, outputs={**inputs.outputs, OUTPUT_PENDING_EVENTS: self.ledger.outputs_for(name, planned_events)}
-            )
         # a blue-green update says which revision the active Service selects instead of a weight
         active = active_revision(rollout, planned) if rollout.spec.blue_green is not None else None
         message = _update_message(planned, decision, active, self.config.replica)
+        inputs = self.program_inputs(rollout, loaded, decision, planned, prev)
+        extra: dict[str, Any] = {OUTPUT_UPDATE_MESSAGE: message}
+        if self.ledger is not None:
+            extra[OUTPUT_PENDING_EVENTS] = self.ledger.outputs_for(name, planned_events)
+        inputs = replace(inputs, outputs={**inputs.outputs, **extra})
         self.on_progress(f"{rollout.namespace}/{rollout.name}: {_progress_line(planned, decision, active)}")
         started = time.monotonic()
         try:

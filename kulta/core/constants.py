@@ -30,6 +30,7 @@ __all__ = [
     "LABEL_ROLLOUT",
     "MANAGED_BY_VALUE",
     "OUTPUT_PENDING_EVENTS",
+    "OUTPUT_UPDATE_MESSAGE",
     "PULUMI_PROJECT",
     "TAG_COMMAND",
     "TAG_EVENTS_ACKED",
@@ -67,4 +68,6 @@ TAG_COMMAND = "kulta-command"
 #: the CI path (``pulumi up``) keeps the CDEvents of its updates in this output
 #: until ``kulta events`` has delivered them and set this tag to the last id sent
 OUTPUT_PENDING_EVENTS = "pendingEvents"
+#: the message of the update that recorded the outputs (found again in the stack's history)
+OUTPUT_UPDATE_MESSAGE = "updateMessage"
 TAG_EVENTS_ACKED = "kulta-events-acked"

@@ -41,6 +41,9 @@ class Observation:
     deadline_exceeded: bool = False
     #: the live cluster differs from the last status (weights or replicas edited by hand)
     drift: bool = False
+    #: the update that recorded the last status was killed before its history entry:
+    #: record the same state again before anything else (``UnrecordedUpdateError``)
+    unrecorded: bool = False
 
 
 class WaitOutcome(enum.Enum):

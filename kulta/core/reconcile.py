@@ -49,6 +49,8 @@ from kulta.redact import safe_text
 __all__ = ["Situation", "classify", "decide", "decide_step"]
 
 _FAILED_ANALYSIS = (AnalysisPhase.FAILED, AnalysisPhase.ERROR)
+#: added to the reason of a state recorded again after its update was killed
+RECORDED_AGAIN = " (recorded again: its first update was killed before Pulumi wrote its history entry)"
 
 
 class Situation(enum.Enum):
@@ -484,6 +486,16 @@ def _hold(
         reason=reason,
         command=command,
     )
+
+
+def _record_again(ctx: _Ctx, prev: RolloutStatus) -> Decision:
+    """The recorded state applied once more, unchanged, so its update has a history entry.
+
+    Its reason is the lost update's, so ``kulta history`` still names the step
+    (once: the killed update has no entry).
+    """
+    reason = prev.message if prev.message.endswith(RECORDED_AGAIN) else f"{prev.message}{RECORDED_AGAIN}"
+    return _hold(ctx, prev, reason, apply=True)
 
 
 def _pending_command(prev: RolloutStatus, command: ManualCommand | None) -> ManualCommand | None:
@@ -1019,6 +1031,8 @@ def decide(
     )
     if prev is None or not prev.stable_revision:
         return _initial(ctx)
+    if obs.unrecorded:
+        return _record_again(ctx, prev)
     prev = prev.with_changes(analysis_runs=_merge_runs(prev.analysis_runs, obs.analysis_runs))
     cmd = _pending_command(prev, command)
     situation = classify(rollout, revision, prev, cmd, obs)

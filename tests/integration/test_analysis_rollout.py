@@ -459,6 +459,6 @@ def test_a_templated_interval_and_count_measure_at_the_rendered_pace(world):
     assert all(TEMPLATED_INTERVAL <= gap < TEMPLATED_INTERVAL + 5 for gap in gaps), gaps
     # after each measurement the turn asked to come back exactly one rendered interval later
     after_measurement = {n: due for n, due in dues if 1 <= n < taken}
-    assert after_measurement == {
-        n: finished[n - 1] + timedelta(seconds=TEMPLATED_INTERVAL) for n in range(1, taken)
-    }, dues
+    assert after_measurement == {n: finished[n - 1] + timedelta(seconds=TEMPLATED_INTERVAL) for n in range(1, taken)}, (
+        dues
+    )

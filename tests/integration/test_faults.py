@@ -416,6 +416,69 @@ def test_kill_9_at_20_instants_and_a_2_minute_sink_outage_lose_and_repeat_nothin
     )
 
 
+def kill_as_the_outputs_land(chaos: Chaos, revision: str, step: int) -> RolloutStatus:
+    """Kill the loop the instant the stack's outputs show ``revision`` at ``step`` or later."""
+    deadline = time.monotonic() + 120
+    while True:
+        st = chaos.status()
+        if st is not None and st.canary_revision == revision and st.current_step_index >= step:
+            chaos.kill_loop()
+            return st
+        assert time.monotonic() < deadline, f"step {step} of {revision} never recorded; log:\n{chaos.logs()[-3000:]}"
+        time.sleep(0.002)
+
+
+def test_a_kill_after_the_outputs_and_before_the_history_entry_records_the_step_again(chaos):
+    """Pulumi checkpoints an update's outputs about 0.1 s before it writes the update's
+    history entry (it first shuts the kubernetes provider down). A kill -9 there left
+    a step applied, recorded in the outputs, and missing from ``pulumi stack history``:
+    the 20-kill test above caught it once in CI. The next turn finds the dead lock,
+    sees the missing entry and records the same state again before going on."""
+    h1 = chaos.commit("v1", pause=2)
+    set_profile(chaos.profile, h1, "none", 0.0)
+    chaos.start_loop()
+    chaos.wait_for(lambda s: s.phase is Phase.HEALTHY, 120, "v1 deployed")
+    lost: RolloutStatus | None = None
+    revision = h1
+    for version in ("v2", "v3"):
+        revision = chaos.commit(version, pause=2)
+        set_profile(chaos.profile, h1, revision, 0.0)
+        for step in range(5):
+            st = kill_as_the_outputs_land(chaos, revision, step)
+            recorded = [m for result, m in chaos.history_messages() if result == "succeeded"]
+            if not any(m.endswith(f":: {st.message}") for m in recorded):
+                lost = st
+                break
+            chaos.start_loop()
+        if lost is not None:
+            break
+        chaos.wait_for(lambda s, r=revision: s.phase is Phase.HEALTHY and s.stable_revision == r, 180, "promotion")
+        h1 = revision
+    assert lost is not None, "no kill landed between the outputs and the history entry in 10 tries"
+    assert no_locks(chaos.state), "a killed update leaves its lock"
+    chaos.start_loop()
+    chaos.wait_for(lambda s: s.phase is Phase.HEALTHY and s.stable_revision == revision, 180, "the promotion")
+    assert chaos.stop_loop() == 0
+    assert not no_locks(chaos.state)
+    messages = [m for result, m in chaos.history_messages() if result == "succeeded"]
+    again = [m for m in messages if "recorded again" in m]
+    assert len(again) == 1 and again[0].endswith(
+        f":: {lost.message} (recorded again: its first update was killed before Pulumi wrote its history entry)"
+    ), again
+    counts = steps_applied(chaos.history_messages())
+    commit = lost.git_commit[:12]
+    assert {what: n for (c, what), n in counts.items() if c == commit} == {
+        "starting canary": 1,
+        "applying step 1": 1,
+        "applying step 2": 1,
+        "applying step 3": 1,
+        "applying step 4": 1,
+        "promoted": 1,
+    }, counts
+    assert "Traceback" not in chaos.logs()
+    print(f"FAULTS: a kill between outputs and history at step {lost.current_step_index}: recorded again once")
+
+
 def test_api_server_cut_for_30s_backend_cut_and_prometheus_stopped_never_promote(chaos):
     h1 = chaos.commit("v1", pause=20)
     set_profile(chaos.profile, h1, "none", 0.0)

@@ -260,3 +260,30 @@ def test_old_revisions_are_pruned_to_revision_history_limit(healthy_v1):
     assert all(d.replicas[r] == 0 for r in old)
     assert revisions[-2] in old  # the previous stable is kept for a quick look back
     assert set(st.templates) == declared  # templates kept only for declared revisions
+
+
+def test_a_state_whose_update_was_killed_before_its_history_entry_is_applied_again_unchanged(healthy_v1):
+    """Step 2 of the demo (setWeight 50) recorded by an update killed before Pulumi wrote
+    its history entry: the next decision re-applies 50% / 2 canary pods, never step 3."""
+    rollout, _t1, r1, _d, st = healthy_v1
+    _r, t2, r2 = load_demo("registry.local/demo:v2")
+    now = T0 + timedelta(minutes=1)
+    for at in (now, now, now + timedelta(seconds=5)):  # steps 0, 1 (pause 5 s), 2
+        _d, st = step(rollout, t2, r2, st, at)
+    assert st.current_step_index == 2 and st.message == "step 1 done (paused 5s); applying step 2"
+    later = now + timedelta(seconds=9)
+    d, again = step(rollout, t2, r2, st, later, observation=Observation(unrecorded=True))
+    assert d.apply and again.current_step_index == 2 and again.phase is st.phase
+    assert d.canary_weight == 50 and d.replicas == {r1: 4, r2: 2}
+    assert [(w.stable, w.canary) for w in again.weights] == [(50, 50)]
+    assert again.step_started_at == st.step_started_at  # the step's clock is not restarted
+    assert d.reason == (
+        "step 1 done (paused 5s); applying step 2"
+        " (recorded again: its first update was killed before Pulumi wrote its history entry)"
+    )
+    # killed once more in the same place: the reason does not grow
+    d2, _ = step(rollout, t2, r2, again, later, observation=Observation(unrecorded=True))
+    assert d2.reason == d.reason
+    # recorded: the canary goes on to step 3 (analysis) as if nothing had happened
+    d3, st3 = step(rollout, t2, r2, again, later)
+    assert d3.apply and st3.current_step_index == 3
