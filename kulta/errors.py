@@ -11,7 +11,8 @@
     │   ├── UnrecordedUpdateError   the last update was killed after it recorded its
     │   │                           outputs but before Pulumi wrote its history entry
     │   └── DependencyError         a dependency did not answer (API server, Pulumi
-    │                               backend, Prometheus, sink, Git): names it
+    │                               backend, Prometheus, sink, Git, the local state
+    │                               directory): names it
     └── PermanentError              retrying will not help without a human
         ├── StepFailedError         a Pulumi update for a step failed
         └── OutboxFullError         the durable event outbox reached its size bound
@@ -139,6 +140,8 @@ class Dependency(enum.Enum):
     PROMETHEUS = "Prometheus"
     EVENT_SINK = "event sink"
     GIT = "Git remote"
+    #: the local ``--state-dir`` (the event outbox, workspaces): full, read-only or replaced
+    STATE_DIR = "state directory"
 
 
 class DependencyError(TemporaryError):

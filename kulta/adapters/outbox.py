@@ -44,6 +44,7 @@ not sent until a human repairs it and moves it back.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -59,7 +60,7 @@ from typing import Any
 
 from kulta.adapters.sinks import EventSink
 from kulta.core.events import CDEvent
-from kulta.errors import KultaError, OutboxFullError, PermanentError, TemporaryError
+from kulta.errors import Dependency, DependencyError, KultaError, OutboxFullError, PermanentError, TemporaryError
 from kulta.redact import MESSAGE_LIMIT, safe_text
 
 __all__ = [
@@ -320,6 +321,15 @@ class Outbox:
             else:
                 leftover.unlink()
 
+    @contextlib.contextmanager
+    def _disk(self, what: str) -> Iterator[None]:
+        """A disk error (full, read-only, the directory replaced) as a DependencyError naming the outbox."""
+        try:
+            yield
+        except OSError as err:
+            detail = safe_text(f"{type(err).__name__}: {err}", limit=300)
+            raise DependencyError(Dependency.STATE_DIR, f"event outbox {self.directory}: {what}: {detail}") from err
+
     # -- reading
 
     def _rollout_dirs(self) -> list[Path]:
@@ -355,10 +365,18 @@ class Outbox:
         yield from self._rollout_dirs()
 
     def count(self) -> int:
+        with self._disk("counting events"):
+            return self._count()
+
+    def _count(self) -> int:
         return sum(len(self._entry_files(d)) for d in self._rollout_dirs())
 
     def pending(self, rollout_key: str | None = None) -> list[CDEvent]:
         """Events not yet delivered, per rollout in put order (all rollouts when key is None)."""
+        with self._disk("reading pending events"):
+            return self._pending(rollout_key)
+
+    def _pending(self, rollout_key: str | None) -> list[CDEvent]:
         if rollout_key is not None:
             rollout_dir = self.directory / rollout_dir_name(rollout_key)
             dirs = [rollout_dir] if rollout_dir in self._rollout_dirs() else []
@@ -419,6 +437,10 @@ class Outbox:
         ``OutboxFullError`` (and stores nothing) when the new events would pass
         ``max_events``. A corrupt ledger is quarantined, not fatal.
         """
+        with self._disk(f"storing events of {rollout_key}"):
+            return self._put(events, rollout_key)
+
+    def _put(self, events: Sequence[CDEvent], rollout_key: str) -> int:
         rollout_dir = self.directory / rollout_dir_name(rollout_key)
         exists = rollout_dir in self._rollout_dirs()
         if not exists and os.path.lexists(rollout_dir):
@@ -465,11 +487,13 @@ class Outbox:
         if not events:
             return
         path = self._staged_file(rollout_key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, json.dumps([e.to_json_dict() for e in events]).encode("utf-8"))
+        with self._disk(f"staging events of {rollout_key}"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, json.dumps([e.to_json_dict() for e in events]).encode("utf-8"))
 
     def unstage(self, rollout_key: str) -> None:
-        self._staged_file(rollout_key).unlink(missing_ok=True)
+        with self._disk(f"unstaging events of {rollout_key}"):
+            self._staged_file(rollout_key).unlink(missing_ok=True)
 
     @staticmethod
     def _read_staged(path: Path) -> list[CDEvent]:
@@ -495,6 +519,10 @@ class Outbox:
         (``last_event_id``); otherwise the update never completed and they are
         dropped. An unreadable staged file is quarantined. Returns how many were stored.
         """
+        with self._disk(f"recovering staged events of {rollout_key}"):
+            return self._recover_staged(rollout_key, last_event_id)
+
+    def _recover_staged(self, rollout_key: str, last_event_id: str) -> int:
         path = self._staged_file(rollout_key)
         if not os.path.lexists(path):
             return 0
@@ -621,7 +649,7 @@ class Deliverer:
             failed += rollout_failed
         try:
             pending = self.outbox.count()
-        except OSError as err:
+        except DependencyError as err:
             log.error("outbox %s cannot be counted: %s", self.outbox.directory, err)
             pending = 0
         return DeliveryReport(

@@ -12,19 +12,15 @@ with stable ids a consumer can deduplicate on).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from kulta.adapters.outbox import Deliverer, DeliveryReport, Outbox
 from kulta.adapters.stacks import StackManager
-from kulta.core.constants import OUTPUT_PENDING_EVENTS, TAG_EVENTS_ACKED
-from kulta.core.pending_events import read_pending, unacknowledged
+from kulta.app.stack_events import StackEventLedger
 
 __all__ = ["EventsReport", "StackEvents", "deliver_recorded_events"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,27 +47,16 @@ class EventsReport:
 def deliver_recorded_events(
     stacks: StackManager, names: Sequence[str], outbox: Outbox, deliverer: Deliverer, now: datetime
 ) -> EventsReport:
-    found: dict[str, list[str]] = {}
-    unreadable: dict[str, int] = {}
-    for name in names:
-        acked = stacks.get_tag(name, TAG_EVENTS_ACKED) or ""
-        read = read_pending(stacks.outputs(name).get(OUTPUT_PENDING_EVENTS))
-        events = unacknowledged(read.events, acked)
-        unreadable[name] = read.unreadable
-        if read.unreadable:
-            log.warning(
-                "%d unreadable entries in %s skipped", read.unreadable, OUTPUT_PENDING_EVENTS, extra={"stack": name}
-            )
-        found[name] = [e.id for e in events]
-        if events:
-            outbox.put(list(events), rollout_key=name)
-    delivery = deliverer.deliver_due(now) if any(found.values()) else None
-    results: list[StackEvents] = []
-    for name in names:
-        ids = found[name]
-        acked_id = ""
-        if ids and not outbox.pending(rollout_key=name):
-            acked_id = ids[-1]
-            stacks.set_tag(name, TAG_EVENTS_ACKED, acked_id)
-        results.append(StackEvents(name, len(ids), acked_id, unreadable[name]))
-    return EventsReport(tuple(results), delivery)
+    """One round of the ledger ``kulta run`` keeps with replicas: load, deliver, acknowledge."""
+    ledger = StackEventLedger(stacks, outbox)
+    loaded = {name: ledger.load(name, stacks.outputs(name), ledger.read_acked(name)) for name in names}
+    found = any(events.unacknowledged for events in loaded.values())
+    delivery = deliverer.deliver_due(now) if found else None
+    acked = ledger.acknowledge_delivered()
+    return EventsReport(
+        tuple(
+            StackEvents(name, events.unacknowledged, acked.get(name, ""), events.unreadable)
+            for name, events in loaded.items()
+        ),
+        delivery,
+    )

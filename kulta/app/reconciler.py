@@ -266,11 +266,22 @@ class Reconciler:
         return RolloutOutcome(name, None, 0, 0, failure.describe(), 0, failure.next_retry, error=failure.describe())
 
     # -- one rollout -----------------------------------------------------------------
-    def _read_status(self, name: str) -> RolloutStatus | None:
-        outputs = self.stacks.outputs(name)
+    def _read_state(self, name: str) -> tuple[RolloutStatus | None, ManualCommand | None]:
+        """The status (outputs) and the manual command (a tag), read side by side.
+
+        Each is a read of the backend (a CLI or ``psql`` process on some backends)
+        before the step's update; with replicas the acknowledged-events tag is a
+        third. One read per pass: a command sent meanwhile is applied by the next.
+        """
+        with concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="kulta-read") as reads:
+            outputs_read = reads.submit(self.stacks.outputs, name)
+            command_read = reads.submit(self._read_command, name)
+            acked_read = reads.submit(self.ledger.read_acked, name) if self.ledger is not None else None
+            outputs, command = outputs_read.result(), command_read.result()
+            acked = acked_read.result() if acked_read is not None else ""
         if self.ledger is not None:
-            self.ledger.load(name, outputs, self.ledger.read_acked(name))
-        return RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None
+            self.ledger.load(name, outputs, acked)
+        return (RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None), command
 
     def _snapshot_behind(self, name: str, status: RolloutStatus | None, commit: str) -> str:
         """Why this turn waits for the next Git fetch ("" = it does not): see ``kulta.core.git_snapshot``."""
@@ -309,14 +320,8 @@ class Reconciler:
         decision: Decision | None = None
         #: an observation that replaces this pass's own (a failed update, a killed one)
         failure: Observation | None = None
-        # the status (stack export) and the command (stack tag) are read side by side:
-        # each is one Pulumi CLI process, and both sit before the step's update.
-        # One read per pass: a command sent meanwhile is applied by the next pass.
         self.stacks.open(name)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="kulta-read") as reads:
-            status_read = reads.submit(self._read_status, name)
-            command_read = reads.submit(self._read_command, name)
-            status, command = status_read.result(), command_read.result()
+        status, command = self._read_state(name)
         if self.outbox is not None:
             self.outbox.recover_staged(name, status.last_event_id if status else "")
         waiting_for = self._snapshot_behind(name, status, commit)

@@ -40,7 +40,7 @@ from kulta.adapters.stacks import StackManager, build_stack_manager, stack_name_
 from kulta.app.commands import find_stacks
 from kulta.app.reconciler import PassReport, Reconciler, ReconcilerConfig, RolloutOutcome
 from kulta.app.scheduler import WorkQueue
-from kulta.errors import ConfigError, KultaError, TemporaryError
+from kulta.errors import ConfigError, DependencyError, KultaError, TemporaryError
 from kulta.model.rollout import DEFAULT_NAMESPACE, Rollout
 from kulta.spec.loader import LoadResult, load_paths
 from kulta.spec.namespaces import DefaultNamespaces
@@ -365,7 +365,7 @@ def _serve(
                 if outbox is not None:
                     try:
                         metrics.set_events_pending(outbox.count())
-                    except OSError as exc:  # the outbox directory went away: said, retried
+                    except DependencyError as exc:  # the outbox directory went away: said, retried
                         log.warning("cannot count the event outbox", extra={"error": str(exc)})
             if options.max_passes is not None and passes >= options.max_passes and not running and not len(queue):
                 break

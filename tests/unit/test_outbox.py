@@ -25,7 +25,7 @@ from kulta.adapters.outbox import (
 )
 from kulta.adapters.sinks import FileSink
 from kulta.core.events import CDEvent
-from kulta.errors import OutboxFullError, PermanentError, TemporaryError
+from kulta.errors import Dependency, DependencyError, OutboxFullError, PermanentError, TemporaryError
 from tests.event_scenarios import aborted_by_analysis, full_rollout, replay, stable_a
 
 T0 = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
@@ -544,3 +544,29 @@ def test_a_file_where_a_rollout_directory_belongs_is_quarantined_by_put(tmp_path
     assert outbox.put(rollout_events()[:1], "web") == 1
     assert outbox.pending("web") == rollout_events()[:1]
     assert (tmp_path / ".corrupt" / tmp_path.name / "web").read_text() == "stray"
+
+
+def test_a_broken_outbox_directory_is_a_dependency_error_naming_it(tmp_path: Path) -> None:
+    """The state directory's outbox replaced by a file (as a full or unmounted disk would
+    break it): each call the reconciler makes says which directory and what it was doing,
+    as a DependencyError the loop retries, never a bare OSError (an "internal error")."""
+    directory = tmp_path / "outbox"
+    outbox = Outbox(directory)
+    events = rollout_events()
+    outbox.put(events[:1], "web")
+    directory.rename(tmp_path / "moved")
+    directory.write_text("not a directory\n")
+    calls = {
+        "storing events of web": lambda: outbox.put(events[1:2], "web"),
+        "staging events of web": lambda: outbox.stage(events[1:2], "web"),
+        "unstaging events of web": lambda: outbox.unstage("web"),
+        "reading pending events": lambda: outbox.pending("web"),
+        "counting events": outbox.count,
+    }
+    for what, call in calls.items():
+        with pytest.raises(DependencyError) as info:
+            call()
+        assert info.value.dependency is Dependency.STATE_DIR
+        assert str(info.value).startswith(f"state directory unreachable: event outbox {directory}: {what}: "), (
+            info.value
+        )
