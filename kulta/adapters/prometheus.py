@@ -24,21 +24,19 @@ Result shapes (``/api/v1/query``):
 from __future__ import annotations
 
 import json
-import logging
 import math
-import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Protocol
 
 import httpx
 
+from kulta.adapters.http_metric import MAX_MESSAGE_LENGTH, HttpMetricClient, read_limited
 from kulta.core.assess import measurement_phase
-from kulta.core.times import format_time
 from kulta.errors import KultaError
 from kulta.model.analysis import Metric, PrometheusMetricProvider
 from kulta.model.status import Measurement, MeasurementPhase
-from kulta.redact import REDACTED, redact_text
+from kulta.redact import redact_text
 
 __all__ = [
     "MAX_MESSAGE_LENGTH",
@@ -54,13 +52,10 @@ __all__ = [
     "parse_sample_value",
 ]
 
-log = logging.getLogger(__name__)
 
 QUERY_PATH = "/api/v1/query"
 #: a query answer larger than this is refused (an instant query for a canary check is tiny).
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
-#: measurement messages are cut to this many characters (a proxy may answer with a whole page).
-MAX_MESSAGE_LENGTH = 500
 #: a longer ``timeout`` is waited this long: Go's largest time.Duration, as Argo computes it.
 MAX_TIMEOUT_SECONDS = 9_223_372_036
 RESULT_VECTOR = "vector"
@@ -196,29 +191,16 @@ def _preview(value: object, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _capped(message: str) -> str:
-    """A measurement message of at most ``MAX_MESSAGE_LENGTH`` characters."""
-    if len(message) <= MAX_MESSAGE_LENGTH:
-        return message
-    cut = len(message) - MAX_MESSAGE_LENGTH
-    return f"{message[:MAX_MESSAGE_LENGTH]}... ({cut} more characters)"
+def _too_large() -> PrometheusResponseError:
+    return PrometheusResponseError(f"Prometheus answer is larger than {MAX_RESPONSE_BYTES} bytes")
 
 
-class PrometheusClient:
+class PrometheusClient(HttpMetricClient):
     """``MetricProvider`` for ``provider.prometheus``: one GET /api/v1/query per measurement.
 
     ``transport`` is for tests that need a custom httpx transport; ``clock`` is
     a monotonic clock used only to compute ``finished_at`` from ``now``.
     """
-
-    def __init__(
-        self,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._transport = transport
-        self._clock = clock
 
     def measure(
         self,
@@ -264,7 +246,7 @@ class PrometheusClient:
                 httpx.Client(timeout=timeout, transport=self._transport, follow_redirects=False) as client,
                 client.stream("GET", url, params={"query": query}, headers=dict(headers)) as response,
             ):
-                body = self._read_limited(response)
+                body = read_limited(response, MAX_RESPONSE_BYTES, _too_large)
                 status = response.status_code
         except httpx.TimeoutException:
             raise PrometheusResponseError(
@@ -289,43 +271,3 @@ class PrometheusClient:
             detail = document.get("error", "") if isinstance(document, dict) else ""
             raise PrometheusResponseError(f"Prometheus answered HTTP {status}: {detail or _preview(document)}")
         return parse_query_response(document)
-
-    @staticmethod
-    def _read_limited(response: httpx.Response) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > MAX_RESPONSE_BYTES:
-                raise PrometheusResponseError(f"Prometheus answer is larger than {MAX_RESPONSE_BYTES} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _finish(
-        self,
-        metric: Metric,
-        *,
-        now: datetime,
-        started: float,
-        phase: MeasurementPhase,
-        value: str,
-        message: str,
-        secrets: list[str],
-    ) -> Measurement:
-        elapsed = max(0.0, self._clock() - started)
-        safe = message
-        for secret in sorted(set(secrets), key=len, reverse=True):
-            safe = safe.replace(secret, REDACTED)
-        safe = _capped(redact_text(safe))
-        if phase is MeasurementPhase.ERROR:
-            log.warning("metric %s: measurement error: %s", metric.name, safe)
-        else:
-            log.info("metric %s: %s (value %s)", metric.name, phase.value, value)
-        return Measurement(
-            metric=metric.name,
-            phase=phase,
-            started_at=format_time(now),
-            finished_at=format_time(now + timedelta(seconds=elapsed)),
-            value=value,
-            message=safe,
-        )

@@ -24,18 +24,16 @@ arguments, anything credential-shaped) and capped.
 from __future__ import annotations
 
 import json
-import logging
 import math
-import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 import httpx
 
+from kulta.adapters.http_metric import HttpMetricClient, read_limited
 from kulta.adapters.prometheus import PrometheusResponseError, check_headers, format_value
 from kulta.core.assess import measurement_phase
 from kulta.core.jsonpath import JsonPathError, parse_json_path, select
-from kulta.core.times import format_time
 from kulta.errors import KultaError
 from kulta.model.analysis import Metric, WebMetricProvider
 from kulta.model.status import Measurement, MeasurementPhase
@@ -51,14 +49,11 @@ __all__ = [
     "judged_value",
 ]
 
-log = logging.getLogger(__name__)
 
 #: a web metric's answer larger than this is refused (a health or score endpoint answers in bytes).
 MAX_RESPONSE_BYTES = 1024 * 1024
 #: ``Measurement.value`` is cut to this many characters (a plain-text answer may be a whole page).
 MAX_VALUE_LENGTH = 200
-#: measurement messages are cut to this many characters.
-MAX_MESSAGE_LENGTH = 500
 CONTENT_TYPE = "Content-Type"
 JSON_CONTENT_TYPE = "application/json"
 
@@ -118,17 +113,8 @@ def _shown_value(value: WebValue) -> str:
     return format_value(value)
 
 
-class WebMetricClient:
+class WebMetricClient(HttpMetricClient):
     """``provider.web`` measurements; ``transport`` is for tests, ``clock`` is monotonic."""
-
-    def __init__(
-        self,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._transport = transport
-        self._clock = clock
 
     def measure(
         self,
@@ -191,42 +177,15 @@ class WebMetricClient:
                 status = response.status_code
                 if not 200 <= status < 300:
                     raise WebMetricError(f"{where} answered HTTP {status} (Argo: received non 2xx response code)")
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > MAX_RESPONSE_BYTES:
-                        raise WebMetricError(f"the answer of {where} is larger than {MAX_RESPONSE_BYTES} bytes")
-                    chunks.append(chunk)
+                body = read_limited(
+                    response,
+                    MAX_RESPONSE_BYTES,
+                    lambda: WebMetricError(f"the answer of {where} is larger than {MAX_RESPONSE_BYTES} bytes"),
+                )
         except httpx.TimeoutException:
             raise WebMetricError(f"{where} did not answer within {timeout:g}s") from None
         except (httpx.HTTPError, httpx.InvalidURL) as err:
             raise WebMetricError(f"cannot reach {where}: {type(err).__name__}: {err}") from None
         except ValueError as err:  # e.g. UnicodeError while encoding the URL
             raise WebMetricError(f"cannot build a request for {where}: {type(err).__name__}") from None
-        return b"".join(chunks)
-
-    def _finish(
-        self,
-        metric: Metric,
-        now: datetime,
-        started: float,
-        phase: MeasurementPhase,
-        value: str,
-        message: str,
-        secrets: list[str],
-    ) -> Measurement:
-        elapsed = max(0.0, self._clock() - started)
-        safe = safe_text(message, secrets, MAX_MESSAGE_LENGTH)
-        if phase is MeasurementPhase.ERROR:
-            log.warning("metric %s: measurement error: %s", metric.name, safe)
-        else:
-            log.info("metric %s: %s (value %s)", metric.name, phase.value, value)
-        return Measurement(
-            metric=metric.name,
-            phase=phase,
-            started_at=format_time(now),
-            finished_at=format_time(now + timedelta(seconds=elapsed)),
-            value=value,
-            message=safe,
-        )
+        return body
