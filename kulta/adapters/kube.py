@@ -21,6 +21,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from kulta.adapters.token_file import TokenFileRefresher, token_file_of
 from kulta.core.constants import GATEWAY_API_VERSION, GRPCROUTE_PLURAL, HTTPROUTE_PLURAL
 from kulta.errors import ConfigError, Dependency, DependencyError
 from kulta.model.rollout import PodMetadata, RouteKind
@@ -58,11 +59,19 @@ call_api = _call
 
 
 def new_api_client(kubeconfig: str | None) -> client.ApiClient:
-    """An API client for ``kubeconfig`` (the default one when None); a bad file is a ConfigError."""
+    """An API client for ``kubeconfig`` (the default one when None); a bad file is a ConfigError.
+
+    A user with a ``tokenFile`` (a pod's ServiceAccount token) gets the token read
+    again whenever the file is rotated (``kulta.adapters.token_file``).
+    """
     try:
-        return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call,no-any-return]
+        api: client.ApiClient = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     except (config.ConfigException, OSError) as exc:
         raise ConfigError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}") from exc
+    token_file = token_file_of(kubeconfig)
+    if token_file is not None:
+        api.configuration.refresh_api_key_hook = TokenFileRefresher(token_file)
+    return api
 
 
 @dataclass(frozen=True)

@@ -151,11 +151,13 @@ def test_the_service_account_can_make_every_call_kulta_makes_and_nothing_else(cl
         kubectl(cluster, "delete", "clusterrole", cluster_role, "--ignore-not-found")
 
 
-def _sa_kubeconfig(cluster: DevCluster, own: str, tmp_path: Path) -> Path:
+def sa_kubeconfig(cluster: DevCluster, own: str, tmp_path: Path, token_file: Path | None = None) -> Path:
     """The shipped kubeconfig (deploy/kubeconfig.yaml) pointed at this cluster, with a
-    token of KULTA's ServiceAccount in the file the pod's token would be in."""
-    token = tmp_path / "token"
-    token.write_text(kubectl(cluster, "create", "token", SERVICE_ACCOUNT, "-n", own, "--duration=1h").strip())
+    token of KULTA's ServiceAccount in the file the pod's token would be in
+    (``token_file`` when given: the caller writes it)."""
+    token = token_file or tmp_path / "token"
+    if token_file is None:
+        token.write_text(kubectl(cluster, "create", "token", SERVICE_ACCOUNT, "-n", own, "--duration=1h").strip())
     admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
     admin_cluster = admin["clusters"][0]["cluster"]
     ca = tmp_path / "ca.crt"
@@ -225,7 +227,7 @@ def test_kulta_run_as_the_service_account_walks_a_canary_and_prunes_it(cluster, 
     git(work, "config", "user.name", "CI")
     try:
         _apply_rbac(cluster, own, ns, cluster_role)
-        kubeconfig = _sa_kubeconfig(cluster, own, tmp_path)
+        kubeconfig = sa_kubeconfig(cluster, own, tmp_path)
         whoami = ("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
         who = subprocess.run(
             ["kubectl", "--kubeconfig", str(kubeconfig), *whoami],
