@@ -21,7 +21,8 @@ Sources read:
   route patches are retained on delete (no delete call). A prune as the
   ServiceAccount without ``list`` on services hangs in that informer (seen);
 - the Lease-based work sharing of ``kulta run --lease-namespace``: get, list,
-  create, update on ``leases`` in KULTA's own namespace.
+  create, update on ``leases`` in KULTA's own namespace, and get on ``pods``
+  there (``ReplicaPods``: is the replica that left a Pulumi lock gone).
 Discovery (``/api``, ``/apis``, ``/openapi``, ``/version``) is allowed to every
 authenticated user by the built-in ``system:discovery`` role.
 
@@ -104,6 +105,7 @@ KULTA_CALLS: tuple[KubeCall, ...] = (
     KubeCall(_COORD, "leases", "list", Scope.OWN, _LEASE),
     KubeCall(_COORD, "leases", "create", Scope.OWN, _LEASE),
     KubeCall(_COORD, "leases", "update", Scope.OWN, _LEASE),
+    KubeCall(_CORE, "pods", "get", Scope.OWN, f"{_LEASE}: is a lock's replica gone (ReplicaPods)"),
 )
 
 #: each kubernetes client method kulta/adapters/kube.py calls -> (group, resource, verb)
@@ -121,6 +123,7 @@ LEASE_CLIENT_METHODS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "list_namespaced_lease": ((_COORD, "leases", "list"),),
     "create_namespaced_lease": ((_COORD, "leases", "create"),),
     "replace_namespaced_lease": ((_COORD, "leases", "update"),),
+    "read_namespaced_pod": ((_CORE, "pods", "get"),),
 }
 
 #: each pulumi-kubernetes resource class kulta/adapters/program.py constructs -> the

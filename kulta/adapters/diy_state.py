@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from kulta.errors import Dependency, DependencyError
@@ -30,6 +31,7 @@ __all__ = [
     "decode_blob",
     "lock_is_dead",
     "lock_prefix",
+    "lock_time",
     "parse_tags",
     "stack_outputs",
     "stacks_prefix",
@@ -85,14 +87,39 @@ def parse_tags(stack: str, data: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in tags.items()}
 
 
-def lock_is_dead(info: Any, host: str, alive: Callable[[int], bool]) -> bool:
-    """Whether a lock blob (``{"pid", "hostname", ...}``, ``diy/lock.go``) was left by a
-    process of ``host`` that is gone. A lock of another host is never judged: its
-    process may be alive there."""
+def lock_time(info: Any) -> datetime | None:
+    """When a lock blob was written (its ``timestamp``, Go's RFC 3339), or None."""
+    raw = info.get("timestamp") if isinstance(info, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
+
+
+def lock_is_dead(
+    info: Any,
+    host: str,
+    alive: Callable[[int], bool],
+    owner_gone: Callable[[str, datetime], bool] | None = None,
+) -> bool:
+    """Whether a lock blob (``{"pid", "hostname", "timestamp", ...}``, ``diy/lock.go``) was
+    left by a process that is gone: one of ``host`` whose pid no longer runs, or, when
+    ``owner_gone`` is given (replicas sharing rollouts through Leases), one whose
+    replica pod the Kubernetes API shows gone or started after the lock was taken.
+    Any other lock of another host is never judged: its process may be alive there."""
     if not isinstance(info, dict):
         return False
     try:
         pid = int(info.get("pid", 0) or 0)
     except (TypeError, ValueError):
         return False
-    return info.get("hostname") == host and pid > 0 and not alive(pid)
+    hostname = info.get("hostname")
+    if hostname == host and pid > 0 and not alive(pid):
+        return True
+    locked_at = lock_time(info)
+    if owner_gone is None or not isinstance(hostname, str) or not hostname or locked_at is None:
+        return False
+    return owner_gone(hostname, locked_at)

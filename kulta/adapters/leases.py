@@ -45,10 +45,11 @@ from kulta.core.leases import (
     live_replicas,
     observe,
     plan_leases,
+    process_outlived,
 )
 from kulta.errors import ConfigError, DependencyError, KultaError, LeaseLostError
 
-__all__ = ["LeaseApi", "LeaseKeeper", "LeaseSettings", "TickReport", "lease_holders"]
+__all__ = ["LeaseApi", "LeaseKeeper", "LeaseSettings", "ReplicaPods", "TickReport", "lease_holders"]
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +108,12 @@ class LeaseApi:
         self._api = client.CoordinationV1Api(new_api_client(kubeconfig))
         #: connect and read: a lease call that hangs must not hold the loop long, and one
         #: slow answer on a loaded machine must not fail a tick: 5 s at least
-        self._timeout = (max(MIN_TIMEOUT, timeout), max(MIN_TIMEOUT, timeout))
+        self.timeout = (max(MIN_TIMEOUT, timeout), max(MIN_TIMEOUT, timeout))
         #: calls made, by verb (the measurement in bench/leases.py)
         self.calls: dict[str, int] = {}
         self._count_lock = threading.Lock()
 
-    def _count(self, verb: str) -> None:
+    def count_call(self, verb: str) -> None:
         with self._count_lock:
             self.calls[verb] = self.calls.get(verb, 0) + 1
 
@@ -122,14 +123,14 @@ class LeaseApi:
         records: list[LeaseRecord] = []
         token: str | None = None
         while len(records) < MAX_LEASES:
-            self._count("list")
+            self.count_call("list")
             kwargs: dict[str, Any] = {"label_selector": selector, "limit": LIST_PAGE}
             if token:
                 kwargs["_continue"] = token
             answer = call_api(
                 f"listing leases in {self.namespace}",
                 lambda kwargs=kwargs: self._api.list_namespaced_lease(  # type: ignore[misc]
-                    self.namespace, _request_timeout=self._timeout, **kwargs
+                    self.namespace, _request_timeout=self.timeout, **kwargs
                 ),
             )
             for item in answer.items or []:
@@ -142,17 +143,17 @@ class LeaseApi:
         return records[:MAX_LEASES]
 
     def get(self, name: str) -> LeaseRecord | None:
-        self._count("get")
+        self.count_call("get")
         lease = call_api(
             f"reading lease {self.namespace}/{name}",
-            lambda: self._api.read_namespaced_lease(name, self.namespace, _request_timeout=self._timeout),
+            lambda: self._api.read_namespaced_lease(name, self.namespace, _request_timeout=self.timeout),
             missing=lambda: None,
         )
         return None if lease is None else _record(lease)
 
     def create(self, kind: LeaseKind, key: str, environment: str, holder: str, duration: float) -> LeaseRecord | None:
         """A new lease held by ``holder``; None when another replica created it first."""
-        self._count("create")
+        self.count_call("create")
         now = _micro_now()
         body = client.V1Lease(
             metadata=client.V1ObjectMeta(
@@ -171,12 +172,12 @@ class LeaseApi:
         )
         return self._write(
             f"creating lease {self.namespace}/{lease_name(kind, key, environment)}",
-            lambda: self._api.create_namespaced_lease(self.namespace, body, _request_timeout=self._timeout),
+            lambda: self._api.create_namespaced_lease(self.namespace, body, _request_timeout=self.timeout),
         )
 
     def update(self, record: LeaseRecord, environment: str, holder: str, duration: float) -> LeaseRecord | None:
         """Renew, take over or release (``holder`` "") ``record``; None when it changed since it was read."""
-        self._count("update")
+        self.count_call("update")
         now = _micro_now()
         taken = holder != record.holder
         spec = client.V1LeaseSpec(
@@ -200,7 +201,7 @@ class LeaseApi:
         return self._write(
             f"updating lease {self.namespace}/{record.name}",
             lambda: self._api.replace_namespaced_lease(
-                record.name, self.namespace, body, _request_timeout=self._timeout
+                record.name, self.namespace, body, _request_timeout=self.timeout
             ),
         )
 
@@ -217,6 +218,52 @@ class LeaseApi:
 def lease_holders(api: LeaseApi, environment: str) -> dict[str, str]:
     """Rollout stack name → holder identity ("" when released), from one list (``kulta status``)."""
     return {r.key: r.holder for r in api.list(environment) if r.kind is LeaseKind.ROLLOUT}
+
+
+class ReplicaPods:
+    """Is the replica that wrote a Pulumi lock gone? (``StackManager.owner_gone``)
+
+    A replica killed during an update leaves its Pulumi lock; on Kubernetes its pod
+    and its host are gone with it, so the pid check of ``lock_is_dead`` cannot see
+    it. A lock's ``hostname`` is judged only when it is the identity of a KULTA
+    replica of this environment (a heartbeat Lease names it; deploy/ sets
+    ``--identity`` to the pod's name, which is its hostname): a lock written by
+    a developer's machine or a CI job is never touched. Such a replica's lock is
+    dead when its pod (``get pods/<hostname>`` in the lease namespace) no longer
+    exists, has ended, or runs no container started before the lock
+    (``kulta.core.leases.process_outlived``). An API error judges nothing.
+    """
+
+    def __init__(self, api: LeaseApi, environment: str, kubeconfig: str | None) -> None:
+        self.api = api
+        self.environment = environment
+        self._core = client.CoreV1Api(new_api_client(kubeconfig))
+
+    def __call__(self, hostname: str, locked_at: datetime) -> bool:
+        try:
+            replicas = {r.key for r in self.api.list(self.environment) if r.kind is LeaseKind.REPLICA}
+            if hostname not in replicas:
+                return False
+            self.api.count_call("get pod")
+            pod = call_api(
+                f"reading pod {self.api.namespace}/{hostname}",
+                lambda: self._core.read_namespaced_pod(hostname, self.api.namespace, _request_timeout=self.api.timeout),
+                missing=lambda: None,
+            )
+        except DependencyError as exc:
+            log.warning("cannot tell whether replica %s is gone; its lock stays: %s", hostname, exc)
+            return False
+        if pod is None:
+            log.warning("replica %s: its pod is gone; its Pulumi lock is dead", hostname)
+            return True
+        status = pod.status
+        statuses = (status.container_statuses if status is not None else None) or []
+        running = [c.state.running.started_at for c in statuses if c.state is not None and c.state.running is not None]
+        phase = str(status.phase or "") if status is not None else ""
+        gone = process_outlived(phase, [t for t in running if t is not None], len(statuses), locked_at)
+        if gone:
+            log.warning("replica %s: its pod restarted or ended after the lock was taken; the lock is dead", hostname)
+        return gone
 
 
 def _environment(lease: Any) -> str:

@@ -36,6 +36,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from kulta.adapters.backend_url import BackendKind, BackendUrl
@@ -146,11 +147,17 @@ class PostgresBackend:
             raise DependencyError(Dependency.PULUMI_BACKEND, f"the locks of stack {stack}: not a JSON object")
         return {str(k): self._decode(str(k), v) for k, v in rows.items()}
 
-    def recover_dead_locks(self, stack: str, host: str, alive: Callable[[int], bool]) -> bool:
-        """Delete the locks of ``stack`` left by processes of ``host`` that are gone."""
+    def recover_dead_locks(
+        self,
+        stack: str,
+        host: str,
+        alive: Callable[[int], bool],
+        owner_gone: Callable[[str, datetime], bool] | None = None,
+    ) -> bool:
+        """Delete the locks of ``stack`` left by processes that are gone (``lock_is_dead``)."""
         removed = False
         for key, info in self.locks(stack).items():
-            if not lock_is_dead(info, host, alive):
+            if not lock_is_dead(info, host, alive, owner_gone):
                 continue
             log.warning(
                 "removing stale Pulumi lock left by dead process",

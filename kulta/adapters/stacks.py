@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -200,6 +201,9 @@ class StackManager:
         self._stacks: dict[str, auto.Stack] = {}
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+        #: with replicas on Kubernetes: whether the replica that wrote a lock (its hostname,
+        #: the lock's time) is gone, so its lock is dead (``kulta.adapters.leases.ReplicaPods``)
+        self.owner_gone: Callable[[str, datetime], bool] | None = None
 
     @property
     def files(self) -> FileBackend | None:
@@ -476,7 +480,7 @@ class StackManager:
         ``psql`` nothing is recovered (the update then reports the lock).
         """
         if isinstance(self.direct, PostgresBackend):
-            return self.direct.recover_dead_locks(name, socket.gethostname(), _alive)
+            return self.direct.recover_dead_locks(name, socket.gethostname(), _alive, self.owner_gone)
         try:
             return self._recover_dead_lock(name)
         except OSError as exc:
@@ -495,7 +499,7 @@ class StackManager:
                 info = json.loads(lock.read_text())
             except (OSError, ValueError):
                 continue
-            if not lock_is_dead(info, host, _alive):
+            if not lock_is_dead(info, host, _alive, self.owner_gone):
                 continue
             pid = info.get("pid")
             log.warning(

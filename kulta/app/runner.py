@@ -31,7 +31,7 @@ from typing import TextIO
 from kulta.adapters.git_source import GitSnapshot, GitSource, GitSourceConfig, next_retry_delay
 from kulta.adapters.health_file import write_health
 from kulta.adapters.kube import KubeReader
-from kulta.adapters.leases import LeaseApi, LeaseKeeper, LeaseSettings
+from kulta.adapters.leases import LeaseApi, LeaseKeeper, LeaseSettings, ReplicaPods
 from kulta.adapters.metric_providers import ProviderDispatcher
 from kulta.adapters.metrics import ReconcileResult, ReconcilerMetrics
 from kulta.adapters.outbox import Deliverer, Outbox
@@ -440,6 +440,9 @@ def run(options: RunOptions, out: TextIO) -> int:
     )
     leases = _lease_keeper(options)
     stacks = build_stack_manager(options.state_dir, options.kubeconfig)
+    if leases is not None:
+        # a replica killed mid-update leaves a Pulumi lock its host cannot clear: its pod tells
+        stacks.owner_gone = ReplicaPods(leases.api, options.environment, options.kubeconfig)
     metrics = ReconcilerMetrics()
     outbox, deliverer = _deliverer(options)
     reconciler = Reconciler(

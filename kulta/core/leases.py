@@ -26,8 +26,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 __all__ = [
     "LeaseKind",
@@ -41,6 +42,7 @@ __all__ = [
     "observe",
     "plan_leases",
     "preference",
+    "process_outlived",
 ]
 
 #: a Lease name is a DNS subdomain; a digest keeps any stack name or identity valid and short
@@ -196,3 +198,23 @@ def plan_leases(
         for key in free[:room]:
             (claim if key in records else create).append(key)
     return LeasePlan(tuple(renew), tuple(claim), tuple(create), tuple(release), share)
+
+
+#: pod phases in which no container of the pod runs any more
+ENDED_POD_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def process_outlived(phase: str, running_since: Sequence[datetime], containers: int, locked_at: datetime) -> bool:
+    """Whether no process that was running in a pod at ``locked_at`` can still run.
+
+    ``running_since`` holds the start of each running container (of ``containers``).
+    True when the pod has ended, when none of its containers runs, or when every
+    running container started after ``locked_at`` (the pod restarted, or was made
+    again under the same name, since the lock was taken). A pod that still runs a
+    container started before the lock may hold it: never judged dead.
+    """
+    if phase in ENDED_POD_PHASES:
+        return True
+    if containers > 0 and not running_since:
+        return True
+    return bool(running_since) and min(running_since) > locked_at

@@ -302,3 +302,26 @@ def test_a_keeper_cut_from_the_api_server_stops_updating_before_anyone_may_take_
     assert not a.holds(key)
     with pytest.raises(LeaseLostError):
         a.fence(key)
+
+
+def test_a_process_is_outlived_only_by_a_pod_that_ended_or_restarted_after_the_lock() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from kulta.core.leases import process_outlived
+
+    locked = datetime(2026, 12, 1, 21, 0, 0, tzinfo=UTC)
+    before, after = locked - timedelta(minutes=5), locked + timedelta(seconds=1)
+    # still running since before the lock: its process may hold it
+    assert not process_outlived("Running", [before], 1, locked)
+    # the container restarted (crash, OOM) after the lock: the old process is gone
+    assert process_outlived("Running", [after], 1, locked)
+    # a sidecar started before the lock keeps the pod's lock alive (never a false "gone")
+    assert not process_outlived("Running", [after, before], 2, locked)
+    # the pod ended, or no container runs (CrashLoopBackOff waiting)
+    assert process_outlived("Failed", [], 1, locked)
+    assert process_outlived("Succeeded", [], 1, locked)
+    assert process_outlived("Running", [], 1, locked)
+    # nothing reported yet (Pending, no container statuses): not judged
+    assert not process_outlived("Pending", [], 0, locked)
+    # started exactly at the lock's second (startedAt has seconds only): not judged
+    assert not process_outlived("Running", [locked], 1, locked)

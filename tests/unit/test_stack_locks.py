@@ -108,3 +108,32 @@ def test_a_backend_directory_replaced_by_a_file_is_a_backend_outage_not_a_traceb
         m.recover_dead_lock("dev.shop.web")
     assert caught.value.dependency is Dependency.PULUMI_BACKEND
     assert "FileExistsError" in str(caught.value) and str(backend) in str(caught.value)
+
+
+def test_lock_of_another_host_is_judged_by_owner_gone_with_the_locks_own_time(tmp_path):
+    """With replicas on Kubernetes the manager asks whether the lock's replica is gone,
+    with its hostname and the time the lock was written (2026-11-25T12:00:00Z above)."""
+    from datetime import UTC, datetime
+
+    m = manager(tmp_path)
+    asked: list[tuple[str, datetime]] = []
+    m.owner_gone = lambda host, at: asked.append((host, at)) or host == "kulta-7d9f-gone"
+    kept = write_lock(m, "dev.shop.web", 41, "kulta-7d9f-alive")
+    removed = write_lock(m, "dev.shop.web", 42, "kulta-7d9f-gone")
+    assert m.recover_dead_lock("dev.shop.web") is True
+    assert os.path.exists(kept) and not os.path.exists(removed)
+    noon = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    assert sorted(asked) == [("kulta-7d9f-alive", noon), ("kulta-7d9f-gone", noon)]
+
+
+def test_a_lock_without_a_readable_time_is_never_judged_by_owner_gone(tmp_path):
+    m = manager(tmp_path)
+    m.owner_gone = lambda host, at: True
+    directory = m.lock_dir("dev.shop.web")
+    assert directory is not None
+    directory.mkdir(parents=True)
+    for i, stamp in enumerate(("", "yesterday", "2026-11-25T12:00:00", None)):
+        body = {"pid": 50 + i, "hostname": "kulta-7d9f-gone", "timestamp": stamp}
+        (directory / f"lock-{i}.json").write_text(json.dumps(body))
+    assert m.recover_dead_lock("dev.shop.web") is False  # naive, unparsable or missing times
+    assert len(list(directory.glob("lock-*.json"))) == 4
