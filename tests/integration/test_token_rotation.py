@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kulta.adapters.kube import KubeReader
 from kulta.errors import DependencyError
@@ -50,8 +51,14 @@ def project(directory: Path, token: str, generation: str) -> None:
 
 
 def refused(kubeconfig: Path, token: str) -> bool:
+    """Whether the API server refuses ``token`` (kubectl with that token alone: in a
+    kubeconfig a ``tokenFile`` would win over ``--token``)."""
+    cluster = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]
     proc = subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), "--token", token, "auth", "whoami"],
+        [
+            *("kubectl", "--kubeconfig", os.devnull, "--server", cluster["server"]),
+            *("--certificate-authority", cluster["certificate-authority"], "--token", token, "auth", "whoami"),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -86,7 +93,9 @@ def test_a_rotated_service_account_token_is_read_again_on_the_next_call(cluster,
     stale = KubeReader(str(kubeconfig))
     stale._apps.api_client.configuration.refresh_api_key_hook = None
 
-    # the kubelet rotates the token; the old one stops working
+    assert not refused(kubeconfig, first)  # the probe below can tell accepted from refused
+    # the kubelet rotates the token; the old one stops working (the API server caches
+    # a token's review for 10 s)
     project(tokens, bound_token(cluster, own, "bind-second"), "2026_12_01_10_50_00.2")
     kubectl(cluster, "delete", "secret", "bind-first", "-n", own)
     deadline = time.monotonic() + 60
