@@ -117,7 +117,8 @@ def change_sentence(change: ChangeSummary) -> str:
     if change.kind is ChangeKind.ABORTED:
         return f"the canary of {change.revision} is aborted: this PR does not restart it (kulta retry does)"
     if change.canary_revision:
-        return f"no change: the canary of {change.revision} goes on at step {step}"
+        text = f"no change: the canary of {change.revision} goes on at step {step}"
+        return text + (" under the new fields" if change.strategy_changed else "")
     text = f"no change: revision {change.revision} is already stable"
     if change.strategy_changed:
         text += "; the new strategy applies to the next revision's canary"

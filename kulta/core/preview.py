@@ -66,6 +66,9 @@ def classify_change(rollout: Rollout, revision: str, prev: RolloutStatus | None)
     - file revision ``b``, other steps -> ``STRATEGY_CHANGED``;
     - file revision ``b``, same steps -> ``NO_CHANGE``;
     - file revision ``a`` -> ``BACK_TO_STABLE``.
+
+    A blue-green rollout restarts nothing on a strategy edit (Argo; ``_blue_green``
+    declares the stage again): ``NO_CHANGE`` with ``strategy_changed``.
     """
     if prev is None or not prev.stable_revision:
         return ChangeSummary(ChangeKind.FIRST_DEPLOYMENT, revision, "", "", None, False)
@@ -77,7 +80,7 @@ def classify_change(rollout: Rollout, revision: str, prev: RolloutStatus | None)
         kind = ChangeKind.NEW_REVISION
     elif prev.aborted:
         kind = ChangeKind.ABORTED
-    elif changed:
+    elif changed and rollout.spec.blue_green is None:
         kind = ChangeKind.STRATEGY_CHANGED
     else:
         kind = ChangeKind.NO_CHANGE

@@ -38,7 +38,14 @@ from kulta.core.commands import CommandKind, ManualCommand
 from kulta.core.decision import AbortReason, Decision, Observation, WaitOutcome, WaitResult
 from kulta.core.defaults import abort_scale_down_delay_seconds, scale_down_delay_seconds
 from kulta.core.history import extend_history, keep_old_revisions, live_templates, prune_history
-from kulta.core.names import background_run_name, inline_run_name, replicaset_name, route_targets, step_run_name
+from kulta.core.names import (
+    background_run_name,
+    inline_run_name,
+    promotion_run_name,
+    replicaset_name,
+    route_targets,
+    step_run_name,
+)
 from kulta.core.plan import DesiredState, PlanMode, WaitKind, desired_state, rolling_update
 from kulta.core.revision import strategy_hash
 from kulta.core.times import format_time, parse_status_time
@@ -590,7 +597,10 @@ def _failed_run(rollout: Rollout, revision: str, prev: RolloutStatus) -> Analysi
     """The background run, or the current step's inline run, that failed or errored."""
     names = {background_run_name(rollout.name, revision)}
     if not prev.restart_reason:
-        names.add(step_run_name(rollout, revision, prev.current_step_index))
+        # under either strategy's name: a run that failed stays failed when the same pass
+        # turns a blue-green rollout into a canary (or back) in Git
+        index = prev.current_step_index
+        names |= {inline_run_name(rollout.name, revision, index), promotion_run_name(rollout.name, revision, index)}
     for run in prev.analysis_runs:
         if run.name in names and run.phase in _FAILED_ANALYSIS:
             return run
@@ -897,8 +907,16 @@ def _blue_green(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> De
         return _bg_apply(ctx, prev, stage, f"retrying stage {stage} after the progress deadline passed", cmd)
     if prev.strategy_hash != ctx.strategy:
         # Argo restarts nothing, but the stage is declared again under the new fields (a new
-        # previewReplicaCount, or a canary turned blue-green): nothing moves before its pods are
-        # available; the pause keeps its start and the analysis runs their measurements
+        # previewReplicaCount): nothing moves before its pods are available; the pause keeps
+        # its start and the analysis runs their measurements. The switched stage is kept only
+        # when its postPromotionAnalysis run shows it was entered as blue-green: a canary
+        # turned blue-green (its step index is no stage) starts at the preview, whose
+        # prePromotionAnalysis and pause gate the switch as Argo's do.
+        post_run = promotion_run_name(ctx.rollout.name, ctx.revision, POST_PROMOTION)
+        if stage == POST_PROMOTION and all(r.name != post_run for r in prev.analysis_runs):
+            reason = "strategy changed in Git: blue-green from its preview (stage 0), the active Service on stable"
+            restart = {"pause_started_at": "", "step_started_at": format_time(ctx.now)}
+            return _bg_apply(ctx, prev, PRE_PROMOTION, reason, None, **restart)
         reason = f"strategy changed in Git: stage {stage} applied again with the new fields"
         kept = {"pause_started_at": prev.pause_started_at, "step_started_at": prev.step_started_at}
         return _bg_apply(ctx, prev, stage, reason, None, **kept)
@@ -918,7 +936,9 @@ def _blue_green(ctx: _Ctx, prev: RolloutStatus, cmd: ManualCommand | None) -> De
     if promotion_analysis(blue_green, stage) is not None:
         run = _inline_run(prev, ctx.rollout, ctx.revision, stage)
         if run is None or not run.phase.completed:
-            return _hold(ctx, prev, f"{what} running", phase=Phase.PROGRESSING, apply=ctx.obs.drift)
+            # a promote now has nothing to end (Argo's neither): used up, not kept for later
+            note = "; kulta promote has no pause to end yet" if promote else ""
+            return _hold(ctx, prev, f"{what} running{note}", phase=Phase.PROGRESSING, apply=ctx.obs.drift, command=used)
         if run.phase is not AnalysisPhase.SUCCESSFUL and not promote:
             return _hold(ctx, prev, f"{what} inconclusive: {run.message}; promote or abort", phase=Phase.PAUSED)
     if stage == POST_PROMOTION:

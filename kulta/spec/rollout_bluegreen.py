@@ -64,7 +64,8 @@ def parse_blue_green(issues: Issues, value: Any, path: str) -> BlueGreenStrategy
             child(path, "previewService"),
             f'"{preview}" is also the activeService; two different Services are required',
         )
-    # Argo's int32 fields; a preview of 0 pods could never be saturated (ReadyForPause)
+    # Argo's int32 fields; a preview of 0 pods is refused: Argo goes on with none, and a
+    # prePromotionAnalysis would then measure no pod
     preview_count = read_int(
         issues, data.get("previewReplicaCount", MISSING), child(path, "previewReplicaCount"), minimum=1
     )

@@ -393,24 +393,35 @@ def test_a_blue_green_edit_in_git_applies_from_the_next_move_without_a_restart()
     assert d.replicas == {R1: 3, R2: 3}
 
 
-def test_a_canary_turned_blue_green_mid_flight_moves_the_active_service_only_with_available_pods() -> None:
+def test_a_canary_turned_blue_green_mid_flight_starts_at_the_preview_and_switches_only_with_available_pods() -> None:
+    """A canary paused at step 1 turned blue-green in Git: its step index is no stage. Argo
+    switches the active Service only once the blue-green pause and prePromotionAnalysis are
+    done (rollout/service.go reconcileActiveService), so the rollout starts at the preview:
+    the active Service stays on stable (it once went straight to the new revision)."""
     canary_doc = base_rollout(replicas=3)
     canary_doc["spec"]["strategy"] = {"canary": {"steps": [{"setWeight": 34}, {"pause": {}}, {"setWeight": 67}]}}
     (canary,) = load(canary_doc).rollouts
     _d, st = step(canary, T1, None, T0)
     _d, st = step(canary, T2, st, T0 + timedelta(minutes=1))
     _d, st = step(canary, T2, st, T0 + timedelta(minutes=1))
-    assert (st.current_step_index, st.phase) == (1, Phase.PAUSED)
+    assert (st.current_step_index, st.phase) == (1, Phase.PAUSED) and st.pause_started_at
     blue_green = bg_rollout(postPromotionAnalysis=ANALYSIS)
     prev = st
     d, st = step(blue_green, T2, st, T0 + timedelta(minutes=2))
-    # stage 1 (switched) declared: the new ReplicaSet grows to 3 (and the basic canary's shrunk
-    # stable back to 3), both waited for before the selector moves
+    # the preview (stage 0): the new ReplicaSet at full size (no previewReplicaCount) and the
+    # basic canary's shrunk stable back to 3, both waited for; the canary's pause is not reused
     assert prev.replicas == {f"web-{R1}": 2, f"web-{R2}": 1}
-    assert d.apply and d.replicas == {R1: 3, R2: 3} and d.wait_ready == {R1, R2}
+    assert d.apply and st.current_step_index == 0 and st.pause_started_at == ""
+    assert d.replicas == {R1: 3, R2: 3} and d.wait_ready == {R1, R2}
+    assert selectors(inputs(blue_green, d, prev)) == {"web-active": R1, "web-preview": R2}
+    # the preview ready and no pause asked for (autoPromotionEnabled): the switch, onto pods
+    # that are available, then postPromotionAnalysis
+    prev = st
+    d, st = step(blue_green, T2, st, T0 + timedelta(minutes=2, seconds=5))
+    assert st.current_step_index == 1 and st.stable_revision == R1
     program = inputs(blue_green, d, prev)
     assert selectors(program)["web-active"] == R2
-    assert {rs.revision: rs.wait_available for rs in program.replica_sets} == {R1: True, R2: True}
+    assert {rs.revision: rs.wait_available for rs in program.replica_sets}[R2] is True
 
 
 def test_a_new_revision_during_post_promotion_puts_the_active_service_back_on_stable() -> None:
@@ -426,3 +437,66 @@ def test_a_new_revision_during_post_promotion_puts_the_active_service_back_on_st
     program = inputs(rollout, d, prev)
     assert selectors(program) == {"web-active": R1, "web-preview": r3}
     assert {rs.revision: rs.replicas for rs in program.replica_sets} == {R1: 3, R2: 0, r3: 3}
+
+
+def test_a_canary_turned_blue_green_waits_for_its_pre_promotion_analysis_and_a_person() -> None:
+    """The gate a canary turned blue-green must pass (it once promoted on the second pass,
+    with no analysis and no `kulta promote`): prePromotionAnalysis, then the pause of
+    autoPromotionEnabled: false."""
+    canary_doc = base_rollout(replicas=3)
+    canary_doc["spec"]["strategy"] = {"canary": {"steps": [{"setWeight": 34}, {"pause": {}}, {"setWeight": 67}]}}
+    (canary,) = load(canary_doc).rollouts
+    _d, st = step(canary, T1, None, T0)
+    _d, st = step(canary, T2, st, T0 + timedelta(minutes=1))
+    _d, st = step(canary, T2, st, T0 + timedelta(minutes=1))
+    assert st.current_step_index == 1
+    gated = bg_rollout(autoPromotionEnabled=False, prePromotionAnalysis=ANALYSIS)
+    t = T0 + timedelta(minutes=2)
+    seen = []
+    for minutes, observation in (
+        (0, None),
+        (1, Observation(analysis_runs=(run("prepromotion", AnalysisPhase.RUNNING, 0),))),
+        (2, Observation(analysis_runs=(run("prepromotion", AnalysisPhase.SUCCESSFUL, 0),))),
+        (90, None),
+    ):
+        kw = {"observation": observation} if observation is not None else {}
+        d, st = step(gated, T2, st, t + timedelta(minutes=minutes), **kw)
+        seen.append((st.current_step_index, st.phase, st.stable_revision))
+        assert selectors(inputs(gated, d, st))["web-active"] == R1
+    assert seen == [
+        (0, Phase.PROGRESSING, R1),
+        (0, Phase.PROGRESSING, R1),
+        (0, Phase.PAUSED, R1),
+        (0, Phase.PAUSED, R1),
+    ]
+    d, st = step(gated, T2, st, t + timedelta(minutes=91), command=ManualCommand(id="p1", kind=CommandKind.PROMOTE))
+    assert st.stable_revision == R2
+
+
+def test_a_failed_pre_promotion_run_aborts_even_when_the_same_pass_turns_the_rollout_into_a_canary() -> None:
+    rollout = bg_rollout(previewReplicaCount=1, prePromotionAnalysis=ANALYSIS)
+    _st1, _d, st = previewing(rollout)
+    canary_doc = base_rollout(replicas=3)
+    canary_doc["spec"]["strategy"] = {"canary": {"steps": [{"setWeight": 34}, {"pause": {}}]}}
+    (canary,) = load(canary_doc).rollouts
+    failed = Observation(analysis_runs=(run("prepromotion", AnalysisPhase.FAILED, 0),))
+    d, st = step(canary, T2, st, T0 + timedelta(minutes=2), observation=failed)
+    assert d.abort_reason is AbortReason.ANALYSIS and st.phase is Phase.ABORTED
+    assert st.stable_revision == R1
+
+
+def test_a_promote_sent_while_the_pre_promotion_analysis_runs_is_used_up_not_kept() -> None:
+    rollout = bg_rollout(autoPromotionEnabled=False, prePromotionAnalysis=ANALYSIS)
+    _st1, _d, st = previewing(rollout)
+    t = T0 + timedelta(minutes=2)
+    running = Observation(analysis_runs=(run("prepromotion", AnalysisPhase.RUNNING, 0),))
+    early = ManualCommand(id="early", kind=CommandKind.PROMOTE)
+    d, st = step(rollout, T2, st, t, observation=running, command=early)
+    assert st.last_command_id == "early" and st.stable_revision == R1 and st.phase is Phase.PROGRESSING
+    assert d.reason == "prePromotionAnalysis running; kulta promote has no pause to end yet"
+    # the analysis succeeds: the pause of autoPromotionEnabled: false holds (the tag still says "early")
+    ok = Observation(analysis_runs=(run("prepromotion", AnalysisPhase.SUCCESSFUL, 0),))
+    d, st = step(rollout, T2, st, t + timedelta(minutes=1), observation=ok, command=early)
+    assert st.phase is Phase.PAUSED and st.stable_revision == R1
+    d, st = step(rollout, T2, st, t + timedelta(hours=2), command=early)
+    assert st.phase is Phase.PAUSED and st.stable_revision == R1

@@ -105,3 +105,15 @@ def test_a_status_written_before_strategy_hashes_is_no_strategy_change() -> None
     assert classify_change(rollout(*OTHER_STEPS), "rev-b", prev) == ChangeSummary(
         ChangeKind.NO_CHANGE, "rev-b", "rev-a", "rev-b", 1, False
     )
+
+
+def test_other_blue_green_fields_for_the_preview_in_flight_restart_nothing() -> None:
+    """Argo restarts no blue-green rollout on a strategy edit (the reconciler declares the
+    stage again), so the PR headline must not promise a restart from step 0."""
+    from tests.unit.test_bluegreen import bg_rollout
+
+    before, after = bg_rollout(previewReplicaCount=1), bg_rollout(previewReplicaCount=2)
+    prev = status("rev-a", "rev-b", step=0, steps_hash=strategy_hash(before))
+    assert classify_change(after, "rev-b", prev) == ChangeSummary(
+        ChangeKind.NO_CHANGE, "rev-b", "rev-a", "rev-b", 0, True
+    )
