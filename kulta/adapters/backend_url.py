@@ -89,7 +89,10 @@ def parse_backend_url(url: str) -> BackendUrl:
     >>> (b.engine_url, b.password, b.table, b.key_prefix)
     ('postgres://kulta@db:5432/state?sslmode=require&table=rollouts', 's3cret', 'rollouts', 'state/')
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unclosed '['
+        raise ConfigError(f"backend URL {redact_text(url)}: {exc}") from exc
     scheme = parts.scheme.lower()
     if scheme == "file":
         return BackendUrl(kind=BackendKind.FILE, engine_url=url)

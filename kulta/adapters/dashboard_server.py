@@ -58,6 +58,8 @@ QUERY_TOKEN = "token"  # noqa: S105 (a parameter name)
 MAX_TARGET = 2048
 #: a command POST carries no body; anything larger is refused unread
 MAX_BODY = 1024
+#: query fields read from a request target (more is a 400)
+MAX_QUERY_FIELDS = 20
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -135,12 +137,20 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.rfile.read(int(length))
         url = urlsplit(self.path)
-        query = {k: v[0] for k, v in parse_qs(url.query, max_num_fields=20).items()}
+        try:
+            query = {k: v[0] for k, v in parse_qs(url.query, max_num_fields=MAX_QUERY_FIELDS).items()}
+        except ValueError:  # more fields than allowed
+            self._send(HttpResponse(HTTPStatus.BAD_REQUEST, b"too many query fields\n", "text/plain"))
+            return
         refusal = self._refusal(method, query)
         if refusal is not None:
             self._send(HttpResponse(HTTPStatus.FORBIDDEN, refusal.encode() + b"\n", "text/plain; charset=utf-8"))
             return
-        response = self.server.app(HttpRequest(method, url.path, query))
+        try:
+            response = self.server.app(HttpRequest(method, url.path, query))
+        except Exception:  # a bug in a page must not drop the connection without an answer
+            log.exception("dashboard: %s %s failed (a bug: please report it)", method.value, url.path)
+            response = HttpResponse(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error\n", "text/plain")
         cookie = None
         if query.get(QUERY_TOKEN) and self._token_matches(query[QUERY_TOKEN]):
             cookie = f"{COOKIE_NAME}={self.server.token}; HttpOnly; SameSite=Strict; Path=/"
@@ -181,8 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
         if cookie is not None:
             self.send_header("Set-Cookie", cookie)
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
+        self.wfile.write(response.body)
 
 
 class _Server(ThreadingHTTPServer):

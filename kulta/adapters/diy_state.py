@@ -67,13 +67,20 @@ def checkpoint_latest(stack: str, data: Any) -> dict[str, Any]:
     """``checkpoint.latest`` of a stack file (``{}`` for a stack never updated)."""
     if not isinstance(data, dict):
         raise DependencyError(Dependency.PULUMI_BACKEND, f"checkpoint of {stack} is not a JSON object")
-    latest = (data.get("checkpoint") or {}).get("latest") or {}
-    return latest if isinstance(latest, dict) else {}
+    checkpoint = data.get("checkpoint") or {}
+    latest = checkpoint.get("latest") or {} if isinstance(checkpoint, dict) else None
+    if not isinstance(latest, dict):
+        # never read as "no status": that would deploy the rollout from scratch
+        raise DependencyError(
+            Dependency.PULUMI_BACKEND, f"checkpoint of {stack} has no JSON object at checkpoint.latest"
+        )
+    return latest
 
 
 def stack_outputs(latest: dict[str, Any]) -> dict[str, Any]:
     """The root Stack resource's outputs: the last update's (empty for a new stack)."""
-    for resource in latest.get("resources", []) or []:
+    resources = latest.get("resources") or []
+    for resource in resources if isinstance(resources, list) else []:
         if isinstance(resource, dict) and resource.get("type") == STACK_TYPE:
             outputs = resource.get("outputs") or {}
             return dict(outputs) if isinstance(outputs, dict) else {}

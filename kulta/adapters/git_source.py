@@ -288,6 +288,8 @@ class GitSource:
         self._workdir = config.cache_dir / _cache_key(self._display_url, config.branch)
         self._last: GitSnapshot | None = None
         self._failures = 0
+        #: commits found in the cache (a fetched commit stays): asked of git once each
+        self._known: set[str] = set()
 
     @property
     def config(self) -> GitSourceConfig:
@@ -313,6 +315,8 @@ class GitSource:
         yet (another replica's snapshot is newer), or when there is no cache."""
         if not _SHA.fullmatch(sha):
             return False
+        if sha in self._known:
+            return True
         try:
             repo = git.Repo(self._workdir)
             repo.git.cat_file("-e", f"{sha}^{{commit}}", kill_after_timeout=self._timeout())
@@ -320,6 +324,7 @@ class GitSource:
             return False  # not there, or no clone yet (the next sync makes one)
         except _GIT_FAILURES as exc:
             raise self._failure(f"look for commit {sha[:12]} in the git cache {self._workdir}", exc, ()) from None
+        self._known.add(sha)
         return True
 
     @property

@@ -312,14 +312,14 @@ class Outbox:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             leftovers = list(directory.glob(f"*/{_TMP_PREFIX}*"))
+            for leftover in leftovers:
+                # A write cut short by a crash: its event was never stored (put is replayed).
+                if stat.S_ISDIR(leftover.lstat().st_mode):
+                    self.quarantine(leftover, "a directory where a temporary file belongs")
+                else:
+                    leftover.unlink(missing_ok=True)
         except OSError as err:
             raise OutboxCorruptError(f"event outbox {directory} cannot be opened as a directory: {err}") from err
-        for leftover in leftovers:
-            # A write cut short by a crash: its event was never stored (put is replayed).
-            if stat.S_ISDIR(leftover.lstat().st_mode):
-                self.quarantine(leftover, "a directory where a temporary file belongs")
-            else:
-                leftover.unlink()
 
     @contextlib.contextmanager
     def _disk(self, what: str) -> Iterator[None]:

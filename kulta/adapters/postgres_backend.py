@@ -212,7 +212,6 @@ class PostgresBackend:
         env = dict(os.environ)
         env.update(self.backend.engine_env())
         env.setdefault("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_SECONDS)
-        env.pop("PSQLRC", None)
         # Pulumi creates its table on first use: until then there is no stack (JSON null)
         statement = "\n".join(
             (
@@ -232,6 +231,8 @@ class PostgresBackend:
                 input=statement,
                 capture_output=True,
                 text=True,
+                encoding="utf-8",
+                errors="replace",  # psql's answer is JSON; anything else is reported, not raised
                 env=env,
                 timeout=PSQL_TIMEOUT_SECONDS,
                 check=False,

@@ -205,11 +205,6 @@ class StackManager:
         #: the lock's time) is gone, so its lock is dead (``kulta.adapters.leases.ReplicaPods``)
         self.owner_gone: Callable[[str, datetime], bool] | None = None
 
-    @property
-    def files(self) -> FileBackend | None:
-        """The file backend read directly (``None`` for every other backend)."""
-        return self.direct if isinstance(self.direct, FileBackend) else None
-
     # -- workspace -----------------------------------------------------------------
     def stack_lock(self, name: str) -> threading.Lock:
         with self._guard:
@@ -290,16 +285,19 @@ class StackManager:
             return self.direct.outputs_of(names)
         return {name: self.outputs(name) for name in names}
 
-    def get_tag(self, name: str, key: str) -> str | None:
-        """A stack tag; tags live in the backend (DIY backends too, since Pulumi 3.211)."""
+    def tags(self, name: str) -> dict[str, str]:
+        """Every tag of a stack, in one read; tags live in the backend (DIY backends too,
+        since Pulumi 3.211)."""
         if self.direct is not None:
-            return self.direct.tags(name).get(key)
+            return self.direct.tags(name)
         stack = self._stack(name)
         tags = _backend(
             f"reading the tags of stack {name}", lambda: stack.workspace.list_tags(name), self.backend.secrets
         )
-        value = tags.get(key)
-        return None if value is None else str(value)
+        return {str(k): str(v) for k, v in tags.items() if v is not None}
+
+    def get_tag(self, name: str, key: str) -> str | None:
+        return self.tags(name).get(key)
 
     def set_tag(self, name: str, key: str, value: str) -> None:
         stack = self._stack(name)
@@ -363,7 +361,8 @@ class StackManager:
             self._refuse_if_unrecorded(name)
         start = time.monotonic()
         events: list[auto.EngineEvent] = []
-        try:
+
+        def update() -> None:
             try:
                 _up(stack, program, message, refresh=refresh, on_event=events.append, on_output=on_output)
             except auto.errors.ConcurrentUpdateError:
@@ -372,19 +371,28 @@ class StackManager:
                 self._refuse_if_unrecorded(name)
                 events.clear()
                 _up(stack, program, message, refresh=refresh, on_event=events.append, on_output=on_output)
-        except auto.errors.ConcurrentUpdateError as exc:
-            raise StackLockedError(f"stack {name} is being updated by another process; retrying later") from exc
-        except auto.errors.CommandError as exc:
-            raise StepFailedError(f"Pulumi update of stack {name} failed: {_tail(exc, self.backend.secrets)}") from exc
-        except (OSError, ValueError, RuntimeError) as exc:
-            detail = redact_text(f"{type(exc).__name__}: {exc}", self.backend.secrets)
-            raise DependencyError(Dependency.PULUMI_BACKEND, f"Pulumi update of stack {name}: {detail}") from exc
+
+        self._engine("update", name, update)
         seconds = time.monotonic() - start
         changes: dict[str, int] = {}
         for event in events:
             if event.summary_event is not None:
                 changes = {str(getattr(k, "value", k)): int(v) for k, v in event.summary_event.resource_changes.items()}
         return UpdateReport(outputs=self.outputs(name), changes=changes, seconds=seconds)
+
+    def _engine(self, verb: str, name: str, call: Callable[[], _T]) -> _T:
+        """One engine operation with its failures in KULTA's terms: another process's lock
+        is ``StackLockedError`` (retry), the engine's own failure ``StepFailedError``
+        with its last lines, a CLI or backend that cannot run ``DependencyError``."""
+        try:
+            return call()
+        except auto.errors.ConcurrentUpdateError as exc:
+            raise StackLockedError(f"stack {name} is being updated by another process; retrying later") from exc
+        except auto.errors.CommandError as exc:
+            raise StepFailedError(f"Pulumi {verb} of stack {name} failed: {_tail(exc, self.backend.secrets)}") from exc
+        except (OSError, ValueError, RuntimeError) as exc:
+            detail = redact_text(f"{type(exc).__name__}: {exc}", self.backend.secrets)
+            raise DependencyError(Dependency.PULUMI_BACKEND, f"Pulumi {verb} of stack {name}: {detail}") from exc
 
     def unrecorded_update(self, name: str) -> str:
         """The message of the update that recorded the current outputs, when the
@@ -419,10 +427,7 @@ class StackManager:
     def preview(self, name: str, program: Callable[[], None]) -> PreviewReport:
         stack = self._stack(name, program)
         events: list[auto.EngineEvent] = []
-        try:
-            result = stack.preview(on_event=events.append, color="never", diff=True)
-        except auto.errors.CommandError as exc:
-            raise StepFailedError(f"Pulumi preview of stack {name} failed: {_tail(exc, self.backend.secrets)}") from exc
+        result = self._engine("preview", name, lambda: stack.preview(on_event=events.append, color="never", diff=True))
         changes = []
         for ev in events:
             pre = ev.resource_pre_event
@@ -451,12 +456,13 @@ class StackManager:
 
     def destroy(self, name: str, remove: bool = True) -> None:
         stack = self._stack(name)
-        try:
+
+        def destroy() -> None:
             stack.destroy(color="never", suppress_progress=True)
             if remove:
                 stack.workspace.remove_stack(name)
-        except auto.errors.CommandError as exc:
-            raise StepFailedError(f"Pulumi destroy of stack {name} failed: {_tail(exc, self.backend.secrets)}") from exc
+
+        self._engine("destroy", name, destroy)
         with self._guard:
             self._stacks.pop(name, None)
 

@@ -37,7 +37,13 @@ from kulta.app.stack_events import StackEventLedger
 from kulta.core.analysis_run import next_due_at
 from kulta.core.bluegreen import active_revision, pod_metadata, promotion_analysis
 from kulta.core.commands import InvalidCommandError, ManualCommand
-from kulta.core.constants import LABEL_POD_TEMPLATE_HASH, OUTPUT_PENDING_EVENTS, OUTPUT_UPDATE_MESSAGE, TAG_COMMAND
+from kulta.core.constants import (
+    LABEL_POD_TEMPLATE_HASH,
+    OUTPUT_PENDING_EVENTS,
+    OUTPUT_UPDATE_MESSAGE,
+    TAG_COMMAND,
+    TAG_EVENTS_ACKED,
+)
 from kulta.core.decision import AbortReason, Decision, Observation
 from kulta.core.events import EndReason, EventContext, build_events, chain_id_for, record_events
 from kulta.core.git_snapshot import behind_the_stack, keep_waiting
@@ -267,21 +273,19 @@ class Reconciler:
 
     # -- one rollout -----------------------------------------------------------------
     def _read_state(self, name: str) -> tuple[RolloutStatus | None, ManualCommand | None]:
-        """The status (outputs) and the manual command (a tag), read side by side.
-
-        Each is a read of the backend (a CLI or ``psql`` process on some backends)
-        before the step's update; with replicas the acknowledged-events tag is a
-        third. One read per pass: a command sent meanwhile is applied by the next.
+        """The status (outputs) and the tags (the manual command; with replicas the
+        acknowledged events), read side by side: each is a read of the backend (a CLI
+        or ``psql`` process on some backends) before the step's update. One read per
+        pass: a command sent meanwhile is applied by the next.
         """
-        with concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="kulta-read") as reads:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="kulta-read") as reads:
             outputs_read = reads.submit(self.stacks.outputs, name)
-            command_read = reads.submit(self._read_command, name)
-            acked_read = reads.submit(self.ledger.read_acked, name) if self.ledger is not None else None
-            outputs, command = outputs_read.result(), command_read.result()
-            acked = acked_read.result() if acked_read is not None else ""
+            tags_read = reads.submit(self.stacks.tags, name)
+            outputs, tags = outputs_read.result(), tags_read.result()
         if self.ledger is not None:
-            self.ledger.load(name, outputs, acked)
-        return (RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None), command
+            self.ledger.load(name, outputs, tags.get(TAG_EVENTS_ACKED, ""))
+        status = RolloutStatus.from_outputs(outputs) if outputs.get("phase") else None
+        return status, command_from_tag(tags.get(TAG_COMMAND), name)
 
     def _snapshot_behind(self, name: str, status: RolloutStatus | None, commit: str) -> str:
         """Why this turn waits for the next Git fetch ("" = it does not): see ``kulta.core.git_snapshot``."""
@@ -307,9 +311,6 @@ class Reconciler:
             extra={"stack": name},
         )
         return ""
-
-    def _read_command(self, name: str) -> ManualCommand | None:
-        return command_from_tag(self.stacks.get_tag(name, TAG_COMMAND), name)
 
     def _reconcile(
         self, rollout: Rollout, loaded: LoadResult, commit: str, name: str, max_updates: int

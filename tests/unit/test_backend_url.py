@@ -146,3 +146,8 @@ def test_a_row_is_decoded_from_the_form_pulumi_stores():
 )
 def test_a_lock_is_dead_only_when_its_process_of_this_host_is_gone(info, dead):
     assert lock_is_dead(info, "kulta-0", alive=lambda pid: pid != 4242) is dead
+
+
+def test_an_unparsable_url_is_a_config_error():
+    with pytest.raises(ConfigError, match="Invalid IPv6 URL"):
+        parse_backend_url("postgres://kulta:s3cret@[::1/state")

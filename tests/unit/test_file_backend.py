@@ -80,3 +80,24 @@ def test_only_file_urls_are_file_backends():
     assert file_backend_root("file:///var/lib/kulta/backend") == Path("/var/lib/kulta/backend")
     assert file_backend_root("s3://bucket/kulta") is None
     assert file_backend_root("postgres://u@h/db") is None
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"checkpoint": "x"},
+        {"checkpoint": {"latest": ["not", "an", "object"]}},
+    ],
+)
+def test_a_checkpoint_of_the_wrong_shape_is_a_backend_error(document: object) -> None:
+    from kulta.adapters.diy_state import checkpoint_latest
+
+    with pytest.raises(DependencyError, match=r"checkpoint of dev\.shop\.web"):
+        checkpoint_latest("dev.shop.web", document)
+
+
+def test_resources_that_are_no_list_hold_no_outputs() -> None:
+    from kulta.adapters.diy_state import stack_outputs
+
+    assert stack_outputs({"resources": 5}) == {}
+    assert stack_outputs({"resources": {"type": "pulumi:pulumi:Stack"}}) == {}
