@@ -7,8 +7,7 @@ Each row says which revision each Service selects and how many pods each side ru
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+from kulta.app.text_table import table
 from kulta.core.bluegreen import needs_controller_pause, preview_replicas
 from kulta.core.defaults import abort_scale_down_delay_seconds, scale_down_delay_seconds
 from kulta.model.rollout import AnalysisRef, BlueGreenStrategy, Rollout
@@ -33,11 +32,6 @@ def _pause(blue_green: BlueGreenStrategy) -> str:
 
 def _waits(*parts: str) -> str:
     return "; then ".join(part for part in parts if part) or "-"
-
-
-def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 def render_blue_green_plan(rollout: Rollout, blue_green: BlueGreenStrategy) -> list[str]:
@@ -80,5 +74,5 @@ def render_blue_green_plan(rollout: Rollout, blue_green: BlueGreenStrategy) -> l
     if post is not None:
         rows.append(("end", "promote", _NEW, preview_selects, f"{replicas}, 0 after {delay}s", replicas, "-"))
     rows.append(("abort", "abort (any stage)", _STABLE, preview_selects, replicas, kept, "-"))
-    lines.extend("  " + line for line in _table(rows))
+    lines.extend("  " + line for line in table(rows))
     return lines

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from kulta.adapters.stacks import HistoryEntry, PreviewChange, PreviewReport, StackManager, stack_name_for
+from kulta.app.text_table import table
 from kulta.core.bluegreen import active_revision, stage_label, step_count
 from kulta.core.commands import CommandKind, ManualCommand
 from kulta.core.constants import TAG_COMMAND
@@ -162,9 +163,8 @@ def format_status_table(
         if holders is not None:
             line = (line[0], holders.get(ref.name) or "-", *line[1:])
         lines.append(line)
-    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    for row in lines:
-        out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
+    for text in table(lines):
+        out.write(text + "\n")
 
 
 def format_health(stack: str, entry: Mapping[str, Any]) -> str:
@@ -269,9 +269,8 @@ def format_history(entries: Sequence[HistoryEntry], out: TextIO) -> None:
             why[:70],
         )
         rows.append((*row[:6], f.get("replica", "-"), *row[6:]) if shared else row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    for r in rows:
-        out.write("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() + "\n")
+    for text in table(rows):
+        out.write(text + "\n")
 
 
 def format_preview(step_label: str, report: PreviewReport, out: TextIO) -> None:

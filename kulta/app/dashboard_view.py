@@ -58,7 +58,6 @@ MAX_POINTS = 100
 COMPARISONS = frozenset({"<", "<=", ">", ">="})
 FIELD_STEP = "step"
 FIELD_CANARY = "canary"
-FIELD_PHASE = "phase"
 
 
 @dataclass(frozen=True)

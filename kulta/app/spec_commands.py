@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from kulta.app.bluegreen_plan import render_blue_green_plan
+from kulta.app.text_table import table
 from kulta.core.constants import GRPCROUTE_KIND, HTTPROUTE_KIND
 from kulta.core.plan import (
     DesiredState,
@@ -178,11 +179,6 @@ def _describe_mirror(route: SetMirrorRoute) -> str:
     return route.name if route.percentage is None else f"{route.name}({route.percentage}%)"
 
 
-def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-
-
 #: a plan lists at most this many rolling-update moves (they grow with replicas)
 MAX_PLAN_MOVES = 40
 
@@ -240,7 +236,7 @@ def render_plan(rollout: Rollout, others: Sequence[OtherDocument] = ()) -> list[
             rows.append(_row(f"move {move}", "rolling update", state))
     rows.append(_row("end", "promote", plan[-1], mirrors=mirrors))
     rows.append(_row("abort", "abort (any step)", desired_state(spec, 0, PlanMode.ABORTED), mirrors=mirrors))
-    lines.extend("  " + line for line in _table(rows))
+    lines.extend("  " + line for line in table(rows))
     if mirrors:
         lines.append(
             "  note: a mirror route's requests keep the step's split and are copied to the canary Service "

@@ -121,12 +121,14 @@ class StackEventLedger:
         done: dict[str, str] = {}
         for name, raw in seen.items():
             events = unacknowledged(read_pending(raw).events, acked.get(name, ""))
-            if not events or self.outbox.pending(rollout_key=name):
+            if not events:
                 continue
             last = events[-1].id
             try:
+                if self.outbox.pending(rollout_key=name):
+                    continue
                 self.stacks.set_tag(name, TAG_EVENTS_ACKED, last)
-            except KultaError as exc:
+            except KultaError as exc:  # the outbox's disk or the backend: tried again next delivery
                 log.warning("cannot acknowledge delivered events: %s", exc, extra={"stack": name})
                 continue
             with self._guard:

@@ -255,6 +255,27 @@ def test_oversized_requests_are_refused_unread(loopback):
     assert not app.requests
 
 
+def test_a_failing_page_is_a_500_and_too_many_query_fields_a_400():
+    """A bug in a page answers 500 (the client is not left without an answer); the
+    server goes on serving."""
+
+    def broken(request: HttpRequest) -> HttpResponse:
+        if request.path == "/broken":
+            raise ValueError("a bug")
+        return HttpResponse(HTTPStatus.OK, b"ok", "text/plain")
+
+    server = DashboardServer("127.0.0.1", 0, "s3cret", broken)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        assert httpx.get(base + "/broken").status_code == 500
+        many = "&".join(f"a{i}=1" for i in range(25))
+        assert httpx.get(f"{base}/?{many}").status_code == 400
+        assert httpx.get(base + "/").status_code == 200
+    finally:
+        server.close()
+
+
 def test_bound_elsewhere_every_request_needs_the_token():
     app = Recorder()
     server = DashboardServer("0.0.0.0", 0, "s3cret", app)  # every address: not loopback
