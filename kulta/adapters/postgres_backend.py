@@ -133,7 +133,7 @@ class PostgresBackend:
 
     # -- locks ---------------------------------------------------------------------
     def locks(self, stack: str) -> dict[str, Any]:
-        """Every lock blob of ``stack``: key → its JSON (pid, hostname, username, timestamp)."""
+        """Every readable lock blob of ``stack``: key → its JSON (pid, hostname, username, timestamp)."""
         prefix = self._key(lock_prefix(self.project, stack))
         rows = self._query(
             "SELECT coalesce(json_object_agg(key, data), '{{}}'::json) FROM (SELECT key, data FROM {table} "
@@ -145,7 +145,13 @@ class PostgresBackend:
             return {}
         if not isinstance(rows, dict):
             raise DependencyError(Dependency.PULUMI_BACKEND, f"the locks of stack {stack}: not a JSON object")
-        return {str(k): self._decode(str(k), v) for k, v in rows.items()}
+        locks: dict[str, Any] = {}
+        for key, envelope in rows.items():
+            try:
+                locks[str(key)] = self._decode(str(key), envelope)
+            except DependencyError as exc:  # never judged, as an unreadable lock file is not
+                log.warning("skipping an unreadable lock of stack %s: %s", stack, exc)
+        return locks
 
     def recover_dead_locks(
         self,

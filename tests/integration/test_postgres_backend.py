@@ -26,6 +26,7 @@ import pulumi
 import pytest
 from kubernetes import config
 
+from kulta.adapters.postgres_backend import PostgresBackend
 from kulta.adapters.stacks import StackManager, StackSettings, stack_name_for
 from kulta.model.status import Phase, RolloutStatus, RouteWeight
 from tests.integration.conftest import ROOT, with_table
@@ -204,6 +205,27 @@ def test_a_lock_of_a_dead_process_of_this_host_is_removed_another_hosts_is_kept(
     assert dead not in psql_rows(url, table)
     after = RolloutStatus.from_outputs(stacks.outputs(stack))
     assert after.phase is Phase.HEALTHY and after.stable_revision != before.stable_revision
+
+
+def test_an_unreadable_lock_row_is_skipped_and_a_dead_one_still_removed(backend, toolchain, tmp_path):
+    """One lock row that is no Pulumi blob must not make the recovery a backend outage
+    (an unreadable lock file is skipped the same way): the dead lock beside it goes."""
+    url, table = backend
+    stack = "e2e.locks.web"
+    stacks = manager(url, tmp_path / "state", "")
+    stacks.up(stack, exporting({"phase": "Healthy"}), message="creates the table")
+    dead = lock_row(url, table, stack, socket.gethostname(), dead_pid())
+    database = urlsplit(url).path.lstrip("/")
+    garbage = f"{database}/.pulumi/locks/organization/kulta/{stack}/garbage.json"
+    psql(url, f"""INSERT INTO {table} (key, data) VALUES ('{garbage}', '{{"data": "not base64!"}}')""")
+    assert isinstance(stacks.direct, PostgresBackend)
+    assert stacks.recover_dead_lock(stack) is True
+    rows = psql_rows_raw(url, table)
+    assert dead not in rows and garbage in rows
+
+
+def psql_rows_raw(url: str, table: str) -> set[str]:
+    return set(psql(url, f"SELECT key FROM {table}").split())
 
 
 def test_a_wrong_password_is_named_as_a_backend_outage_and_never_shown(cluster, backend, tmp_path):
