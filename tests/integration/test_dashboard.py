@@ -92,8 +92,9 @@ def test_dashboard_lists_a_paused_rollout_charts_its_steps_and_promotes_it(env, 
         row = page.locator(f'tr.rollout[data-rollout="{ns}/web"]')
         expect(row).to_have_count(1)
         paused = RolloutStatus.from_outputs(stacks.outputs(stack))
-        assert paused.phase is Phase.PAUSED
-        expect(row.locator(".phase")).to_have_text("Paused")  # held by `pause: 1h` at step 1
+        # a timed pause (`pause: {duration: 1h}`) is Progressing in KULTA (docs/reconciler.md)
+        assert paused.phase is Phase.PROGRESSING and paused.pause_started_at
+        expect(row.locator(".phase")).to_have_text("Progressing")
         expect(row.locator("td.step")).to_have_text("1/5")
         expect(row.locator("td.weight .num")).to_have_text("25%")
 
